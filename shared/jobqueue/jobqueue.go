@@ -1,0 +1,316 @@
+// Package jobqueue is the NATS JetStream side of the job path: the proof-job
+// stream and one durable pull consumer per family, the publisher the
+// frontend enqueues with, and the status and cancel events that flow between
+// workers and frontends.
+//
+// Topology: one work-queue stream (subjects proof.jobs.>, file storage,
+// DiscardNew with message and byte limits so a full queue refuses a publish
+// instead of silently dropping old jobs, a duplicate window for uuid dedup)
+// and a durable pull consumer per family filtered on proof.jobs.<family>.
+// Setup creates or updates them idempotently; it runs once from
+// `proverctl migrate` (or the dev stack), never raced by replicas.
+package jobqueue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/job"
+)
+
+// Config sizes the stream and the consumers.
+type Config struct {
+	// Stream name; job.StreamName by default.
+	Stream string
+	// Replicas of the stream and consumers: 1 for dev, 3 in production.
+	Replicas int
+	// Memory storage instead of file storage (tests only).
+	Memory bool
+	// MaxMsgs and MaxBytes bound the queue; a publish beyond them is refused.
+	MaxMsgs  int64
+	MaxBytes int64
+	// MaxMsgSize bounds one job (register inputs are large).
+	MaxMsgSize int32
+	// Duplicates is the window in which a repeated Nats-Msg-Id is dropped.
+	Duplicates time.Duration
+	// AckWait is how long a delivered job may go without an ack or an
+	// InProgress heartbeat before it is redelivered.
+	AckWait time.Duration
+	// MaxDeliver caps deliveries of one job.
+	MaxDeliver int
+	// BackOff, when set, replaces AckWait for successive redeliveries of a
+	// job whose worker went silent (len ≤ MaxDeliver).
+	BackOff []time.Duration
+	// MaxAckPending caps jobs in flight per family: the slots of its fleet.
+	MaxAckPending int
+}
+
+// DefaultConfig is a development configuration.
+func DefaultConfig() Config {
+	return Config{
+		Stream:        job.StreamName,
+		Replicas:      1,
+		MaxMsgs:       100_000,
+		MaxBytes:      4 << 30,
+		MaxMsgSize:    12 << 20,
+		Duplicates:    10 * time.Minute,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    5,
+		MaxAckPending: 256,
+	}
+}
+
+// Validate checks the configuration with exact messages.
+func (c Config) Validate() error {
+	switch {
+	case c.Stream == "":
+		return errors.New("jobqueue: Config.Stream is empty")
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("jobqueue: Config.Replicas must be 1..5, got %d", c.Replicas)
+	case c.MaxMsgs <= 0 || c.MaxBytes <= 0:
+		return errors.New("jobqueue: Config.MaxMsgs and Config.MaxBytes must be positive (the queue must push back)")
+	case c.MaxMsgSize <= 0:
+		return errors.New("jobqueue: Config.MaxMsgSize must be positive")
+	case c.Duplicates <= 0:
+		return errors.New("jobqueue: Config.Duplicates must be positive (uuid dedup)")
+	case c.AckWait < time.Second:
+		return fmt.Errorf("jobqueue: Config.AckWait must be at least 1s, got %s", c.AckWait)
+	case c.MaxDeliver < 1:
+		return fmt.Errorf("jobqueue: Config.MaxDeliver must be at least 1, got %d", c.MaxDeliver)
+	case len(c.BackOff) > c.MaxDeliver:
+		return fmt.Errorf("jobqueue: Config.BackOff has %d steps, more than MaxDeliver %d", len(c.BackOff), c.MaxDeliver)
+	case c.MaxAckPending < 1:
+		return fmt.Errorf("jobqueue: Config.MaxAckPending must be at least 1, got %d", c.MaxAckPending)
+	}
+	return nil
+}
+
+// ConsumerName is the durable consumer of a family: the family's name.
+func ConsumerName(f family.Family) string { return string(f) }
+
+func (c Config) streamConfig() jetstream.StreamConfig {
+	storage := jetstream.FileStorage
+	if c.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	return jetstream.StreamConfig{
+		Name:        c.Stream,
+		Description: "Proof jobs, one consumer per family (work queue)",
+		Subjects:    []string{job.SubjectAll},
+		Retention:   jetstream.WorkQueuePolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     c.MaxMsgs,
+		MaxBytes:    c.MaxBytes,
+		MaxMsgSize:  c.MaxMsgSize,
+		Duplicates:  c.Duplicates,
+		Storage:     storage,
+		Replicas:    c.Replicas,
+	}
+}
+
+func (c Config) consumerConfig(f family.Family) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       ConsumerName(f),
+		Description:   "Proof jobs of the " + string(f) + " family",
+		FilterSubject: job.Subject(f),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    c.MaxDeliver,
+		BackOff:       c.BackOff,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      c.Replicas,
+	}
+}
+
+// Setup creates or updates the stream and the consumers of fams. It is
+// idempotent.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config, fams []family.Family) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, cfg.streamConfig()); err != nil {
+		return fmt.Errorf("jobqueue: stream %s: %w", cfg.Stream, err)
+	}
+	for _, f := range fams {
+		if _, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cfg.consumerConfig(f)); err != nil {
+			return fmt.Errorf("jobqueue: consumer %s: %w", ConsumerName(f), err)
+		}
+	}
+	return nil
+}
+
+// Check reports whether the stream and the consumers of fams exist (for
+// readiness probes).
+func Check(ctx context.Context, js jetstream.JetStream, stream string, fams []family.Family) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("jobqueue: stream %s: %w", stream, err)
+	}
+	for _, f := range fams {
+		if _, err := s.Consumer(ctx, ConsumerName(f)); err != nil {
+			return fmt.Errorf("jobqueue: consumer %s: %w", ConsumerName(f), err)
+		}
+	}
+	return nil
+}
+
+// Backlog is a family's autoscaling signal, read from consumer info.
+type Backlog struct {
+	Family      family.Family
+	Pending     uint64 // jobs not yet delivered
+	AckPending  int    // jobs delivered and not yet acknowledged
+	Redelivered int
+}
+
+// Backlogs reads the backlog of each family's consumer.
+func Backlogs(ctx context.Context, js jetstream.JetStream, stream string, fams []family.Family) ([]Backlog, error) {
+	out := make([]Backlog, 0, len(fams))
+	for _, f := range fams {
+		c, err := js.Consumer(ctx, stream, ConsumerName(f))
+		if err != nil {
+			return nil, fmt.Errorf("jobqueue: consumer %s: %w", ConsumerName(f), err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("jobqueue: consumer %s info: %w", ConsumerName(f), err)
+		}
+		out = append(out, Backlog{Family: f, Pending: info.NumPending, AckPending: info.NumAckPending, Redelivered: info.NumRedelivered})
+	}
+	return out, nil
+}
+
+var (
+	// ErrQueueFull means the stream refused the job: the queue is at its
+	// message or byte limit. The frontend reports it to the client.
+	ErrQueueFull = errors.New("jobqueue: the proof queue is full")
+	// ErrDuplicate means a job with this request id was already published
+	// within the duplicate window.
+	ErrDuplicate = errors.New("jobqueue: job already enqueued")
+)
+
+// Publisher enqueues jobs.
+type Publisher struct {
+	js     jetstream.JetStream
+	stream string
+}
+
+// NewPublisher returns a Publisher on js for the configured stream.
+func NewPublisher(js jetstream.JetStream, cfg Config) (*Publisher, error) {
+	if js == nil {
+		return nil, errors.New("jobqueue: NewPublisher needs a JetStream")
+	}
+	if cfg.Stream == "" {
+		return nil, errors.New("jobqueue: Config.Stream is empty")
+	}
+	return &Publisher{js: js, stream: cfg.Stream}, nil
+}
+
+// Publish enqueues env on its family's subject with Nats-Msg-Id = request id
+// and waits for the stream's acknowledgement (bound it with ctx).
+func (p *Publisher) Publish(ctx context.Context, env job.Envelope) error {
+	data, err := env.Marshal()
+	if err != nil {
+		return err
+	}
+	ack, err := p.js.Publish(ctx, job.Subject(env.Family()), data,
+		jetstream.WithMsgID(env.RequestID), jetstream.WithExpectStream(p.stream))
+	if err != nil {
+		if isFull(err) {
+			return fmt.Errorf("%w: %v", ErrQueueFull, err)
+		}
+		return fmt.Errorf("jobqueue: publish %s: %w", env.RequestID, err)
+	}
+	if ack.Duplicate {
+		return fmt.Errorf("%w: %s", ErrDuplicate, env.RequestID)
+	}
+	return nil
+}
+
+func isFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		d := strings.ToLower(apiErr.Description)
+		return strings.Contains(d, "maximum messages") || strings.Contains(d, "maximum bytes") ||
+			strings.Contains(d, "resource limits")
+	}
+	return false
+}
+
+// Events publishes and subscribes to status and cancel announcements on core
+// NATS (they are hints to push updates; Postgres holds the truth).
+type Events struct{ nc *nats.Conn }
+
+// NewEvents returns Events on nc.
+func NewEvents(nc *nats.Conn) *Events { return &Events{nc: nc} }
+
+// PublishStatus announces a status change.
+func (e *Events) PublishStatus(ctx context.Context, ev job.StatusEvent) error {
+	if ev.At.IsZero() {
+		ev.At = time.Now().UTC()
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	if err := e.nc.Publish(job.StatusSubject(ev.RequestID), data); err != nil {
+		return fmt.Errorf("jobqueue: status event %s: %w", ev.RequestID, err)
+	}
+	return e.flush(ctx)
+}
+
+// SubscribeStatus calls fn for each status event of requestID until
+// unsubscribe is called.
+func (e *Events) SubscribeStatus(requestID string, fn func(job.StatusEvent)) (unsubscribe func(), err error) {
+	sub, err := e.nc.Subscribe(job.StatusSubject(requestID), func(m *nats.Msg) {
+		var ev job.StatusEvent
+		if json.Unmarshal(m.Data, &ev) == nil && ev.RequestID == requestID {
+			fn(ev)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobqueue: subscribe status %s: %w", requestID, err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// PublishCancel announces that requestID was cancelled, so the worker
+// running it stops.
+func (e *Events) PublishCancel(ctx context.Context, requestID string) error {
+	if err := e.nc.Publish(job.CancelSubject(requestID), []byte(requestID)); err != nil {
+		return fmt.Errorf("jobqueue: cancel event %s: %w", requestID, err)
+	}
+	return e.flush(ctx)
+}
+
+// flush waits until the server has the announcement, bounded by ctx or 5s.
+func (e *Events) flush(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	if err := e.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("jobqueue: flush: %w", err)
+	}
+	return nil
+}
+
+// SubscribeCancels calls fn with the request id of every cancel announcement.
+func (e *Events) SubscribeCancels(fn func(requestID string)) (unsubscribe func(), err error) {
+	sub, err := e.nc.Subscribe(job.CancelSubjectAll, func(m *nats.Msg) {
+		fn(strings.TrimPrefix(m.Subject, "proof.cancel."))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobqueue: subscribe cancels: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}

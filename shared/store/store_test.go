@@ -1,0 +1,243 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/shared/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
+
+func setup(t *testing.T) (*store.Store, string) {
+	t.Helper()
+	url := stacktest.PostgresURL(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return store.New(pool), url
+}
+
+func newRequest() store.Request {
+	return store.Request{ID: uuid.NewString(), ProofType: "disclose", Circuit: "disclose_demo", Onchain: true,
+		EndpointType: "celo", Endpoint: "0xabc", Version: 1, UserDefinedData: "u", SelfDefinedData: "s"}
+}
+
+func TestInsertGet(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	r := newRequest()
+	if err := s.Insert(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Insert(ctx, r); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second insert: %v, want ErrExists", err)
+	}
+	p, err := s.Get(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Status != store.Pending || p.ProofType != "disclose" || p.Circuit != "disclose_demo" || !p.Onchain ||
+		p.EndpointType != "celo" || p.Endpoint != "0xabc" || p.Version != 1 || p.CreatedAt.IsZero() {
+		t.Fatalf("row = %+v", p)
+	}
+	if ok, err := s.Exists(ctx, r.ID); !ok || err != nil {
+		t.Fatalf("Exists = %v, %v", ok, err)
+	}
+	if _, err := s.Get(ctx, uuid.NewString()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get unknown: %v", err)
+	}
+	if _, err := s.Get(ctx, "not-a-uuid"); !errors.Is(err, store.ErrBadID) {
+		t.Fatalf("Get bad id: %v", err)
+	}
+}
+
+func TestTransitionsAreGuarded(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	r := newRequest()
+	if err := s.Insert(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	must := func(ok bool, err error, want bool, what string) {
+		t.Helper()
+		if err != nil || ok != want {
+			t.Fatalf("%s = %v, %v; want %v", what, ok, err, want)
+		}
+	}
+	p, err := s.Claim(ctx, r.ID, "w1", 1)
+	if err != nil || p.Attempts != 1 || p.WorkerID != "w1" {
+		t.Fatalf("Claim = %+v, %v", p, err)
+	}
+	ok, err := s.MarkWitnessGenerated(ctx, r.ID)
+	must(ok, err, true, "witness")
+	ok, err = s.MarkWitnessGenerated(ctx, r.ID)
+	must(ok, err, false, "witness again")
+	proof := json.RawMessage(`{"pi_a":["1","2","1"],"protocol":"groth16"}`)
+	ok, err = s.MarkProofGenerated(ctx, r.ID, proof, []string{"7", "8"})
+	must(ok, err, true, "proof")
+	// A late duplicate can neither fail nor overwrite the result.
+	ok, err = s.MarkFailed(ctx, r.ID, "late failure")
+	must(ok, err, false, "fail after proof")
+	ok, err = s.MarkProofGenerated(ctx, r.ID, json.RawMessage(`{"other":1}`), nil)
+	must(ok, err, false, "second proof")
+	ok, err = s.MarkWitnessGenerated(ctx, r.ID)
+	must(ok, err, false, "witness after proof")
+	p, err = s.Claim(ctx, r.ID, "w2", 2)
+	if err != nil || p.WorkerID != "w1" || p.Attempts != 1 {
+		t.Fatalf("claim of a terminal row changed it: %+v, %v", p, err)
+	}
+	if p.Status != store.ProofGenerated || p.WitnessGeneratedAt == nil || p.ProofGeneratedAt == nil ||
+		strings.Join(p.PublicInputs, ",") != "7,8" || !strings.Contains(string(p.Proof), "groth16") || p.Reason != "" {
+		t.Fatalf("row after proof = %+v", p)
+	}
+	if _, err := s.MarkProofGenerated(ctx, r.ID, json.RawMessage(`{`), nil); err == nil {
+		t.Fatal("invalid proof JSON accepted")
+	}
+
+	r2 := newRequest()
+	_ = s.Insert(ctx, r2)
+	ok, err = s.MarkFailed(ctx, r2.ID, "witness generator rejected the input")
+	must(ok, err, true, "fail")
+	ok, err = s.MarkProofGenerated(ctx, r2.ID, proof, nil)
+	must(ok, err, false, "proof after fail")
+	p, _ = s.Get(ctx, r2.ID)
+	if p.Status != store.Failed || p.Reason != "witness generator rejected the input" || p.Proof != nil {
+		t.Fatalf("failed row = %+v", p)
+	}
+	// Delete only removes pending rows.
+	if err := s.Delete(ctx, r2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.Exists(ctx, r2.ID); !ok {
+		t.Fatal("Delete removed a terminal row")
+	}
+	r3 := newRequest()
+	_ = s.Insert(ctx, r3)
+	_ = s.Delete(ctx, r3.ID)
+	if ok, _ := s.Exists(ctx, r3.ID); ok {
+		t.Fatal("Delete left a pending row")
+	}
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	pool := stacktest.Postgres(t)
+	applied, err := store.Migrate(context.Background(), pool)
+	if err != nil || len(applied) != 0 {
+		t.Fatalf("second migrate applied %v, %v", applied, err)
+	}
+}
+
+func TestNotifyOnInsertAndStatusChange(t *testing.T) {
+	t.Parallel()
+	s, url := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN status_update"); err != nil {
+		t.Fatal(err)
+	}
+	r := newRequest()
+	if err := s.Insert(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	next := func() map[string]any {
+		t.Helper()
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(n.Payload), &m); err != nil {
+			t.Fatalf("payload is not JSON: %v", err)
+		}
+		if m["request_id"] != r.ID {
+			t.Fatalf("payload for %v, want %s", m["request_id"], r.ID)
+		}
+		return m
+	}
+	if m := next(); m["status"] != float64(0) || m["circuit_name"] != "disclose_demo" {
+		t.Fatalf("insert payload = %v", m)
+	}
+	_, _ = s.Claim(ctx, r.ID, "w", 1) // no status change: no notification
+	_, _ = s.MarkWitnessGenerated(ctx, r.ID)
+	if m := next(); m["status"] != float64(1) {
+		t.Fatalf("witness payload = %v", m)
+	}
+	// A row far above pg_notify's 8000-byte limit must still update.
+	big := make([]string, 400)
+	for i := range big {
+		big[i] = "21888242871839275222246405745257275088548364400416034343698204186575808495617"
+	}
+	ok, err := s.MarkProofGenerated(ctx, r.ID, json.RawMessage(`{"protocol":"groth16"}`), big)
+	if err != nil || !ok {
+		t.Fatalf("large update = %v, %v", ok, err)
+	}
+	m := next()
+	if m["status"] != float64(2) || m["truncated"] != true {
+		t.Fatalf("large-row payload = %v", m)
+	}
+}
+
+func TestCleanup(t *testing.T) {
+	t.Parallel()
+	s, url := setup(t)
+	ctx := context.Background()
+	var done, open []string
+	for i := 0; i < 3; i++ {
+		r := newRequest()
+		_ = s.Insert(ctx, r)
+		_, _ = s.MarkProofGenerated(ctx, r.ID, json.RawMessage(`{}`), []string{"1"})
+		done = append(done, r.ID)
+		r2 := newRequest()
+		_ = s.Insert(ctx, r2)
+		open = append(open, r2.ID)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "UPDATE proofs SET updated_at = now() - interval '2 days', created_at = now() - interval '2 days'"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Cleanup(ctx, time.Now().Add(-24*time.Hour), store.StripProofs)
+	if err != nil || n != 3 {
+		t.Fatalf("strip = %d, %v", n, err)
+	}
+	p, _ := s.Get(ctx, done[0])
+	if p.Proof != nil || p.PublicInputs != nil || p.Status != store.ProofGenerated {
+		t.Fatalf("stripped row = %+v", p)
+	}
+	n, err = s.Cleanup(ctx, time.Now().Add(-24*time.Hour), store.DeleteRows)
+	if err != nil || n != 3 {
+		t.Fatalf("delete = %d, %v", n, err)
+	}
+	for _, id := range open {
+		if ok, _ := s.Exists(ctx, id); !ok {
+			t.Fatal("cleanup removed a row still in progress")
+		}
+	}
+	if ok, _ := s.Exists(ctx, done[1]); ok {
+		t.Fatal("cleanup kept an old terminal row")
+	}
+}
