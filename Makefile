@@ -1,0 +1,76 @@
+# prover-fleet: the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+CIRCUITS_OUT ?= circuits/build
+ZKEYS ?= zkeys
+# Development key seed for circuits whose keys are not committed (see zkeys/README.md).
+DEV_KEY_SEED ?= prover-fleet development key - NOT FOR PRODUCTION
+GOTESTFLAGS ?= -count=1 -timeout 30m
+
+PROGRAMS := prover-api prover-worker proverctl zkprove zkeygen
+
+.PHONY: all build demo dev test test-short bench bench-quick circuits keys deps fmt vet clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/prover-api ./api
+	$(GO) build -o $(BIN)/prover-worker ./worker
+	$(GO) build -o $(BIN)/proverctl ./cmd/proverctl
+	$(GO) build -o $(BIN)/zkprove ./cmd/zkprove
+	$(GO) build -o $(BIN)/zkeygen ./cmd/zkeygen
+
+# npm packages pinned by circuits/package-lock.json.
+circuits/node_modules/.bin/circom2: circuits/package.json circuits/package-lock.json
+	npm ci --prefix circuits --no-audit --no-fund
+	@touch $@
+
+deps: circuits/node_modules/.bin/circom2
+
+# Compile the demo circuits (idempotent: skips what is up to date).
+circuits: deps
+	scripts/build-circuits.sh $(CIRCUITS_OUT)
+
+# Development keys that are too large to commit are generated once, quickly,
+# by our own Go keygen (snarkjs needs >30 min for 2^17 on 2 cores).
+keys: circuits
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/zkeygen ./cmd/zkeygen
+	@for c in register_demo; do \
+	  if [ ! -s $(ZKEYS)/$$c.zkey ] || [ $(CIRCUITS_OUT)/$$c.r1cs -nt $(ZKEYS)/$$c.zkey ]; then \
+	    echo "zkeygen: $$c (development key)"; \
+	    $(BIN)/zkeygen -r1cs $(CIRCUITS_OUT)/$$c.r1cs -zkey $(ZKEYS)/$$c.zkey -vkey $(ZKEYS)/$$c.vkey.json -seed "$(DEV_KEY_SEED) $$c" || exit 1; \
+	  fi; \
+	done
+
+# The whole suite, starting what it needs itself (embedded NATS, throwaway Postgres).
+test: keys
+	$(GO) vet ./...
+	PROVER_CIRCUITS=$(abspath $(CIRCUITS_OUT)) PROVER_ZKEYS=$(abspath $(ZKEYS)) $(GO) test $(GOTESTFLAGS) ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+# The whole fleet on this machine, acting as the app for each demo circuit.
+demo: keys build
+	$(BIN)/proverctl demo -c $(CIRCUITS_OUT) -k $(ZKEYS)
+
+dev: keys build
+	$(BIN)/proverctl dev -c $(CIRCUITS_OUT) -k $(ZKEYS)
+
+bench: keys build
+	$(GO) run ./bench -c $(CIRCUITS_OUT) -k $(ZKEYS) -out bench/results
+
+bench-quick: keys build
+	$(GO) run ./bench -quick -c $(CIRCUITS_OUT) -k $(ZKEYS) -out $${TMPDIR:-/tmp}/bench-quick
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN) $(CIRCUITS_OUT)
