@@ -1,0 +1,33 @@
+// Package attest produces and checks attestation documents in the AWS Nitro
+// Enclaves format: an untagged COSE_Sign1 structure, ES384 over a P-384 leaf
+// key, whose payload is a CBOR map with module_id, digest ("SHA384"),
+// timestamp (ms), pcrs, certificate, cabundle (root first), public_key,
+// user_data and nonce. PROTOCOL.md ("Attestation document") is the contract;
+// the deployed app parses these documents, so the bytes must match it.
+//
+// Two implementations of [Attester] produce documents:
+//
+//   - [NSM] asks the Nitro Security Module (/dev/nsm inside an enclave) and
+//     returns its document unchanged. The chain leads to the AWS Nitro
+//     Enclaves root ([AWSNitroRootPEM]).
+//   - [Dev] signs the same structure itself, for running outside an enclave.
+//     It keeps a P-384 development root in a directory (created on first
+//     use, reused afterwards), issues itself a short-lived leaf certificate
+//     under it, and derives its PCRs from the SHA-384 of the running binary
+//     ([DevPCRs]), so that two different builds attest different PCR0s.
+//     A development root proves nothing about the machine; it exists so that
+//     the one [Verifier] runs unchanged in development and in production.
+//
+// [Verifier] makes every check the app makes: a 4-element COSE_Sign1 array
+// (tagged or untagged); all of module_id, digest, timestamp, pcrs,
+// certificate and cabundle present; digest == SHA384; PCR indexes below 32
+// and lengths of 32, 48 or 64 bytes; cabundle entries of 1..1024 bytes;
+// public_key up to 1024 bytes; user_data and nonce up to 512 bytes; the
+// first cabundle entry is a pinned root and the certificate chains from it
+// through the cabundle to the leaf at the document's own timestamp; the ES384
+// signature verifies with the leaf key; PCR0 is on the allow-list. It also
+// checks what the server's callers need: user_data equals the expected bytes
+// and the timestamp is recent. Each failure wraps its own sentinel error
+// (ErrSignature, ErrPCR0, ...), and field-level failures are a *FieldError
+// naming the field.
+package attest
