@@ -1,0 +1,270 @@
+// Package proc runs the worker's child processes (witness generators,
+// provers, command-line verifiers) so that none outlives its job.
+//
+// Each child runs in its own process group. A timeout or a cancelled context
+// kills the whole group with SIGKILL (exec.Cmd.Cancel), exec.Cmd.WaitDelay
+// bounds the wait for pipes held open by grandchildren, and the group is
+// killed once more after the child exits so that nothing it left behind
+// survives. The child also gets SIGKILL if the worker itself dies
+// (Pdeathsig). The exit status decides success; the last bytes of stderr are
+// kept for the failure reason and are not a failure by themselves.
+package proc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultTailBytes is how much of a child's stderr (and stdout) is kept.
+const DefaultTailBytes = 4096
+
+// Cmd describes one child process.
+type Cmd struct {
+	// Stage names the step for errors, logs and metrics ("witness", "prove",
+	// "verify").
+	Stage string
+	// Path is the program; Args its arguments (without argv[0]).
+	Path string
+	Args []string
+	// Dir is the working directory.
+	Dir string
+	// Env is the complete environment of the child. The worker passes a
+	// minimal one so that its own secrets never reach a child.
+	Env []string
+	// Timeout bounds the run; 0 means no limit beyond ctx.
+	Timeout time.Duration
+}
+
+// Result describes a finished child.
+type Result struct {
+	Duration time.Duration
+	// MaxRSS is the peak resident memory of the child (and its waited-for
+	// descendants) in bytes, from getrusage; 0 if unknown.
+	MaxRSS int64
+	// Stdout and Stderr are the last bytes the child wrote.
+	Stdout, Stderr []byte
+}
+
+// ErrTimeout is the cause of a stage context that ran out of time.
+var ErrTimeout = errors.New("proc: stage timed out")
+
+// ExitError: the child exited with a non-zero status on its own.
+type ExitError struct {
+	Stage  string
+	Code   int
+	Stderr []byte
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("%s: exit status %d", e.Stage, e.Code)
+}
+
+// SignalError: the child was killed by a signal it was not sent by us
+// (the OOM killer, a crash).
+type SignalError struct {
+	Stage  string
+	Signal syscall.Signal
+	Stderr []byte
+}
+
+func (e *SignalError) Error() string {
+	return fmt.Sprintf("%s: killed by signal %s", e.Stage, e.Signal)
+}
+
+// TimeoutError: the stage ran out of time and its process group was killed.
+type TimeoutError struct {
+	Stage   string
+	Timeout time.Duration
+	Stderr  []byte
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s: timed out after %s", e.Stage, e.Timeout)
+}
+
+// Unwrap lets errors.Is(err, ErrTimeout) match.
+func (e *TimeoutError) Unwrap() error { return ErrTimeout }
+
+// StartError: the child could not be started (missing binary, no
+// permission).
+type StartError struct {
+	Stage string
+	Path  string
+	Err   error
+}
+
+func (e *StartError) Error() string {
+	return fmt.Sprintf("%s: start %s: %v", e.Stage, e.Path, e.Err)
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// Runner runs child processes.
+type Runner interface {
+	Run(ctx context.Context, c Cmd) (Result, error)
+}
+
+// Exec is the Runner that starts real processes.
+type Exec struct {
+	// TailBytes is how much stderr/stdout to keep; DefaultTailBytes if 0.
+	TailBytes int
+	// WaitDelay bounds the wait for I/O after the child is killed or exits
+	// while a grandchild holds its pipes; 2s if 0.
+	WaitDelay time.Duration
+}
+
+// Run starts c and waits for it. When ctx ends first, the error is
+// context.Cause(ctx) wrapped with the stage name, so callers can tell a
+// cancel from a shutdown.
+func (x Exec) Run(ctx context.Context, c Cmd) (Result, error) {
+	tailN := x.TailBytes
+	if tailN <= 0 {
+		tailN = DefaultTailBytes
+	}
+	waitDelay := x.WaitDelay
+	if waitDelay <= 0 {
+		waitDelay = 2 * time.Second
+	}
+	stageCtx := ctx
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		stageCtx, cancel = context.WithTimeoutCause(ctx, c.Timeout, ErrTimeout)
+		defer cancel()
+	}
+	if err := context.Cause(ctx); err != nil {
+		return Result{}, fmt.Errorf("%s: not started: %w", c.Stage, err)
+	}
+
+	stdout, stderr := newTail(tailN), newTail(tailN)
+	cmd := exec.CommandContext(stageCtx, c.Path, c.Args...)
+	cmd.Dir = c.Dir
+	cmd.Env = c.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{} // never inherit the worker's environment
+	}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
+	cmd.WaitDelay = waitDelay
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Result{}, &StartError{Stage: c.Stage, Path: c.Path, Err: err}
+	}
+	pgid := cmd.Process.Pid
+	waitErr := cmd.Wait()
+	// Whatever the child left in its group (a daemonised helper, a
+	// grandchild still sleeping) goes with it.
+	_ = killGroup(pgid)
+
+	res := Result{Duration: time.Since(start), Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if st := cmd.ProcessState; st != nil {
+		if ru, ok := st.SysUsage().(*syscall.Rusage); ok && ru != nil {
+			res.MaxRSS = ru.Maxrss * 1024 // Linux reports KiB
+		}
+	}
+	if waitErr == nil {
+		return res, nil
+	}
+	// Our own kill: say why we killed it.
+	if cause := context.Cause(stageCtx); cause != nil {
+		if errors.Is(cause, ErrTimeout) && context.Cause(ctx) == nil {
+			return res, &TimeoutError{Stage: c.Stage, Timeout: c.Timeout, Stderr: res.Stderr}
+		}
+		if pc := context.Cause(ctx); pc != nil {
+			return res, fmt.Errorf("%s: stopped: %w", c.Stage, pc)
+		}
+	}
+	var exitErr *exec.ExitError
+	if errors.As(waitErr, &exitErr) {
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return res, &SignalError{Stage: c.Stage, Signal: ws.Signal(), Stderr: res.Stderr}
+		}
+		return res, &ExitError{Stage: c.Stage, Code: exitErr.ExitCode(), Stderr: res.Stderr}
+	}
+	if errors.Is(waitErr, exec.ErrWaitDelay) {
+		// The child exited 0 but a grandchild kept its pipes open past
+		// WaitDelay; the group is killed above and the exit status stands.
+		return res, nil
+	}
+	return res, fmt.Errorf("%s: wait: %w", c.Stage, waitErr)
+}
+
+// killGroup sends SIGKILL to every process in the group pgid.
+func killGroup(pgid int) error {
+	if pgid <= 0 {
+		return nil
+	}
+	err := syscall.Kill(-pgid, syscall.SIGKILL)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return os.NewSyscallError("kill", err)
+	}
+	return nil
+}
+
+// tail keeps the last n bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	n   int
+	buf []byte
+}
+
+func newTail(n int) *tail { return &tail{n: n} }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	written := len(p)
+	if len(p) >= t.n {
+		t.buf = append(t.buf[:0], p[len(p)-t.n:]...)
+		return written, nil
+	}
+	if over := len(t.buf) + len(p) - t.n; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	t.buf = append(t.buf, p...)
+	return written, nil
+}
+
+func (t *tail) Bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return bytes.Clone(t.buf)
+}
+
+// Excerpt summarises what a child wrote for a failure reason: the last few
+// non-empty lines of out, at most 300 bytes, with every run of 6 or more
+// digits replaced by "#". Circuit inputs are decimal numbers; a tool that
+// echoes one in an error message must not carry it into a log or a status
+// row.
+func Excerpt(out []byte) string {
+	lines := strings.Split(strings.ReplaceAll(string(out), "\r", "\n"), "\n")
+	var keep []string
+	for i := len(lines) - 1; i >= 0 && len(keep) < 3; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			keep = append([]string{l}, keep...)
+		}
+	}
+	s := longDigits.ReplaceAllString(strings.Join(keep, " | "), "#")
+	s = strings.ToValidUTF8(s, "?")
+	const max = 300
+	if len(s) > max {
+		s = "…" + s[len(s)-max:]
+		s = strings.ToValidUTF8(s, "")
+	}
+	return s
+}
+
+var longDigits = regexp.MustCompile(`[0-9]{6,}`)

@@ -1,0 +1,250 @@
+package proc_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openpassport/prover-fleet/worker/internal/proc"
+)
+
+// script writes an executable shell script into dir.
+func script(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "child.sh")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func env() []string { return []string{"PATH=" + os.Getenv("PATH")} }
+
+// alive reports whether a process with this pid exists (and is not a
+// zombie waiting for its reaper).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d is still alive", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readPID(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.HasSuffix(string(b), "\n") {
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid in %s", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunOutcomes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		body    string
+		timeout time.Duration
+		check   func(t *testing.T, res proc.Result, err error)
+	}{
+		{
+			name: "success keeps stdout, stderr is not a failure",
+			body: "echo hello; echo warning >&2; exit 0\n",
+			check: func(t *testing.T, res proc.Result, err error) {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+				if string(res.Stdout) != "hello\n" || string(res.Stderr) != "warning\n" {
+					t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+				}
+				if res.MaxRSS <= 0 {
+					t.Fatalf("MaxRSS = %d, want > 0", res.MaxRSS)
+				}
+			},
+		},
+		{
+			name: "non-zero exit is an ExitError with stderr",
+			body: "echo 'bad input' >&2; exit 3\n",
+			check: func(t *testing.T, res proc.Result, err error) {
+				var e *proc.ExitError
+				if !errors.As(err, &e) || e.Code != 3 || string(e.Stderr) != "bad input\n" {
+					t.Fatalf("err = %#v", err)
+				}
+			},
+		},
+		{
+			name: "death by signal is a SignalError",
+			body: "kill -SEGV $$\n",
+			check: func(t *testing.T, res proc.Result, err error) {
+				var e *proc.SignalError
+				if !errors.As(err, &e) || e.Signal != syscall.SIGSEGV {
+					t.Fatalf("err = %v", err)
+				}
+			},
+		},
+		{
+			name:    "timeout kills and says so",
+			body:    "echo started >&2; exec sleep 30\n",
+			timeout: 300 * time.Millisecond,
+			check: func(t *testing.T, res proc.Result, err error) {
+				var e *proc.TimeoutError
+				if !errors.As(err, &e) || !errors.Is(err, proc.ErrTimeout) {
+					t.Fatalf("err = %v", err)
+				}
+				if string(e.Stderr) != "started\n" {
+					t.Fatalf("stderr %q", e.Stderr)
+				}
+				if res.Duration > 5*time.Second {
+					t.Fatalf("took %s", res.Duration)
+				}
+			},
+		},
+		{
+			name: "stderr is bounded to its tail",
+			body: "i=0; while [ $i -lt 2000 ]; do echo line-$i >&2; i=$((i+1)); done; exit 1\n",
+			check: func(t *testing.T, res proc.Result, err error) {
+				var e *proc.ExitError
+				if !errors.As(err, &e) {
+					t.Fatalf("err = %v", err)
+				}
+				if len(e.Stderr) != proc.DefaultTailBytes || !strings.HasSuffix(string(e.Stderr), "line-1999\n") {
+					t.Fatalf("tail is %d bytes ending %q", len(e.Stderr), e.Stderr[len(e.Stderr)-12:])
+				}
+			},
+		},
+		{
+			name: "the worker's environment is not inherited",
+			body: "echo \"home=[$HOME]\"\n", // HOME is set here, not in Cmd.Env
+			check: func(t *testing.T, res proc.Result, err error) {
+				if err != nil || string(res.Stdout) != "home=[]\n" {
+					t.Fatalf("err %v stdout %q", err, res.Stdout)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			res, err := proc.Exec{}.Run(context.Background(), proc.Cmd{
+				Stage: "test", Path: script(t, tc.body), Dir: t.TempDir(), Env: env(), Timeout: tc.timeout,
+			})
+			tc.check(t, res, err)
+		})
+	}
+}
+
+// A timeout kills the whole process group, including a grandchild that
+// the child started in the background.
+func TestTimeoutKillsGroup(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "grandchild.pid")
+	body := "sleep 60 &\necho $! > " + pidFile + "\nwait\n"
+	start := time.Now()
+	_, err := proc.Exec{}.Run(context.Background(), proc.Cmd{
+		Stage: "prove", Path: script(t, body), Dir: dir, Env: env(), Timeout: 500 * time.Millisecond,
+	})
+	if !errors.Is(err, proc.ErrTimeout) {
+		t.Fatalf("err = %v, want timeout", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("took %s", took)
+	}
+	waitGone(t, readPID(t, pidFile))
+}
+
+// A cancelled context kills the group and reports the context's cause.
+func TestCancelReportsCause(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "grandchild.pid")
+	body := "sleep 60 &\necho $! > " + pidFile + "\nwait\n"
+	ctx, cancel := context.WithCancelCause(context.Background())
+	errStop := errors.New("stop requested")
+	go func() {
+		readPID(t, pidFile)
+		cancel(errStop)
+	}()
+	_, err := proc.Exec{}.Run(ctx, proc.Cmd{Stage: "prove", Path: script(t, body), Dir: dir, Env: env()})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("err = %v, want the cause", err)
+	}
+	waitGone(t, readPID(t, pidFile))
+}
+
+// A child that exits 0 while a grandchild holds its stdout open is still
+// a success, bounded by WaitDelay, and the grandchild is killed.
+func TestLingeringGrandchild(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "grandchild.pid")
+	body := "sleep 60 &\necho $! > " + pidFile + "\nexit 0\n"
+	start := time.Now()
+	_, err := proc.Exec{WaitDelay: 300 * time.Millisecond}.Run(context.Background(),
+		proc.Cmd{Stage: "prove", Path: script(t, body), Dir: dir, Env: env()})
+	if err != nil {
+		t.Fatalf("err = %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("took %s", took)
+	}
+	waitGone(t, readPID(t, pidFile))
+}
+
+func TestStartError(t *testing.T) {
+	t.Parallel()
+	_, err := proc.Exec{}.Run(context.Background(), proc.Cmd{Stage: "witness", Path: "/nonexistent/gen", Env: env()})
+	var e *proc.StartError
+	if !errors.As(err, &e) || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestExcerpt(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, in, want string }{
+		{"empty", "", ""},
+		{"last three lines", "a\nb\n\nc\nd\n", "b | c | d"},
+		{"long numbers redacted", "Error: value 21888242871839275222246405745257275088548364400416034343698204186575808495617 out of range at line 12",
+			"Error: value # out of range at line 12"},
+		{"bounded", strings.Repeat("x", 1000), "…" + strings.Repeat("x", 300)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := proc.Excerpt([]byte(tc.in)); got != tc.want {
+				t.Fatalf("Excerpt = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
