@@ -23,8 +23,8 @@ const root = ".."
 type program string
 
 const (
-	progAPI      program = "prover-api"
-	progWorker   program = "prover-worker"
+	progAPI       program = "prover-api"
+	progWorker    program = "prover-worker"
 	progProverctl program = "proverctl"
 )
 
