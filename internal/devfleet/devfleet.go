@@ -1,0 +1,628 @@
+// Package devfleet runs the whole prover fleet in one process, for
+// `proverctl dev`, `proverctl demo`, end-to-end tests and benchmarks: an
+// embedded NATS JetStream server, a PostgreSQL database (DATABASE_URL, or a
+// throwaway server made from the system's binaries), the migrations, the job
+// stream and consumers, a per-run fleet job key, the development attester,
+// the frontend (api/server) on a listener, one worker pool per family
+// (worker/service) and an admin listener with /metrics, /healthz and
+// /readyz.
+//
+//	fleet, err := devfleet.Start(ctx, devfleet.Config{
+//		CircuitDir: "circuits/build", ZkeyDir: "zkeys",
+//		Logger: logger,
+//	})
+//	if err != nil { ... }
+//	defer fleet.Stop(context.WithoutCancel(ctx))
+//	verifier, _ := fleet.NewVerifier()
+//	c, _ := client.Dial(ctx, fleet.WSURL(), client.Options{Verifier: verifier})
+//
+// Everything Start creates lives under one state directory: a temporary one
+// (removed by Stop) unless Config.StateDir names one. A named state
+// directory keeps only the development attestation root between runs (so a
+// client can pin it); the per-run part (NATS store, Postgres data, worker
+// temp dirs, fleet key) is a run-* directory inside it that Stop removes.
+//
+// Stop shuts down in the order ../shared/STYLE.md gives: the frontend stops
+// accepting and finishes its calls, the worker pools stop fetching and settle
+// their jobs, the admin listener closes, the NATS connections drain and the
+// database pool closes, then the NATS server and the throwaway Postgres stop
+// and the directories are removed.
+//
+// This package is for one machine; production runs prover-api and
+// prover-worker against real NATS and Postgres servers (see README.md).
+package devfleet
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/devstack"
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/worker/service"
+)
+
+// Defaults of Config.
+const (
+	// DefaultListen is the frontend's default address: a free port on the
+	// loopback interface (tests, benchmarks, the demo). `proverctl dev` uses
+	// DevListen.
+	DefaultListen = "127.0.0.1:0"
+	// DevListen is the address `proverctl dev` serves on by default.
+	DevListen = "127.0.0.1:8888"
+	// DefaultAdminListen is the admin listener's default address.
+	DefaultAdminListen = "127.0.0.1:0"
+	// DefaultAttestMaxAge bounds the age of an attestation document for the
+	// verifier NewVerifier returns.
+	DefaultAttestMaxAge = 5 * time.Minute
+	// ModuleID is the module_id of the development attestation documents.
+	ModuleID = "prover-fleet-dev"
+	// DatabaseName is the database created on a throwaway Postgres server.
+	DatabaseName = "proofs"
+	// JobKeyFile is the name of the fleet job key file in the run directory.
+	JobKeyFile = "fleet.key"
+)
+
+// Config configures a Fleet. CircuitDir and ZkeyDir are required.
+type Config struct {
+	// StateDir holds everything the fleet creates. Empty: a temporary
+	// directory, removed by Stop. Named: created if missing and kept; only
+	// its attest/ subdirectory (the development attestation root) survives
+	// Stop.
+	StateDir string
+	// DatabaseURL names an existing PostgreSQL database to use (it is
+	// migrated, never dropped). Empty: a throwaway server is started from
+	// the system's PostgreSQL binaries and removed by Stop.
+	DatabaseURL string
+	// CircuitDir holds the witness generators (<name>_cpp/<name>) and
+	// ZkeyDir the keys (<name>.zkey, <name>.vkey.json).
+	CircuitDir string
+	ZkeyDir    string
+	// Listen is the frontend's address (DefaultListen when empty).
+	Listen string
+	// AdminListen is the address of /metrics, /healthz and /readyz
+	// (DefaultAdminListen when empty).
+	AdminListen string
+	// NATSPort is the embedded NATS server's port on 127.0.0.1 (0: a free
+	// port), so that programs outside this process can join the fleet.
+	NATSPort int
+	// Families served by the frontend and given worker pools (default all).
+	Families []family.Family
+	// NoWorkers starts no worker pools (benchmarks of the frontend alone,
+	// tests that add pools themselves with AddWorkers).
+	NoWorkers bool
+	// Worker is the template of every worker pool: Family, CircuitDir,
+	// ZkeyDir, JobKey and WorkDir are filled in by the fleet; zero fields
+	// take worker/service's defaults, except Prover and Verifier, which
+	// default to snarkjs from the circuits' node_modules when it is there
+	// (see FindSnarkjs).
+	Worker service.Config
+	// Frontend is the template of the frontend's configuration;
+	// CircuitFolder, ZkeyFolder and Families are filled in by the fleet.
+	Frontend server.Config
+	// Queue sizes the job stream and consumers (jobqueue.DefaultConfig
+	// when zero).
+	Queue jobqueue.Config
+	// Logger receives every component's logs (discarded when nil).
+	Logger *slog.Logger
+}
+
+// Fleet is a running fleet. Its accessors are safe for concurrent use.
+type Fleet struct {
+	cfg    Config
+	log    *slog.Logger
+	tmp    bool   // stateDir was created by Start and is removed by Stop
+	state  string // state directory
+	run    string // per-run directory inside it
+	keyRaw []byte
+
+	natsSrv *devstack.NATS
+	pg      *devstack.Postgres
+	dbURL   string
+	pool    *pgxpool.Pool
+	nc      *nats.Conn
+	js      jetstream.JetStream
+
+	attester *attest.Dev
+	registry *prometheus.Registry
+	frontend *server.Server
+	feAddr   string
+	feStop   context.CancelFunc
+	feDone   chan error
+
+	admin     *http.Server
+	adminAddr string
+	adminDone chan error
+
+	mu      sync.Mutex
+	workers []*Workers
+	seq     int
+	stopped bool
+}
+
+// Start validates cfg and starts the fleet. On error, whatever it had
+// started is stopped and removed again.
+func Start(ctx context.Context, cfg Config) (*Fleet, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	f := &Fleet{cfg: cfg, log: cfg.Logger.With("component", "devfleet")}
+	if err := f.start(ctx); err != nil {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if serr := f.Stop(stopCtx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("devfleet: clean up after failed start: %w", serr))
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+func (c *Config) withDefaults() error {
+	switch {
+	case c.CircuitDir == "":
+		return errors.New("devfleet: Config.CircuitDir is required")
+	case c.ZkeyDir == "":
+		return errors.New("devfleet: Config.ZkeyDir is required")
+	case c.NATSPort < 0 || c.NATSPort > 65535:
+		return fmt.Errorf("devfleet: Config.NATSPort must be 0..65535, got %d", c.NATSPort)
+	}
+	for _, d := range []struct{ name, path string }{{"CircuitDir", c.CircuitDir}, {"ZkeyDir", c.ZkeyDir}} {
+		st, err := os.Stat(d.path)
+		if err != nil {
+			return fmt.Errorf("devfleet: Config.%s: %w", d.name, err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("devfleet: Config.%s %s is not a directory", d.name, d.path)
+		}
+	}
+	var err error
+	if c.CircuitDir, err = filepath.Abs(c.CircuitDir); err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+	if c.ZkeyDir, err = filepath.Abs(c.ZkeyDir); err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = DefaultAdminListen
+	}
+	if len(c.Families) == 0 {
+		c.Families = family.All()
+	}
+	for _, fam := range c.Families {
+		if _, err := family.Parse(string(fam)); err != nil || fam == "" {
+			return fmt.Errorf("devfleet: Config.Families: unknown family %q", fam)
+		}
+	}
+	if c.Queue.Stream == "" {
+		c.Queue = jobqueue.DefaultConfig()
+	}
+	if err := c.Queue.Validate(); err != nil {
+		return fmt.Errorf("devfleet: Config.Queue: %w", err)
+	}
+	if c.Worker.Stream != "" && c.Worker.Stream != c.Queue.Stream {
+		return fmt.Errorf("devfleet: Config.Worker.Stream %q differs from Config.Queue.Stream %q", c.Worker.Stream, c.Queue.Stream)
+	}
+	c.Worker.Stream = c.Queue.Stream
+	if c.Worker.Prover == "" && (c.Worker.ProverMode == "" || c.Worker.ProverMode == service.ProverCommand) {
+		if snarkjs, err := FindSnarkjs(c.CircuitDir); err == nil {
+			c.Worker.Prover = snarkjs + " groth16 prove"
+		}
+	}
+	if c.Worker.Verifier == "" {
+		if snarkjs, err := FindSnarkjs(c.CircuitDir); err == nil {
+			c.Worker.Verifier = snarkjs + " groth16 verify"
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return nil
+}
+
+func (f *Fleet) start(ctx context.Context) error {
+	cfg := f.cfg
+	// Directories.
+	if cfg.StateDir == "" {
+		dir, err := os.MkdirTemp("", "devfleet-")
+		if err != nil {
+			return fmt.Errorf("devfleet: state dir: %w", err)
+		}
+		f.state, f.tmp = dir, true
+	} else {
+		dir, err := filepath.Abs(cfg.StateDir)
+		if err != nil {
+			return fmt.Errorf("devfleet: state dir: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("devfleet: state dir: %w", err)
+		}
+		f.state = dir
+	}
+	run, err := os.MkdirTemp(f.state, "run-")
+	if err != nil {
+		return fmt.Errorf("devfleet: run dir: %w", err)
+	}
+	f.run = run
+
+	// The fleet job key, fresh for this run.
+	f.keyRaw = job.NewKey()
+	if err := os.WriteFile(f.JobKeyFile(), []byte(hex.EncodeToString(f.keyRaw)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("devfleet: write job key: %w", err)
+	}
+	sealer, err := job.NewSealer(f.keyRaw)
+	if err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+
+	// The development attester; its root stays in the state dir.
+	f.attester, err = attest.NewDev(attest.DevConfig{Dir: f.AttestDir(), ModuleID: ModuleID})
+	if err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+
+	// NATS.
+	f.natsSrv, err = devstack.StartNATS(devstack.NATSConfig{StoreDir: filepath.Join(f.run, "nats"), Port: cfg.NATSPort})
+	if err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+	if f.nc, err = f.connectNATS("devfleet"); err != nil {
+		return err
+	}
+	if f.js, err = jetstream.New(f.nc); err != nil {
+		return fmt.Errorf("devfleet: jetstream: %w", err)
+	}
+
+	// Postgres.
+	f.dbURL = cfg.DatabaseURL
+	if f.dbURL == "" {
+		f.pg, err = devstack.StartPostgres(ctx, devstack.PostgresConfig{Dir: filepath.Join(f.run, "postgres")})
+		if err != nil {
+			return fmt.Errorf("devfleet: %w", err)
+		}
+		if f.dbURL, err = f.pg.CreateDatabase(ctx, DatabaseName); err != nil {
+			return fmt.Errorf("devfleet: %w", err)
+		}
+	}
+	if f.pool, err = pgxpool.New(ctx, f.dbURL); err != nil {
+		return fmt.Errorf("devfleet: database: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = f.pool.Ping(pingCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("devfleet: database: %w", err)
+	}
+	applied, err := store.Migrate(ctx, f.pool)
+	if err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+	f.log.Debug("migrations applied", "count", len(applied))
+
+	// Stream and consumers.
+	if err := jobqueue.Setup(ctx, f.js, cfg.Queue, cfg.Families); err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+
+	// Metrics and the frontend.
+	f.registry = prometheus.NewRegistry()
+	obs, err := newFrontendMetrics(f.registry)
+	if err != nil {
+		return err
+	}
+	publisher, err := jobqueue.NewPublisher(f.js, cfg.Queue)
+	if err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+	fcfg := cfg.Frontend
+	fcfg.CircuitFolder, fcfg.ZkeyFolder, fcfg.Families = cfg.CircuitDir, cfg.ZkeyDir, cfg.Families
+	f.frontend, err = server.New(server.Deps{
+		Store:    store.New(f.pool),
+		Queue:    publisher,
+		Events:   jobqueue.NewEvents(f.nc),
+		Attester: f.attester,
+		Sealer:   sealer,
+		Logger:   cfg.Logger,
+		Observer: obs,
+	}, fcfg)
+	if err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+	if err := obs.watchSessions(f.registry, f.frontend.Sessions); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("devfleet: frontend listener: %w", err)
+	}
+	f.feAddr = ln.Addr().String()
+	feCtx, feStop := context.WithCancel(context.WithoutCancel(ctx))
+	f.feStop, f.feDone = feStop, make(chan error, 1)
+	go func() { f.feDone <- f.frontend.Serve(feCtx, ln) }()
+
+	// Admin.
+	if err := f.startAdmin(); err != nil {
+		return err
+	}
+
+	// Workers.
+	if !cfg.NoWorkers {
+		for _, fam := range cfg.Families {
+			if _, err := f.AddWorkers(ctx, fam, cfg.Worker); err != nil {
+				return err
+			}
+		}
+	}
+	f.log.Info("fleet started", "frontend", f.feAddr, "admin", f.adminAddr, "nats", f.natsSrv.URL(),
+		"state_dir", f.state, "throwaway_postgres", f.pg != nil, "workers", !cfg.NoWorkers)
+	return nil
+}
+
+func (f *Fleet) connectNATS(name string) (*nats.Conn, error) {
+	log := f.log
+	nc, err := nats.Connect(f.natsSrv.URL(), nats.Name(name), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "connection", name, "err", err)
+			}
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("devfleet: connect to nats: %w", err)
+	}
+	return nc, nil
+}
+
+// Stop shuts the fleet down in order (see the package comment) and removes
+// what Start created. ctx bounds the wait for the frontend and the worker
+// pools; the infrastructure is stopped and the directories removed even
+// when it ends early. Stop is safe to call more than once.
+func (f *Fleet) Stop(ctx context.Context) error {
+	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		return nil
+	}
+	f.stopped = true
+	workers := append([]*Workers(nil), f.workers...)
+	f.mu.Unlock()
+
+	var errs []error
+	// 1. Stop accepting: the frontend's HTTP Shutdown, then its WebSockets.
+	if f.feStop != nil {
+		f.feStop()
+		select {
+		case err := <-f.feDone:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("devfleet: frontend: %w", err))
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("devfleet: frontend did not stop: %w", ctx.Err()))
+		}
+	}
+	// 2. Stop fetching and settle jobs in flight (each pool's own grace).
+	for _, w := range workers {
+		w.cancel()
+	}
+	for _, w := range workers {
+		if err := w.wait(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// 3. The admin listener.
+	if f.admin != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := f.admin.Shutdown(sctx); err != nil {
+			_ = f.admin.Close()
+		}
+		cancel()
+		<-f.adminDone
+	}
+	// 4. Drain NATS, close the pool.
+	for _, w := range workers {
+		w.closeConn()
+	}
+	if f.nc != nil {
+		if err := f.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("devfleet: nats drain: %w", err))
+		}
+		waitClosed(f.nc, 5*time.Second)
+	}
+	if f.pool != nil {
+		f.pool.Close()
+	}
+	// 5. The servers, then the files.
+	if f.natsSrv != nil {
+		f.natsSrv.Shutdown()
+	}
+	if f.pg != nil {
+		if err := f.pg.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("devfleet: postgres: %w", err))
+		}
+	}
+	clear(f.keyRaw)
+	switch {
+	case f.tmp:
+		if err := os.RemoveAll(f.state); err != nil {
+			errs = append(errs, fmt.Errorf("devfleet: remove state dir: %w", err))
+		}
+	case f.run != "":
+		if err := os.RemoveAll(f.run); err != nil {
+			errs = append(errs, fmt.Errorf("devfleet: remove run dir: %w", err))
+		}
+	}
+	if len(errs) == 0 {
+		f.log.Info("fleet stopped")
+	}
+	return errors.Join(errs...)
+}
+
+// waitClosed waits until a draining connection has closed.
+func waitClosed(nc *nats.Conn, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for !nc.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !nc.IsClosed() {
+		nc.Close()
+	}
+}
+
+// hostURL makes a URL host of a listener address, using the loopback
+// address when the listener is on all interfaces.
+func hostURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// WSURL is the frontend's WebSocket URL (the app's endpoint).
+func (f *Fleet) WSURL() string { return "ws://" + hostURL(f.feAddr) + "/" }
+
+// HTTPURL is the frontend's HTTP URL (JSON-RPC over POST, GET /v1/proofs/{uuid}).
+func (f *Fleet) HTTPURL() string { return "http://" + hostURL(f.feAddr) + "/" }
+
+// FrontendAddr is the frontend listener's address.
+func (f *Fleet) FrontendAddr() string { return f.feAddr }
+
+// AdminURL is the admin listener's base URL (/healthz, /readyz, /metrics).
+func (f *Fleet) AdminURL() string { return "http://" + hostURL(f.adminAddr) }
+
+// MetricsURL is the Prometheus endpoint of the whole fleet.
+func (f *Fleet) MetricsURL() string { return f.AdminURL() + "/metrics" }
+
+// NATSURL is the embedded NATS server's client URL.
+func (f *Fleet) NATSURL() string { return f.natsSrv.URL() }
+
+// DatabaseURL is the URL of the fleet's database.
+func (f *Fleet) DatabaseURL() string { return f.dbURL }
+
+// ThrowawayPostgres reports whether the database is on a server the fleet
+// started (and removes on Stop).
+func (f *Fleet) ThrowawayPostgres() bool { return f.pg != nil }
+
+// StateDir is the fleet's state directory.
+func (f *Fleet) StateDir() string { return f.state }
+
+// RunDir is this run's directory inside the state directory (removed by Stop).
+func (f *Fleet) RunDir() string { return f.run }
+
+// WorkDir is the parent of the worker pools' private job directories.
+func (f *Fleet) WorkDir() string { return filepath.Join(f.run, "work") }
+
+// JobKeyFile is the file holding this run's fleet job key (hex, mode 0600),
+// for prover-worker or prover-api processes joining the fleet.
+func (f *Fleet) JobKeyFile() string { return filepath.Join(f.run, JobKeyFile) }
+
+// AttestDir holds the development attestation root (kept in a named state dir).
+func (f *Fleet) AttestDir() string { return filepath.Join(f.state, "attest") }
+
+// RootPEMPath is the development attestation root certificate (PEM) that
+// clients pin.
+func (f *Fleet) RootPEMPath() string { return filepath.Join(f.AttestDir(), attest.DevRootCertFile) }
+
+// RootPEM is the development attestation root certificate, PEM-encoded.
+func (f *Fleet) RootPEM() []byte { return f.attester.RootPEM() }
+
+// RootCert is the development attestation root certificate.
+func (f *Fleet) RootCert() *x509.Certificate { return f.attester.RootCert() }
+
+// PCR0 is the PCR0 of the fleet's attestation documents (derived from the
+// running binary), for a client's allow-list.
+func (f *Fleet) PCR0() []byte { return f.attester.PCR0() }
+
+// VerifierConfig is the attestation verifier configuration a client of
+// this fleet uses: the development root, this PCR0, DefaultAttestMaxAge.
+func (f *Fleet) VerifierConfig() attest.VerifierConfig {
+	return attest.VerifierConfig{
+		Roots:       []*x509.Certificate{f.attester.RootCert()},
+		AllowedPCR0: [][]byte{f.attester.PCR0()},
+		MaxAge:      DefaultAttestMaxAge,
+	}
+}
+
+// NewVerifier returns a verifier built from VerifierConfig.
+func (f *Fleet) NewVerifier() (*attest.Verifier, error) {
+	return attest.NewVerifier(f.VerifierConfig())
+}
+
+// Pool is the fleet's database pool.
+func (f *Fleet) Pool() *pgxpool.Pool { return f.pool }
+
+// Store is the proofs table.
+func (f *Fleet) Store() *store.Store { return store.New(f.pool) }
+
+// NATS is the fleet's own NATS connection (the frontend's).
+func (f *Fleet) NATS() *nats.Conn { return f.nc }
+
+// JetStream is the fleet's JetStream context.
+func (f *Fleet) JetStream() jetstream.JetStream { return f.js }
+
+// Frontend is the embedded frontend.
+func (f *Fleet) Frontend() *server.Server { return f.frontend }
+
+// Families are the families the fleet serves.
+func (f *Fleet) Families() []family.Family { return append([]family.Family(nil), f.cfg.Families...) }
+
+// Config is the configuration in effect (defaults filled in).
+func (f *Fleet) Config() Config { return f.cfg }
+
+// Backlogs reads each family's queue backlog.
+func (f *Fleet) Backlogs(ctx context.Context) ([]jobqueue.Backlog, error) {
+	return jobqueue.Backlogs(ctx, f.js, f.cfg.Queue.Stream, f.cfg.Families)
+}
+
+// FindSnarkjs finds the snarkjs command: $SNARKJS, then node_modules/.bin
+// beside the circuit folder (circuits/build → circuits/node_modules), then
+// circuits/node_modules/.bin under the working directory, then PATH.
+func FindSnarkjs(circuitDir string) (string, error) {
+	if p := os.Getenv("SNARKJS"); p != "" {
+		return p, nil
+	}
+	var candidates []string
+	if circuitDir != "" {
+		if abs, err := filepath.Abs(circuitDir); err == nil {
+			candidates = append(candidates, filepath.Join(filepath.Dir(abs), "node_modules", ".bin", "snarkjs"))
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		candidates = append(candidates, filepath.Join(wd, "circuits", "node_modules", ".bin", "snarkjs"))
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	if p, err := exec.LookPath("snarkjs"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("devfleet: snarkjs not found (run `make deps`, or set SNARKJS)")
+}
