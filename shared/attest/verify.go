@@ -102,7 +102,8 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 }
 
 // Verify checks doc as the app does (see the package comment), then that its
-// user_data equals wantUserData byte for byte and that its timestamp lies
+// user_data equals wantUserData byte for byte (absent, null and empty are all
+// "no user_data") and that its timestamp lies
 // within MaxAge before Now and at most ClockSkew after it. It returns the
 // verified payload, or an error wrapping the sentinel of the first failed
 // check. Structure is checked before cryptography, and authenticity before
@@ -126,7 +127,7 @@ func (v *Verifier) Verify(doc []byte, wantUserData []byte) (*Document, error) {
 		return nil, err
 	}
 	if !bytes.Equal(d.UserData, wantUserData) {
-		return nil, fmt.Errorf("%w: document has %d bytes, want %d bytes that differ", ErrUserData, len(d.UserData), len(wantUserData))
+		return nil, fmt.Errorf("%w (document: %d bytes, expected: %d bytes)", ErrUserData, len(d.UserData), len(wantUserData))
 	}
 	if err := v.checkAge(d.Timestamp); err != nil {
 		return nil, err
