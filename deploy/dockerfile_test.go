@@ -261,6 +261,15 @@ func TestDockerfileStages(t *testing.T) {
 	if !cases["*"] {
 		t.Error("select stage: the PROOFTYPE case must reject other values (*) branch")
 	}
+	// Development keys are made with cmd/zkeygen's own flags.
+	zk := regexp.MustCompile(`(?m)^\s*zkeygen (.*)$`).FindStringSubmatch(script)
+	if zk == nil {
+		t.Error("select stage: no zkeygen command for DEV_KEYS=1")
+	} else {
+		for _, w := range words(zk[1]) {
+			checkFlag(t, "select stage zkeygen", progZkeygen, w)
+		}
+	}
 	// rapidsnark is pinned.
 	if !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(args["RAPIDSNARK_COMMIT"]) {
 		t.Errorf("ARG RAPIDSNARK_COMMIT=%q is not a full commit hash", args["RAPIDSNARK_COMMIT"])

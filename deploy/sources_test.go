@@ -26,6 +26,7 @@ const (
 	progAPI       program = "prover-api"
 	progWorker    program = "prover-worker"
 	progProverctl program = "proverctl"
+	progZkeygen   program = "zkeygen"
 )
 
 // configDirs are the packages that read each program's flags and
@@ -34,6 +35,7 @@ var configDirs = map[program][]string{
 	progAPI:       {"api/internal/config", "api"},
 	progWorker:    {"worker/internal/config", "worker"},
 	progProverctl: {"cmd/proverctl"},
+	progZkeygen:   {"cmd/zkeygen"},
 }
 
 // workerEnvPrefix is how prover-worker names the variable of a flag
@@ -146,14 +148,14 @@ func checkEnv(t *testing.T, where string, p program, vars []string) {
 	}
 }
 
-// checkFlag reports a command-line flag ("--name" or "--name=value") that
-// program p does not define.
+// checkFlag reports a command-line flag ("--name", "-name", "--name=value")
+// that program p does not define.
 func checkFlag(t *testing.T, where string, p program, arg string) {
 	t.Helper()
-	if !strings.HasPrefix(arg, "--") {
+	if !strings.HasPrefix(arg, "-") {
 		return
 	}
-	name, _, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
 	if s := settingsOf(t, p); !s.flags[name] {
 		t.Errorf("%s: flag --%s is not defined by %s (it has --%s)", where, name, p, strings.Join(sortedKeys(s.flags), ", --"))
 	}
