@@ -2,10 +2,13 @@ package deploy
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
@@ -431,4 +434,108 @@ func checkMainPackage(t *testing.T, line int, dir, bin string) {
 		}
 	}
 	t.Errorf("Dockerfile.tee:%d: ./%s is not a main package (for %s)", line, dir, bin)
+}
+
+// selectScript is the select stage's shell script with its absolute
+// /in and /out folders moved under dir.
+func selectScript(t *testing.T, dir string) string {
+	t.Helper()
+	_, _, byName := loadDockerfile(t)
+	for _, in := range byName["select"].instrs {
+		if strings.Contains(in.heredoc, `case "$PROOFTYPE" in`) {
+			s := strings.ReplaceAll(in.heredoc, "/in/", dir+"/in/")
+			return strings.ReplaceAll(s, "/out", dir+"/out")
+		}
+	}
+	t.Fatal("select stage script not found")
+	return ""
+}
+
+// The select stage's script, run for real on a fake build output: it picks
+// the right circuits and keys per PROOFTYPE and refuses what it must.
+func TestSelectStageScript(t *testing.T) {
+	t.Parallel()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatalf("sh not found: %v", err)
+	}
+	setup := func(t *testing.T, withKeys bool) string {
+		dir := t.TempDir()
+		for _, name := range []string{"register_demo", "register_id_demo", "dsc_demo", "disclose_demo"} {
+			cpp := filepath.Join(dir, "in/circuits", name+"_cpp")
+			mustWrite(t, filepath.Join(dir, "in/circuits", name+".r1cs"), "r1cs", 0o644)
+			mustWrite(t, filepath.Join(cpp, name), "#!/bin/sh\n", 0o755)
+			mustWrite(t, filepath.Join(cpp, name+".dat"), "dat", 0o644)
+			mustWrite(t, filepath.Join(cpp, "main.cpp"), "source", 0o644)
+			if withKeys {
+				mustWrite(t, filepath.Join(dir, "in/zkeys", name+".zkey"), "zkey", 0o644)
+				mustWrite(t, filepath.Join(dir, "in/zkeys", name+".vkey.json"), "{}", 0o644)
+			}
+		}
+		return dir
+	}
+	tests := []struct {
+		name      string
+		prooftype string
+		keys      bool
+		wantFiles []string // relative to out/
+		wantErr   string
+	}{
+		{name: "register worker", prooftype: "register", keys: true, wantFiles: []string{
+			"circuits/register_demo_cpp/register_demo", "circuits/register_demo_cpp/register_demo.dat",
+			"circuits/register_id_demo_cpp/register_id_demo", "circuits/register_id_demo_cpp/register_id_demo.dat",
+			"zkeys/register_demo.vkey.json", "zkeys/register_demo.zkey",
+			"zkeys/register_id_demo.vkey.json", "zkeys/register_id_demo.zkey"}},
+		{name: "dsc worker", prooftype: "dsc", keys: true, wantFiles: []string{
+			"circuits/dsc_demo_cpp/dsc_demo", "circuits/dsc_demo_cpp/dsc_demo.dat",
+			"zkeys/dsc_demo.vkey.json", "zkeys/dsc_demo.zkey"}},
+		{name: "frontend gets every generator and no key", prooftype: "api", wantFiles: []string{
+			"circuits/disclose_demo_cpp/disclose_demo", "circuits/disclose_demo_cpp/disclose_demo.dat",
+			"circuits/dsc_demo_cpp/dsc_demo", "circuits/dsc_demo_cpp/dsc_demo.dat",
+			"circuits/register_demo_cpp/register_demo", "circuits/register_demo_cpp/register_demo.dat",
+			"circuits/register_id_demo_cpp/register_id_demo", "circuits/register_id_demo_cpp/register_id_demo.dat"}},
+		{name: "missing key without DEV_KEYS", prooftype: "disclose", keys: false, wantErr: "disclose_demo: zkeys/disclose_demo.zkey missing"},
+		{name: "unknown PROOFTYPE", prooftype: "prover", keys: true, wantErr: "PROOFTYPE must be register, dsc, disclose or api, got 'prover'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := setup(t, tt.keys)
+			cmd := exec.Command(sh, "-c", selectScript(t, dir))
+			cmd.Env = append(os.Environ(), "PROOFTYPE="+tt.prooftype, "DEV_KEYS=0", "DEV_KEY_SEED=test")
+			out, err := cmd.CombinedOutput()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(string(out), tt.wantErr) {
+					t.Fatalf("err %v, output %q; want a failure saying %q", err, out, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("select script: %v\n%s", err, out)
+			}
+			var got []string
+			_ = filepath.WalkDir(filepath.Join(dir, "out"), func(p string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					rel, _ := filepath.Rel(filepath.Join(dir, "out"), p)
+					got = append(got, filepath.ToSlash(rel))
+				}
+				return nil
+			})
+			sort.Strings(got)
+			sort.Strings(tt.wantFiles)
+			if strings.Join(got, "\n") != strings.Join(tt.wantFiles, "\n") {
+				t.Fatalf("selected\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tt.wantFiles, "\n  "))
+			}
+		})
+	}
+}
+
+func mustWrite(t *testing.T, p, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
 }
