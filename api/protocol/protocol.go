@@ -99,6 +99,9 @@ type Status struct {
 	Reason             *string         `json:"reason"`
 }
 
+// HasProof reports whether Proof holds a proof (not absent, not null).
+func (s Status) HasProof() bool { return len(s.Proof) > 0 && string(s.Proof) != "null" }
+
 // Terminal reports whether the status will not change again by the prover
 // (2 proof generated, 3 failed, 4 verified, 5 verification failed).
 func (s Status) Terminal() bool { return s.Status >= StatusProofGenerated }

@@ -44,6 +44,10 @@ type Field struct {
 // names are ignored) or an array (by position, in the order of fields).
 // Absent params (nil raw, JSON null) count as an empty object. A required
 // field that is missing or null is an error; an optional one is left as is.
+//
+// raw must be valid JSON (the JSON-RPC message it came in was checked):
+// values are split off without decoding, and a Dst that implements
+// json.Unmarshaler (protocol.Bytes) is handed its raw value directly.
 func Decode(raw json.RawMessage, fields ...Field) error {
 	byName, err := split(raw, fields)
 	if err != nil {
@@ -60,7 +64,12 @@ func Decode(raw json.RawMessage, fields ...Field) error {
 			}
 			return &Error{Param: f.Name, Reason: "is required"}
 		}
-		if err := json.Unmarshal(v, f.Dst); err != nil {
+		if u, ok := f.Dst.(json.Unmarshaler); ok {
+			err = u.UnmarshalJSON(v)
+		} else {
+			err = json.Unmarshal(v, f.Dst)
+		}
+		if err != nil {
 			return &Error{Param: f.Name, Reason: describe(err)}
 		}
 	}
@@ -75,14 +84,14 @@ func split(raw json.RawMessage, fields []Field) (map[string]json.RawMessage, err
 	}
 	switch raw[0] {
 	case '{':
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &m); err != nil {
+		m, err := Object(raw)
+		if err != nil {
 			return nil, &Error{Reason: "params are not a valid JSON object"}
 		}
 		return m, nil
 	case '[':
-		var list []json.RawMessage
-		if err := json.Unmarshal(raw, &list); err != nil {
+		list, err := Array(raw)
+		if err != nil {
 			return nil, &Error{Reason: "params are not a valid JSON array"}
 		}
 		if len(list) > len(fields) {

@@ -78,8 +78,8 @@ func TestDecode(t *testing.T) {
 }
 
 // FuzzDecode feeds arbitrary params to a submit-shaped decode: it must never
-// panic, every failure must be a *Error, and a success must agree with
-// decoding the same object by name.
+// panic, every failure must be a *Error, and for valid JSON (Decode's
+// precondition) a success must agree with decoding the same object by name.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"uuid":"550e8400-e29b-41d4-a716-446655440000","nonce":[1,2,3,4,5,6,7,8,9,10,11,12],"cipher_text":[1],"auth_tag":[0]}`,
@@ -89,6 +89,9 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		p, err := decodeSubmit(string(raw))
+		if !json.Valid(raw) && len(bytes.TrimSpace(raw)) > 0 {
+			return // garbage in: only "no panic" is promised
+		}
 		if err != nil {
 			var pe *Error
 			if !errors.As(err, &pe) {
@@ -105,6 +108,48 @@ func FuzzDecode(f *testing.F) {
 		q, err := decodeSubmit(string(data))
 		if err != nil || q.UUID != p.UUID || !bytes.Equal(q.Nonce, p.Nonce) || !bytes.Equal(q.Cipher, p.Cipher) || !bytes.Equal(q.Tag, p.Tag) {
 			t.Fatalf("re-decoding %s gave %+v, %v; want %+v", data, q, err, p)
+		}
+	})
+}
+
+// FuzzSplit checks the splitters against encoding/json on valid JSON, and
+// that they never panic on anything else.
+func FuzzSplit(f *testing.F) {
+	for _, s := range []string{`{}`, `[]`, `{"a":1,"b":[1,{"c":"]"}],"a":"x\\\""}`, `[1,"a",null,true,{"x":[]}]`,
+		` { "k" : -1.5e3 } `, `{"\u0075uid":"v"}`, `{"a":"}"}`, `[[[]]]`, `{"a":{"b":{"c":[1,2]}}}`, `"s"`, `1`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		obj, oerr := Object(data)
+		arr, aerr := Array(data)
+		if !json.Valid(data) {
+			return
+		}
+		var wantObj map[string]json.RawMessage
+		if json.Unmarshal(data, &wantObj) == nil && wantObj != nil {
+			if oerr != nil || len(obj) != len(wantObj) {
+				t.Fatalf("Object(%q) = %v, %v; want %v", data, obj, oerr, wantObj)
+			}
+			for k, v := range wantObj {
+				if !bytes.Equal(obj[k], v) {
+					t.Fatalf("Object(%q)[%q] = %q, want %q", data, k, obj[k], v)
+				}
+			}
+		} else if oerr == nil {
+			t.Fatalf("Object(%q) accepted a non-object", data)
+		}
+		var wantArr []json.RawMessage
+		if json.Unmarshal(data, &wantArr) == nil && wantArr != nil {
+			if aerr != nil || len(arr) != len(wantArr) {
+				t.Fatalf("Array(%q) = %v, %v; want %v", data, arr, aerr, wantArr)
+			}
+			for i := range wantArr {
+				if !bytes.Equal(arr[i], wantArr[i]) {
+					t.Fatalf("Array(%q)[%d] = %q, want %q", data, i, arr[i], wantArr[i])
+				}
+			}
+		} else if aerr == nil {
+			t.Fatalf("Array(%q) accepted a non-array", data)
 		}
 	})
 }
