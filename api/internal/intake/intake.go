@@ -1,0 +1,408 @@
+// Package intake is what the frontend does with the app's calls, apart from
+// the wire: the handshake (a session per uuid and its attestation), the
+// submit (decrypt once, parse, validate, record the proofs row, enqueue the
+// sealed job), and reading, watching and cancelling recorded requests.
+//
+// Its one invariant: a uuid that Submit returns is both recorded in
+// Postgres and enqueued on JetStream. When either step fails the client
+// gets an *InternalError, the row is removed again, and a new hello with the
+// same uuid can retry.
+//
+// Errors are typed so the transport can map each to the app's code and
+// message: ErrBadUUID, ErrExists, ErrNotFound, the handshake and request
+// packages' errors, *ParamError and *InternalError. No error text contains
+// key material, plaintext or circuit inputs, and nothing here logs them.
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/openpassport/prover-fleet/api/internal/handshake"
+	"github.com/openpassport/prover-fleet/api/internal/request"
+	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/store"
+)
+
+// Store is the part of the proofs table the frontend uses (*store.Store).
+type Store interface {
+	Insert(ctx context.Context, r store.Request) error
+	Exists(ctx context.Context, id string) (bool, error)
+	Get(ctx context.Context, id string) (store.Proof, error)
+	Delete(ctx context.Context, id string) error
+	MarkFailed(ctx context.Context, id, reason string) (bool, error)
+}
+
+// Queue enqueues jobs (*jobqueue.Publisher).
+type Queue interface {
+	Publish(ctx context.Context, env job.Envelope) error
+}
+
+// Events carries status and cancel announcements (*jobqueue.Events).
+type Events interface {
+	PublishStatus(ctx context.Context, ev job.StatusEvent) error
+	SubscribeStatus(requestID string, fn func(job.StatusEvent)) (unsubscribe func(), err error)
+	PublishCancel(ctx context.Context, requestID string) error
+}
+
+// Sealer seals circuit inputs with the fleet key (*job.Sealer).
+type Sealer interface {
+	Seal(requestID string, inputs []byte) ([]byte, error)
+}
+
+// Deps are the service's collaborators; all are required.
+type Deps struct {
+	Sessions  *handshake.Sessions
+	Validator *request.Validator
+	Attester  attest.Attester
+	Store     Store
+	Queue     Queue
+	Events    Events
+	Sealer    Sealer
+	Logger    *slog.Logger
+}
+
+// Config tunes the service.
+type Config struct {
+	// RecordTimeout bounds recording and enqueueing one submit; the steps
+	// run detached from the caller's cancellation so a client that hangs up
+	// mid-submit leaves either a complete job or nothing (default 15 s).
+	RecordTimeout time.Duration
+	// CompensateTimeout bounds the removal of a row whose job could not be
+	// enqueued (default 5 s).
+	CompensateTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Service implements the frontend's methods. Safe for concurrent use.
+type Service struct {
+	d   Deps
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks deps and cfg.
+func New(d Deps, cfg Config) (*Service, error) {
+	switch {
+	case d.Sessions == nil:
+		return nil, errors.New("intake: Deps.Sessions is nil")
+	case d.Validator == nil:
+		return nil, errors.New("intake: Deps.Validator is nil")
+	case d.Attester == nil:
+		return nil, errors.New("intake: Deps.Attester is nil")
+	case d.Store == nil:
+		return nil, errors.New("intake: Deps.Store is nil")
+	case d.Queue == nil:
+		return nil, errors.New("intake: Deps.Queue is nil")
+	case d.Events == nil:
+		return nil, errors.New("intake: Deps.Events is nil")
+	case d.Sealer == nil:
+		return nil, errors.New("intake: Deps.Sealer is nil")
+	case d.Logger == nil:
+		return nil, errors.New("intake: Deps.Logger is nil")
+	case cfg.RecordTimeout < 0 || cfg.CompensateTimeout < 0:
+		return nil, errors.New("intake: timeouts must not be negative")
+	}
+	if cfg.RecordTimeout == 0 {
+		cfg.RecordTimeout = 15 * time.Second
+	}
+	if cfg.CompensateTimeout == 0 {
+		cfg.CompensateTimeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{d: d, cfg: cfg, log: d.Logger.With("component", "intake")}, nil
+}
+
+// Errors the transport maps to the app's messages.
+var (
+	// ErrBadUUID: the uuid param is not a UUID.
+	ErrBadUUID = errors.New("uuid is not a UUID")
+	// ErrExists: the uuid has a live session or a recorded request.
+	ErrExists = errors.New("uuid already exists")
+	// ErrNotFound: the uuid has no session (submit) or no recorded request.
+	ErrNotFound = errors.New("uuid not found")
+)
+
+// ParamError is a param the method cannot use (for example an attestation
+// field over the app's size limit).
+type ParamError struct {
+	Param  string
+	Reason string
+}
+
+func (e *ParamError) Error() string { return fmt.Sprintf("param %q: %s", e.Param, e.Reason) }
+
+// InternalError is a failure of this service or its infrastructure. Public
+// is what the client is told; Err (logged, never sent) is the cause.
+type InternalError struct {
+	Public string
+	Err    error
+}
+
+func (e *InternalError) Error() string { return e.Public + ": " + e.Err.Error() }
+func (e *InternalError) Unwrap() error { return e.Err }
+
+// Public messages of internal errors.
+const (
+	msgLookup   = "Could not look up the request, retry later"
+	msgAttest   = "Could not produce an attestation document, retry later"
+	msgRecord   = "Could not record the proof request, retry with a new hello"
+	msgEnqueue  = "Could not queue the proof request, retry with a new hello"
+	msgFull     = "The proof queue is full, retry later with a new hello"
+	msgCancel   = "Could not cancel the request, retry later"
+	msgInternal = "Internal error"
+)
+
+// ParseUUID checks a uuid param and returns it lowercase and hyphenated.
+func ParseUUID(s string) (string, error) {
+	u, err := uuid.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return "", ErrBadUUID
+	}
+	return u.String(), nil
+}
+
+// Hello opens a handshake session for id with the client's key and returns
+// the normalized uuid and an attestation document binding the client's key
+// as received (user_data) and the session's server key (public_key, 65
+// bytes uncompressed).
+func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (protocol.HelloResult, error) {
+	key, err := handshake.ParseClientKey(clientKey)
+	if err != nil {
+		return protocol.HelloResult{}, err
+	}
+	id, err = ParseUUID(id)
+	if err != nil {
+		return protocol.HelloResult{}, err
+	}
+	recorded, err := s.d.Store.Exists(ctx, id)
+	if err != nil {
+		return protocol.HelloResult{}, &InternalError{Public: msgLookup, Err: err}
+	}
+	if recorded {
+		return protocol.HelloResult{}, fmt.Errorf("%w: request is recorded", ErrExists)
+	}
+	serverKey, err := s.d.Sessions.Begin(id, key)
+	switch {
+	case errors.Is(err, handshake.ErrExists):
+		return protocol.HelloResult{}, fmt.Errorf("%w: %w", ErrExists, err)
+	case err != nil:
+		return protocol.HelloResult{}, err
+	}
+	doc, err := s.d.Attester.Attest(ctx, attest.Request{UserData: clientKey, PublicKey: serverKey})
+	if err != nil {
+		s.d.Sessions.Abort(id)
+		return protocol.HelloResult{}, &InternalError{Public: msgAttest, Err: err}
+	}
+	s.log.DebugContext(ctx, "session opened", "request_id", id)
+	return protocol.HelloResult{UUID: id, Attestation: doc}, nil
+}
+
+// Attestation returns an attestation document over the given fields.
+func (s *Service) Attestation(ctx context.Context, req attest.Request) ([]byte, error) {
+	for _, f := range []struct {
+		name string
+		n    int
+		max  int
+	}{
+		{"user_data", len(req.UserData), attest.MaxUserDataLen},
+		{"nonce", len(req.Nonce), attest.MaxNonceLen},
+		{"public_key", len(req.PublicKey), attest.MaxPublicKeyLen},
+	} {
+		if f.n > f.max {
+			return nil, &ParamError{Param: f.name, Reason: fmt.Sprintf("is %d bytes, at most %d allowed", f.n, f.max)}
+		}
+	}
+	doc, err := s.d.Attester.Attest(ctx, req)
+	if err != nil {
+		return nil, &InternalError{Public: msgAttest, Err: err}
+	}
+	return doc, nil
+}
+
+// Submit is the session's one submit: it decrypts the request, checks it,
+// records the proofs row (status 0) and enqueues the sealed job. It returns
+// the uuid once both are done.
+func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag []byte) (string, error) {
+	id, err := ParseUUID(id)
+	if err != nil {
+		return "", err
+	}
+	plain, err := s.d.Sessions.Open(id, nonce, ciphertext, tag)
+	switch {
+	case errors.Is(err, handshake.ErrNotFound):
+		return "", fmt.Errorf("%w: %w", ErrNotFound, err)
+	case err != nil:
+		return "", err
+	}
+	req, err := request.Parse(plain)
+	clear(plain)
+	if err != nil {
+		return "", err
+	}
+	defer clear(req.Inputs)
+	log := s.log.With("request_id", id, "family", req.Type.Family(), "circuit", req.Circuit)
+	if err := s.d.Validator.Validate(req); err != nil {
+		log.InfoContext(ctx, "request refused", "reason", err.Error())
+		return "", err
+	}
+	sealed, err := s.d.Sealer.Seal(id, req.Inputs)
+	if err != nil {
+		return "", &InternalError{Public: msgInternal, Err: err}
+	}
+
+	start := s.cfg.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RecordTimeout)
+	defer cancel()
+	err = s.d.Store.Insert(ctx, store.Request{
+		ID:              id,
+		ProofType:       req.Type,
+		Circuit:         req.Circuit,
+		Onchain:         req.Onchain,
+		EndpointType:    req.EndpointType,
+		Endpoint:        req.Endpoint,
+		Version:         req.Version,
+		UserDefinedData: req.UserDefinedData,
+		SelfDefinedData: req.SelfDefinedData,
+	})
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return "", fmt.Errorf("%w: %w", ErrExists, err)
+	case err != nil:
+		log.ErrorContext(ctx, "record failed", "err", err)
+		return "", &InternalError{Public: msgRecord, Err: err}
+	}
+	err = s.d.Queue.Publish(ctx, job.Envelope{
+		RequestID:  id,
+		ProofType:  req.Type,
+		Circuit:    req.Circuit,
+		EnqueuedAt: s.cfg.Now().UTC(),
+		Sealed:     sealed,
+	})
+	if errors.Is(err, jobqueue.ErrDuplicate) {
+		// The stream already holds a job with this id: an earlier attempt
+		// whose acknowledgement was lost. That job is this request's.
+		log.WarnContext(ctx, "job was already enqueued", "err", err)
+		err = nil
+	}
+	if err != nil {
+		log.ErrorContext(ctx, "enqueue failed, removing the row", "err", err)
+		s.compensate(ctx, log, id)
+		public := msgEnqueue
+		if errors.Is(err, jobqueue.ErrQueueFull) {
+			public = msgFull
+		}
+		return "", &InternalError{Public: public, Err: err}
+	}
+	log.InfoContext(ctx, "request accepted", "proof_type", string(req.Type),
+		"duration_ms", s.cfg.Now().Sub(start).Milliseconds())
+	return id, nil
+}
+
+// compensate removes the row of a request that could not be enqueued, so
+// the uuid is free for a retry.
+func (s *Service) compensate(ctx context.Context, log *slog.Logger, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CompensateTimeout)
+	defer cancel()
+	if err := s.d.Store.Delete(ctx, id); err != nil {
+		log.ErrorContext(ctx, "could not remove the row of an unqueued request; it stays pending without a job", "err", err)
+	}
+}
+
+// Status reads a recorded request.
+func (s *Service) Status(ctx context.Context, id string) (protocol.Status, error) {
+	id, err := ParseUUID(id)
+	if err != nil {
+		return protocol.Status{}, err
+	}
+	return s.get(ctx, id)
+}
+
+func (s *Service) get(ctx context.Context, id string) (protocol.Status, error) {
+	p, err := s.d.Store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return protocol.Status{}, fmt.Errorf("%w: %w", ErrNotFound, err)
+	case err != nil:
+		return protocol.Status{}, &InternalError{Public: msgLookup, Err: err}
+	}
+	return StatusOf(p), nil
+}
+
+// StatusOf converts a row to its wire form.
+func StatusOf(p store.Proof) protocol.Status {
+	st := protocol.Status{
+		UUID:               p.ID,
+		Status:             int(p.Status),
+		ProofType:          p.ProofType.Code(),
+		CircuitName:        p.Circuit,
+		CreatedAt:          p.CreatedAt.UTC(),
+		WitnessGeneratedAt: utc(p.WitnessGeneratedAt),
+		ProofGeneratedAt:   utc(p.ProofGeneratedAt),
+	}
+	if p.Reason != "" {
+		r := p.Reason
+		st.Reason = &r
+	}
+	if st.Terminal() && len(p.Proof) > 0 {
+		st.Proof = p.Proof
+		st.PublicInputs = p.PublicInputs
+	}
+	return st
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// Cancel marks a request that is not terminal yet as failed with reason
+// "cancelled" and announces it, so a worker running it stops. Cancelling a
+// terminal request changes nothing and reports Cancelled false.
+func (s *Service) Cancel(ctx context.Context, id string) (protocol.CancelResult, error) {
+	id, err := ParseUUID(id)
+	if err != nil {
+		return protocol.CancelResult{}, err
+	}
+	if _, err := s.get(ctx, id); err != nil {
+		return protocol.CancelResult{}, err
+	}
+	changed, err := s.d.Store.MarkFailed(ctx, id, protocol.CancelReason)
+	if err != nil {
+		return protocol.CancelResult{}, &InternalError{Public: msgCancel, Err: err}
+	}
+	if !changed {
+		st, err := s.get(ctx, id)
+		if err != nil {
+			return protocol.CancelResult{}, err
+		}
+		return protocol.CancelResult{UUID: id, Cancelled: false, Status: st.Status}, nil
+	}
+	log := s.log.With("request_id", id)
+	log.InfoContext(ctx, "request cancelled")
+	// The row is the truth and is already failed; the events only make a
+	// running worker stop early and subscribers hear about it now.
+	if err := s.d.Events.PublishCancel(ctx, id); err != nil {
+		log.WarnContext(ctx, "cancel event not published", "err", err)
+	}
+	ev := job.StatusEvent{RequestID: id, Status: protocol.StatusFailed, At: s.cfg.Now().UTC()}
+	if err := s.d.Events.PublishStatus(ctx, ev); err != nil {
+		log.WarnContext(ctx, "status event not published", "err", err)
+	}
+	return protocol.CancelResult{UUID: id, Cancelled: true, Status: protocol.StatusFailed}, nil
+}
