@@ -1,0 +1,423 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/openpassport/prover-fleet/api/internal/vectors"
+	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/store"
+)
+
+// appBody is a vector's request body as the app sends it: JSON.stringify
+// output, that is the file's object without the indentation.
+func appBody(t *testing.T, raw json.RawMessage, replace map[string]string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	must(t, json.Compact(&b, raw))
+	out := b.String()
+	for old, repl := range replace {
+		out = strings.ReplaceAll(out, old, repl)
+	}
+	return []byte(out)
+}
+
+func intsJSON(ints []int) string {
+	b, _ := json.Marshal(ints)
+	return string(b)
+}
+
+// TestVectorsThroughTheFrontend replays the app's exact hello and submit
+// bodies, both with "id": 1 on one WebSocket, through the whole frontend
+// with the vector's server key injected; then checks the proofs row and
+// the job on the stream. The compressed form replaces the client key by its
+// 33-byte encoding (same point, so the same shared key) and the uuid by a
+// fresh one.
+func TestVectorsThroughTheFrontend(t *testing.T) {
+	t.Parallel()
+	vs, err := vectors.Load()
+	must(t, err)
+	e := setup(t, options{})
+	for _, form := range []string{"uncompressed", "compressed"} {
+		for _, v := range vs {
+			t.Run(form+"/"+v.Name, func(t *testing.T) {
+				var params struct {
+					UUID string `json:"uuid"`
+				}
+				var hello struct {
+					Params json.RawMessage `json:"params"`
+				}
+				must(t, json.Unmarshal(v.HelloRequest, &hello))
+				must(t, json.Unmarshal(hello.Params, &params))
+				id, sentKey := params.UUID, vectors.Bytes(v.ClientPublicKey)
+				replace := map[string]string{}
+				if form == "compressed" {
+					id = uuid.NewString()
+					sentKey = vectors.Bytes(v.ClientPublicKeyComp)
+					replace[params.UUID] = id
+					replace[intsJSON(v.ClientPublicKey)] = intsJSON(v.ClientPublicKeyComp)
+				}
+				helloBody := appBody(t, v.HelloRequest, replace)
+				submitBody := appBody(t, v.SubmitRequest, replace)
+				if !bytes.Contains(helloBody, []byte(`"id":1`)) || !bytes.Contains(submitBody, []byte(`"id":1`)) {
+					t.Fatal("the app's bodies carry id 1")
+				}
+				priv, err := ecdh.P256().NewPrivateKey(vectors.Hex(v.ServerPrivateKeyHex))
+				must(t, err)
+				e.keys.set(priv)
+
+				ws := e.dialWS()
+				r := ws.send(t, helloBody)
+				if string(r.ID) != "1" {
+					t.Fatalf("hello answer id %s, want 1", r.ID)
+				}
+				var res protocol.HelloResult
+				wantResult(t, r, &res)
+				if res.UUID != id {
+					t.Fatalf("hello uuid %q, want %q", res.UUID, id)
+				}
+				doc, err := e.verifier.Verify(res.Attestation, sentKey)
+				if err != nil {
+					t.Fatalf("attestation: %v", err)
+				}
+				if !bytes.Equal(doc.PublicKey, vectors.Bytes(v.ServerPublicKey)) {
+					t.Fatalf("attested public_key %x, want the session's server key", doc.PublicKey)
+				}
+
+				r = ws.send(t, submitBody)
+				if string(r.ID) != "1" {
+					t.Fatalf("submit answer id %s, want 1", r.ID)
+				}
+				var got string
+				wantResult(t, r, &got)
+				if got != id {
+					t.Fatalf("submit answered %q, want %q", got, id)
+				}
+				e.checkRecordedAndQueued(t, id, v.Plaintext)
+			})
+		}
+	}
+	for _, v := range vs {
+		if strings.Contains(e.logs.String(), v.SharedKeyHex) {
+			t.Fatal("a shared key appears in the logs")
+		}
+	}
+}
+
+// checkRecordedAndQueued checks the proofs row and the job of a submitted
+// plaintext request.
+func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
+	t.Helper()
+	var req struct {
+		Type         family.ProofType `json:"type"`
+		Onchain      bool             `json:"onchain"`
+		EndpointType string           `json:"endpointType"`
+		Endpoint     string           `json:"endpoint"`
+		Circuit      struct {
+			Name   string `json:"name"`
+			Inputs string `json:"inputs"`
+		} `json:"circuit"`
+	}
+	must(t, json.Unmarshal([]byte(plaintext), &req))
+	row, err := e.store.Get(context.Background(), id)
+	must(t, err)
+	if row.Status != store.Pending || row.ProofType != req.Type || row.Circuit != req.Circuit.Name ||
+		row.Onchain != req.Onchain || row.EndpointType != req.EndpointType || row.Endpoint != req.Endpoint ||
+		row.Version != 1 || row.Proof != nil || row.PublicInputs != nil {
+		t.Fatalf("row %+v does not match request %+v", row, req)
+	}
+	if time.Since(row.CreatedAt) > time.Minute {
+		t.Fatalf("created_at %v", row.CreatedAt)
+	}
+	msg := e.fetchJob(t, req.Type.Family())
+	if msg.Subject() != job.Subject(req.Type.Family()) {
+		t.Fatalf("job subject %q, want %q", msg.Subject(), job.Subject(req.Type.Family()))
+	}
+	if got := msg.Headers().Get(nats.MsgIdHdr); got != id {
+		t.Fatalf("Nats-Msg-Id %q, want %q", got, id)
+	}
+	env, err := job.Unmarshal(msg.Data())
+	must(t, err)
+	if env.RequestID != id || env.ProofType != req.Type || env.Circuit != req.Circuit.Name {
+		t.Fatalf("envelope %+v", env)
+	}
+	if bytes.Contains(msg.Data(), []byte(req.Circuit.Inputs)) {
+		t.Fatal("the circuit inputs travel in clear on the stream")
+	}
+	inputs, err := e.sealer.Open(id, env.Sealed)
+	must(t, err)
+	if string(inputs) != req.Circuit.Inputs {
+		t.Fatalf("sealed inputs open to %q, want %q", inputs, req.Circuit.Inputs)
+	}
+	if strings.Contains(e.logs.String(), req.Circuit.Inputs) {
+		t.Fatal("circuit inputs appear in the logs")
+	}
+}
+
+func TestStatusAndProofsEndpoint(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	ctx := context.Background()
+	ws := e.dialWS()
+	s := e.hello(t, ws, uuid.NewString())
+	wantResult(t, ws.send(t, s.submitBody(t, request("dsc", "dsc_sha256_rsa_65537_4096", `{"a":"1"}`, nil))), nil)
+
+	statusOver := func(tr transport) map[string]any {
+		var st map[string]any
+		wantResult(t, tr.send(t, body(t, 7, protocol.MethodStatus, map[string]any{"uuid": s.uuid})), &st)
+		return st
+	}
+	get := func(id string) (int, map[string]any) {
+		resp, err := http.Get(e.http.URL + "/v1/proofs/" + id)
+		must(t, err)
+		defer resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("Content-Type %q", ct)
+		}
+		var m map[string]any
+		must(t, json.NewDecoder(resp.Body).Decode(&m))
+		return resp.StatusCode, m
+	}
+
+	st := statusOver(ws)
+	for _, k := range []string{"uuid", "status", "proof_type", "circuit_name", "created_at", "witness_generated_at",
+		"proof_generated_at", "proof", "public_inputs", "reason"} {
+		if _, ok := st[k]; !ok {
+			t.Fatalf("status lacks %q: %v", k, st)
+		}
+	}
+	if st["uuid"] != s.uuid || st["status"] != 0.0 || st["proof_type"] != 1.0 || st["circuit_name"] != "dsc_sha256_rsa_65537_4096" ||
+		st["proof"] != nil || st["public_inputs"] != nil || st["witness_generated_at"] != nil || st["reason"] != nil {
+		t.Fatalf("pending status %v", st)
+	}
+	if code, m := get(s.uuid); code != http.StatusOK || !equalJSON(m, st) {
+		t.Fatalf("GET: %d %v, want 200 %v", code, m, st)
+	}
+
+	// A worker moves the row on.
+	_, err := e.store.MarkWitnessGenerated(ctx, s.uuid)
+	must(t, err)
+	proof := json.RawMessage(`{"pi_a":["1","2","1"],"pi_b":[["1","2"],["3","4"],["1","0"]],"pi_c":["5","6","1"],"protocol":"groth16"}`)
+	_, err = e.store.MarkProofGenerated(ctx, s.uuid, proof, []string{"7", "8"})
+	must(t, err)
+	for _, tr := range []transport{ws, e.httpTransport()} {
+		st = statusOver(tr)
+		if st["status"] != 2.0 || st["witness_generated_at"] == nil || st["proof_generated_at"] == nil ||
+			st["public_inputs"] == nil || st["proof"].(map[string]any)["protocol"] != "groth16" {
+			t.Fatalf("%s: proven status %v", tr.name(), st)
+		}
+	}
+	if code, m := get(s.uuid); code != http.StatusOK || !equalJSON(m, st) {
+		t.Fatalf("GET after proof: %d %v", code, m)
+	}
+
+	unknown := uuid.NewString()
+	for _, tr := range e.transports() {
+		wantError(t, tr.send(t, body(t, 1, protocol.MethodStatus, map[string]any{"uuid": unknown})), -32600, "UUID not found")
+		wantError(t, tr.send(t, body(t, 1, protocol.MethodStatus, []any{"nope"})), -32602, `Invalid params: param "uuid": must be a UUID`)
+	}
+	if code, m := get(unknown); code != http.StatusNotFound || m["error"].(map[string]any)["message"] != "UUID not found" {
+		t.Fatalf("GET unknown: %d %v", code, m)
+	}
+	if code, m := get("not-a-uuid"); code != http.StatusBadRequest || m["error"].(map[string]any)["code"] != -32602.0 {
+		t.Fatalf("GET bad uuid: %d %v", code, m)
+	}
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
+
+// TestSubscribe follows a request from pending to proven through NATS
+// status events published as a worker would, with the row updated first.
+func TestSubscribe(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	ctx := context.Background()
+	ws := e.dialWS()
+	s := e.hello(t, ws, uuid.NewString())
+	wantResult(t, ws.send(t, s.submitBody(t, request("register", "register_demo", `{"a":"1"}`, nil))), nil)
+
+	var cur protocol.Status
+	wantResult(t, ws.send(t, body(t, 2, protocol.MethodSubscribe, map[string]any{"uuid": s.uuid})), &cur)
+	if cur.UUID != s.uuid || cur.Status != protocol.StatusPending {
+		t.Fatalf("subscribe answered %+v", cur)
+	}
+	notification := func() protocol.Status {
+		t.Helper()
+		r := ws.read(t)
+		if r.Method != protocol.NotifyStatusUpdate || r.ID != nil {
+			t.Fatalf("got %+v, want an %s notification", r, protocol.NotifyStatusUpdate)
+		}
+		var st protocol.Status
+		must(t, json.Unmarshal(r.Params, &st))
+		return st
+	}
+	publish := func(status int) {
+		must(t, e.events.PublishStatus(ctx, job.StatusEvent{RequestID: s.uuid, Status: status, At: time.Now()}))
+	}
+
+	_, err := e.store.MarkWitnessGenerated(ctx, s.uuid)
+	must(t, err)
+	publish(protocol.StatusWitnessGenerated)
+	if st := notification(); st.Status != protocol.StatusWitnessGenerated || st.WitnessGeneratedAt == nil || st.HasProof() {
+		t.Fatalf("first update %+v", st)
+	}
+	publish(protocol.StatusWitnessGenerated) // a duplicate event: no change, no notification
+	_, err = e.store.MarkProofGenerated(ctx, s.uuid, json.RawMessage(`{"protocol":"groth16"}`), []string{"1"})
+	must(t, err)
+	publish(protocol.StatusProofGenerated)
+	st := notification()
+	if st.Status != protocol.StatusProofGenerated || string(st.Proof) != `{"protocol":"groth16"}` || len(st.PublicInputs) != 1 {
+		t.Fatalf("terminal update %+v", st)
+	}
+
+	// Terminal: the subscription is over. Another event makes no
+	// notification: the next message on the socket is the health answer.
+	publish(protocol.StatusVerified)
+	time.Sleep(200 * time.Millisecond)
+	r := ws.send(t, body(t, 3, protocol.MethodHealth, nil))
+	if r.Method != "" || string(r.ID) != "3" {
+		t.Fatalf("after the terminal update got %+v, want the health answer", r)
+	}
+
+	// Subscribing to a terminal request answers its status and sends nothing.
+	wantResult(t, ws.send(t, body(t, 4, protocol.MethodSubscribe, []any{s.uuid})), &cur)
+	if cur.Status != protocol.StatusProofGenerated {
+		t.Fatalf("subscribe on a proven request answered %+v", cur)
+	}
+	wantError(t, ws.send(t, body(t, 5, protocol.MethodSubscribe, map[string]any{"uuid": uuid.NewString()})), -32600, "UUID not found")
+	wantError(t, e.httpTransport().send(t, body(t, 6, protocol.MethodSubscribe, map[string]any{"uuid": s.uuid})),
+		-32600, "openpassport_subscribe needs a WebSocket connection")
+}
+
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	ws := e.dialWS()
+	s := e.hello(t, ws, uuid.NewString())
+	wantResult(t, ws.send(t, s.submitBody(t, request("disclose", "vc_and_disclose", `{"a":"1"}`, nil))), nil)
+
+	cancels, err := e.nc.SubscribeSync(job.CancelSubject(s.uuid))
+	must(t, err)
+	watcher := e.dialWS()
+	wantResult(t, watcher.send(t, body(t, 1, protocol.MethodSubscribe, map[string]any{"uuid": s.uuid})), nil)
+
+	var res protocol.CancelResult
+	wantResult(t, ws.send(t, body(t, 2, protocol.MethodCancel, map[string]any{"uuid": s.uuid})), &res)
+	if !res.Cancelled || res.Status != protocol.StatusFailed || res.UUID != s.uuid {
+		t.Fatalf("cancel answered %+v", res)
+	}
+	row, err := e.store.Get(context.Background(), s.uuid)
+	must(t, err)
+	if row.Status != store.Failed || row.Reason != "cancelled" {
+		t.Fatalf("row after cancel: status %v reason %q", row.Status, row.Reason)
+	}
+	if _, err := cancels.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("no cancel event: %v", err)
+	}
+	r := watcher.read(t)
+	var st protocol.Status
+	must(t, json.Unmarshal(r.Params, &st))
+	if r.Method != protocol.NotifyStatusUpdate || st.Status != protocol.StatusFailed || st.Reason == nil || *st.Reason != "cancelled" {
+		t.Fatalf("subscriber got %+v / %+v", r, st)
+	}
+
+	// Cancelling again changes nothing; over HTTP too.
+	wantResult(t, e.httpTransport().send(t, body(t, 3, protocol.MethodCancel, []any{s.uuid})), &res)
+	if res.Cancelled || res.Status != protocol.StatusFailed {
+		t.Fatalf("second cancel answered %+v", res)
+	}
+	wantError(t, ws.send(t, body(t, 4, protocol.MethodCancel, map[string]any{"uuid": uuid.NewString()})), -32600, "UUID not found")
+}
+
+// TestEnqueueFailure: when the job cannot be published the client gets
+// -32603, the row is removed, and a new hello with the same uuid succeeds.
+func TestEnqueueFailure(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	ctx := context.Background()
+	plain := request("register", "register_demo", `{"x":"42"}`, nil)
+	for _, tr := range e.transports() {
+		t.Run(tr.name(), func(t *testing.T) {
+			id := uuid.NewString()
+			e.queue.fail.Store(true)
+			s := e.hello(t, tr, id)
+			r := tr.send(t, s.submitBody(t, plain))
+			wantError(t, r, -32603, "Could not queue the proof request, retry with a new hello")
+			if strings.Contains(string(r.Error.Data)+r.Error.Message, errQueueDown.Error()) {
+				t.Fatal("the internal cause leaked to the client")
+			}
+			if ok, err := e.store.Exists(ctx, id); err != nil || ok {
+				t.Fatalf("row still there after a failed enqueue (%v, %v)", ok, err)
+			}
+			if n := e.streamCount(t); n != 0 {
+				t.Fatalf("%d jobs on the stream", n)
+			}
+			e.queue.fail.Store(false)
+			s = e.hello(t, tr, id)
+			var got string
+			wantResult(t, tr.send(t, s.submitBody(t, plain)), &got)
+			e.checkRecordedAndQueued(t, got, plain)
+		})
+	}
+}
+
+// TestQueueFull: a stream at its limit refuses the job (DiscardNew); the
+// client is told and nothing stays recorded.
+func TestQueueFull(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{queue: func(c *jobqueue.Config) { c.MaxMsgs = 1 }})
+	ws := e.dialWS()
+	plain := request("register", "register_demo", `{"x":"1"}`, nil)
+	s := e.hello(t, ws, uuid.NewString())
+	wantResult(t, ws.send(t, s.submitBody(t, plain)), nil)
+	s = e.hello(t, ws, uuid.NewString())
+	wantError(t, ws.send(t, s.submitBody(t, plain)), -32603, "The proof queue is full, retry later with a new hello")
+	if ok, err := e.store.Exists(context.Background(), s.uuid); err != nil || ok {
+		t.Fatalf("row of a refused job still there (%v, %v)", ok, err)
+	}
+}
+
+// TestLargeRequest sends a submit body of about 9.5 MiB (register inputs are
+// large) over both transports.
+func TestLargeRequest(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	var in bytes.Buffer
+	in.WriteString(`{"dg1":[`)
+	for i := 0; in.Len() < 2_500_000; i++ {
+		if i > 0 {
+			in.WriteByte(',')
+		}
+		in.WriteString(`"123456789012"`)
+	}
+	in.WriteString(`]}`)
+	plain := request("register", "register_demo", in.String(), nil)
+	for _, tr := range e.transports() {
+		t.Run(tr.name(), func(t *testing.T) {
+			s := e.hello(t, tr, uuid.NewString())
+			b := s.submitBody(t, plain)
+			if len(b) < 9<<20 || len(b) > 10<<20 {
+				t.Fatalf("body is %d bytes, want 9..10 MiB", len(b))
+			}
+			var got string
+			wantResult(t, tr.send(t, b), &got)
+			e.checkRecordedAndQueued(t, got, plain)
+		})
+	}
+}
