@@ -1,0 +1,164 @@
+// Package config reads prover-api's configuration from flags and
+// environment variables (a flag given on the command line wins over its
+// variable, which wins over the default) and builds its logger.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/openpassport/prover-fleet/shared/family"
+)
+
+// Config is prover-api's configuration.
+type Config struct {
+	ServerAddress string
+	DatabaseURL   string
+	CircuitFolder string
+	ZkeyFolder    string
+	NATSURL       string
+	Families      []family.Family
+	Attester      string // "nsm" or "dev"
+	DevAttestDir  string
+	SessionTTL    time.Duration
+	MaxSessions   int
+	AdminAddress  string
+	JobKeyFile    string
+	LogLevel      slog.Level
+	LogFormat     string // "json" or "text"
+}
+
+// Flag names and their environment variables.
+var envOf = map[string]string{
+	"server-address": "PROVER_API_SERVER_ADDRESS",
+	"database-url":   "DATABASE_URL",
+	"circuit-folder": "PROVER_API_CIRCUIT_FOLDER",
+	"zkey-folder":    "PROVER_API_ZKEY_FOLDER",
+	"nats-url":       "NATS_URL",
+	"families":       "PROVER_API_FAMILIES",
+	"attester":       "PROVER_API_ATTESTER",
+	"dev-attest-dir": "PROVER_API_DEV_ATTEST_DIR",
+	"session-ttl":    "PROVER_API_SESSION_TTL",
+	"max-sessions":   "PROVER_API_MAX_SESSIONS",
+	"admin-address":  "PROVER_API_ADMIN_ADDRESS",
+	"job-key-file":   "PROVER_API_JOB_KEY_FILE",
+	"log-level":      "PROVER_API_LOG_LEVEL",
+	"log-format":     "PROVER_API_LOG_FORMAT",
+}
+
+// EnvVar returns the environment variable of a flag ("" if none).
+func EnvVar(flag string) string { return envOf[flag] }
+
+// Parse reads args (without the program name) and the environment through
+// lookupEnv (os.LookupEnv in the program). It returns pflag.ErrHelp after
+// printing usage to out when asked for help.
+func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) (Config, error) {
+	fs := pflag.NewFlagSet("prover-api", pflag.ContinueOnError)
+	fs.SetOutput(out)
+	var (
+		c        Config
+		families string
+		level    string
+	)
+	fs.StringVarP(&c.ServerAddress, "server-address", "s", "0.0.0.0:8888", "address of the JSON-RPC listener (WebSocket and HTTP POST)")
+	fs.StringVarP(&c.DatabaseURL, "database-url", "d", "", "PostgreSQL URL of the proofs table (required)")
+	fs.StringVarP(&c.CircuitFolder, "circuit-folder", "c", "circuits/build", "folder of witness generators (<name>_cpp/<name> or <name>_js/<name>.wasm)")
+	fs.StringVarP(&c.ZkeyFolder, "zkey-folder", "k", "zkeys", "folder of proving keys (<name>.zkey); a circuit without one is refused; empty skips the check")
+	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
+	fs.StringVar(&families, "families", "all", "proof families served: all, or a comma-separated list of register, dsc, disclose")
+	fs.StringVar(&c.Attester, "attester", "nsm", "attestation source: nsm (Nitro Security Module, in an enclave) or dev (development root, outside one)")
+	fs.StringVar(&c.DevAttestDir, "dev-attest-dir", "", "directory of the development attestation root (created if missing; required with --attester dev)")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", 120*time.Second, "how long a hello's session waits for its submit")
+	fs.IntVar(&c.MaxSessions, "max-sessions", 10000, "open handshake sessions at most; beyond, hello answers \"server busy\"")
+	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9090", "address of /healthz, /readyz and /metrics; empty disables")
+	fs.StringVar(&c.JobKeyFile, "job-key-file", "", "file holding the fleet key that seals circuit inputs (64 hex characters or 32 raw bytes; required)")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: prover-api [flags]\n\nThe frontend of the prover fleet. Every flag can also be set by the environment variable in brackets.\n\n")
+		fs.VisitAll(func(f *pflag.Flag) {
+			f.Usage += " [" + envOf[f.Name] + "]"
+		})
+		fmt.Fprint(out, fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	var envErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || envErr != nil {
+			return
+		}
+		if v, ok := lookupEnv(envOf[f.Name]); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", envOf[f.Name], err)
+			}
+		}
+	})
+	if envErr != nil {
+		return Config{}, envErr
+	}
+	var err error
+	if c.Families, err = family.ParseList(families); err != nil {
+		return Config{}, fmt.Errorf("--families: %w", err)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return Config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the configuration with exact messages.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("--database-url (DATABASE_URL) is required"))
+	}
+	if c.JobKeyFile == "" {
+		errs = append(errs, errors.New("--job-key-file (PROVER_API_JOB_KEY_FILE) is required"))
+	}
+	if c.CircuitFolder == "" {
+		errs = append(errs, errors.New("--circuit-folder must not be empty"))
+	}
+	if c.NATSURL == "" {
+		errs = append(errs, errors.New("--nats-url must not be empty"))
+	}
+	switch c.Attester {
+	case "nsm":
+	case "dev":
+		if c.DevAttestDir == "" {
+			errs = append(errs, errors.New("--dev-attest-dir (PROVER_API_DEV_ATTEST_DIR) is required with --attester dev"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--attester must be nsm or dev, got %q", c.Attester))
+	}
+	if c.SessionTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--session-ttl must be positive, got %s", c.SessionTTL))
+	}
+	if c.MaxSessions < 1 {
+		errs = append(errs, fmt.Errorf("--max-sessions must be at least 1, got %d", c.MaxSessions))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("--log-format must be json or text, got %q", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// NewLogger builds the program's logger.
+func NewLogger(c Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if c.LogFormat == "text" {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(h).With("program", "prover-api")
+}

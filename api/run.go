@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openpassport/prover-fleet/api/internal/admin"
+	"github.com/openpassport/prover-fleet/api/internal/config"
+	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/store"
+)
+
+// run connects to Postgres and NATS, serves until ctx is done, then shuts
+// down in order: stop accepting and finish calls in flight, then drain
+// NATS, then close the pool.
+func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	key, err := job.LoadKeyFile(cfg.JobKeyFile)
+	if err != nil {
+		return err
+	}
+	sealer, err := job.NewSealer(key)
+	clear(key)
+	if err != nil {
+		return err
+	}
+
+	attester, closeAttester, err := newAttester(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAttester()
+
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer pool.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = pool.Ping(pingCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("prover-api"), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	defer func() {
+		if err := nc.Drain(); err != nil {
+			log.Warn("nats drain", "err", err)
+		}
+	}()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	qcfg := jobqueue.DefaultConfig()
+	publisher, err := jobqueue.NewPublisher(js, qcfg)
+	if err != nil {
+		return err
+	}
+	if err := jobqueue.Check(ctx, js, qcfg.Stream, cfg.Families); err != nil {
+		log.Warn("job stream not set up yet (run proverctl migrate); submits fail until it is", "err", err)
+	}
+
+	srv, err := server.New(server.Deps{
+		Store:    store.New(pool),
+		Queue:    publisher,
+		Events:   jobqueue.NewEvents(nc),
+		Attester: attester,
+		Sealer:   sealer,
+		Logger:   log,
+	}, server.Config{
+		Families:      cfg.Families,
+		CircuitFolder: cfg.CircuitFolder,
+		ZkeyFolder:    cfg.ZkeyFolder,
+		SessionTTL:    cfg.SessionTTL,
+		MaxSessions:   cfg.MaxSessions,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.ServerAddress)
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, ln) })
+	if cfg.AdminAddress != "" {
+		checks := []admin.Check{
+			{Name: "postgres", Probe: pool.Ping},
+			{Name: "nats", Probe: func(context.Context) error {
+				if !nc.IsConnected() {
+					return errors.New("not connected")
+				}
+				return nil
+			}},
+			{Name: "jetstream", Probe: func(ctx context.Context) error {
+				return jobqueue.Check(ctx, js, qcfg.Stream, cfg.Families)
+			}},
+		}
+		g.Go(func() error {
+			return serveAdmin(gctx, cfg.AdminAddress, admin.Handler(checks, nil, 2*time.Second), log)
+		})
+	}
+	return g.Wait()
+}
+
+func newAttester(cfg config.Config) (attest.Attester, func(), error) {
+	if cfg.Attester == "dev" {
+		dev, err := attest.NewDev(attest.DevConfig{Dir: cfg.DevAttestDir, ModuleID: "prover-api-dev"})
+		if err != nil {
+			return nil, nil, err
+		}
+		return dev, func() {}, nil
+	}
+	nsm, err := attest.NewNSM(attest.NSMConfig{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return nsm, func() { _ = nsm.Close() }, nil
+}
+
+func serveAdmin(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("admin serving", "address", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
+}
