@@ -8,7 +8,8 @@
 //	section 2 (constraints): per constraint three linear combinations A, B, C;
 //	                         each is nTerms uint32 then nTerms times
 //	                         (wire uint32, coefficient n8 bytes LE, normal form)
-//	section 3 (wire→label):  nWires uint64 label ids (checked for size, not kept)
+//	section 3 (wire→label):  nWires uint64 label ids (required and checked for
+//	                         size, not kept)
 //	sections 4, 5:           custom gates (PLONK only): rejected
 //
 // A constraint says <A,w> * <B,w> = <C,w> for the witness w, where wire 0 is
@@ -137,10 +138,11 @@ func Read(ctx context.Context, r io.ReaderAt, size int64) (*System, error) {
 		return nil, fmt.Errorf("%w: %d wires cannot hold 1+%d outputs+%d public inputs+%d private inputs",
 			ErrMalformed, s.NWires, s.NPubOut, s.NPubIn, s.NPrvIn)
 	}
-	if f.Has(sectionWireMap) {
-		if _, err := f.SectionOfSize(sectionWireMap, int64(s.NWires)*8); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
+	// circom always writes the wire→label map; requiring it also bounds
+	// nWires by the file size, so later per-wire allocations (the witness,
+	// key generation) are bounded too.
+	if _, err := f.SectionOfSize(sectionWireMap, int64(s.NWires)*8); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	cs, err := f.Section(sectionConstraints)
 	if err != nil {

@@ -195,7 +195,7 @@ func Read(ctx context.Context, r io.ReaderAt, size int64) (*Key, error) {
 		return nil, fmt.Errorf("%w: coefficients section is %d bytes", ErrMalformed, cs.Size)
 	}
 	var nb [4]byte
-	if _, err := f.Reader(cs).ReadAt(nb[:], 0); err != nil {
+	if err := f.ReadAt(cs, nb[:], 0); err != nil {
 		return nil, fmt.Errorf("%w: coefficients: %w", ErrMalformed, err)
 	}
 	nCoefs := int64(binary.LittleEndian.Uint32(nb[:]))

@@ -52,7 +52,7 @@ func Open(r io.ReaderAt, size int64, magic string, maxVersion uint32) (*File, er
 		return nil, fmt.Errorf("file is %d bytes, shorter than the %d-byte header", size, headerSize)
 	}
 	var h [headerSize]byte
-	if _, err := r.ReadAt(h[:], 0); err != nil {
+	if err := readAt(r, h[:], 0); err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
 	if string(h[0:4]) != magic {
@@ -77,7 +77,7 @@ func Open(r io.ReaderAt, size int64, magic string, maxVersion uint32) (*File, er
 			return nil, fmt.Errorf("section %d header at offset %d runs past the end of the file", i, pos)
 		}
 		var sh [sectionHeaderSize]byte
-		if _, err := r.ReadAt(sh[:], pos); err != nil {
+		if err := readAt(r, sh[:], pos); err != nil {
 			return nil, fmt.Errorf("read section %d header: %w", i, err)
 		}
 		id := binary.LittleEndian.Uint32(sh[0:4])
@@ -122,16 +122,11 @@ func (f *File) SectionOfSize(id uint32, want int64) (Section, error) {
 	return s, nil
 }
 
-// Reader returns a reader over the payload of s.
-func (f *File) Reader(s Section) *io.SectionReader {
-	return io.NewSectionReader(f.r, s.Offset, s.Size)
-}
-
 // ReadAll returns the payload of s. Callers use it only for sections whose
 // size they have already bounded (headers), never for bulk data.
 func (f *File) ReadAll(s Section) ([]byte, error) {
 	b := make([]byte, s.Size)
-	if _, err := f.r.ReadAt(b, s.Offset); err != nil {
+	if err := readAt(f.r, b, s.Offset); err != nil {
 		return nil, fmt.Errorf("read section %d: %w", s.ID, err)
 	}
 	return b, nil
@@ -155,7 +150,7 @@ func (f *File) ForEachRecord(s Section, recordSize int, fn func(first int, batch
 	for first := 0; first < total; first += per {
 		n := min(per, total-first)
 		b := buf[:n*recordSize]
-		if _, err := f.r.ReadAt(b, s.Offset+int64(first)*int64(recordSize)); err != nil {
+		if err := readAt(f.r, b, s.Offset+int64(first)*int64(recordSize)); err != nil {
 			return fmt.Errorf("read section %d: %w", s.ID, err)
 		}
 		if err := fn(first, b); err != nil {
@@ -163,6 +158,27 @@ func (f *File) ForEachRecord(s Section, recordSize int, fn func(first int, batch
 		}
 	}
 	return nil
+}
+
+// ReadAt fills b from the payload of s starting at off bytes into it.
+func (f *File) ReadAt(s Section, b []byte, off int64) error {
+	if off < 0 || off > s.Size || int64(len(b)) > s.Size-off {
+		return fmt.Errorf("read of %d bytes at %d is outside section %d (%d bytes)", len(b), off, s.ID, s.Size)
+	}
+	return readAt(f.r, b, s.Offset+off)
+}
+
+// readAt is ReaderAt.ReadAt that accepts io.EOF together with a full read,
+// which the io.ReaderAt contract allows at the end of the input.
+func readAt(r io.ReaderAt, b []byte, off int64) error {
+	n, err := r.ReadAt(b, off)
+	if n == len(b) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Decoder reads little-endian integers and raw bytes from a payload that is
