@@ -108,7 +108,9 @@ func TestReadRejects(t *testing.T) {
 	t.Parallel()
 	orig := readTestdata(t, tinyR1CS)
 	f := func(b []byte, fn func([]byte)) []byte { c := append([]byte(nil), b...); fn(c); return c }
-	le32 := func(off int, v uint32) func([]byte) { return func(b []byte) { binary.LittleEndian.PutUint32(b[off:], v) } }
+	le32 := func(off int, v uint32) func([]byte) {
+		return func(b []byte) { binary.LittleEndian.PutUint32(b[off:], v) }
+	}
 	hdr := sectionOffset(t, orig, sectionHeader)
 	cons := sectionOffset(t, orig, sectionConstraints)
 	tests := []struct {

@@ -132,7 +132,9 @@ func TestReadRejects(t *testing.T) {
 	orig := readTestdata(t, snarkjsKey)
 	sec := sections(t, orig)
 	f := func(fn func([]byte)) []byte { c := append([]byte(nil), orig...); fn(c); return c }
-	le32 := func(off int, v uint32) func([]byte) { return func(b []byte) { binary.LittleEndian.PutUint32(b[off:], v) } }
+	le32 := func(off int, v uint32) func([]byte) {
+		return func(b []byte) { binary.LittleEndian.PutUint32(b[off:], v) }
+	}
 	h := sec[secHeader]
 	// Offsets inside the Groth16 header.
 	nVarsOff := h + 4 + 32 + 4 + 32
