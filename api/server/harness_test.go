@@ -324,7 +324,7 @@ func body(t testing.TB, id any, method string, params any) []byte {
 func wantError(t *testing.T, r reply, code int64, message string) {
 	t.Helper()
 	if r.Error == nil {
-		t.Fatalf("got result %s, want error %d %q", r.Result, code, message)
+		t.Fatalf("got result %.200s, want error %d %q", r.Result, code, message)
 	}
 	if r.Error.Code != code || r.Error.Message != message {
 		t.Fatalf("got error %d %q (data %s), want %d %q", r.Error.Code, r.Error.Message, r.Error.Data, code, message)
