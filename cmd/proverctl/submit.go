@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/openpassport/prover-fleet/api/client"
+	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/family"
+)
+
+// defaultURL is the frontend `proverctl dev` serves.
+const defaultURL = "ws://127.0.0.1:8888/"
+
+// attestFlags configure how the attestation document of a hello is checked.
+type attestFlags struct {
+	rootPEM  string
+	pcr0     []string
+	anyPCR0  bool
+	maxAge   time.Duration
+	verifier *attest.Verifier
+}
+
+func (a *attestFlags) register(f *flags) {
+	f.StringVar(&a.rootPEM, "root-pem", "", "attestation root certificate (PEM) to pin; default: the AWS Nitro root (`proverctl dev` prints its development root)")
+	f.bind("root-pem", "PROVER_ROOT_PEM")
+	f.StringSliceVar(&a.pcr0, "pcr0", nil, "PCR0 (hex) of the enclave images to accept; repeat or separate with commas")
+	f.bind("pcr0", "PROVER_PCR0")
+	f.BoolVar(&a.anyPCR0, "insecure-any-pcr0", false, "accept any PCR0 (development only: the document then vouches for no particular image)")
+	f.DurationVar(&a.maxAge, "attestation-max-age", 5*time.Minute, "oldest attestation document accepted")
+}
+
+func (a *attestFlags) build() (*attest.Verifier, error) {
+	data := attest.AWSNitroRootPEM()
+	if a.rootPEM != "" {
+		var err error
+		if data, err = os.ReadFile(a.rootPEM); err != nil {
+			return nil, fmt.Errorf("--root-pem: %w", err)
+		}
+	}
+	var roots []*x509.Certificate
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("--root-pem %s: %w", a.rootPEM, err)
+		}
+		roots = append(roots, cert)
+	}
+	if len(roots) == 0 {
+		return nil, usagef("--root-pem %s holds no PEM certificate", a.rootPEM)
+	}
+	var pcrs [][]byte
+	for _, s := range a.pcr0 {
+		b, err := hex.DecodeString(strings.TrimSpace(s))
+		if err != nil {
+			return nil, usagef("--pcr0 %q is not hex", s)
+		}
+		pcrs = append(pcrs, b)
+	}
+	if len(pcrs) == 0 && !a.anyPCR0 {
+		return nil, usagef("--pcr0 is required (the enclave image to trust), or --insecure-any-pcr0 for development")
+	}
+	if len(pcrs) > 0 && a.anyPCR0 {
+		return nil, usagef("--pcr0 and --insecure-any-pcr0 exclude each other")
+	}
+	v, err := attest.NewVerifier(attest.VerifierConfig{Roots: roots, AllowedPCR0: pcrs, AllowAnyPCR0: a.anyPCR0, MaxAge: a.maxAge})
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	return v, nil
+}
+
+func runSubmit(ctx context.Context, args []string, std stdio) error {
+	var (
+		rawURL, typ, circuitName, inputsPath string
+		endpointType, endpoint, id           string
+		userData, selfData                   string
+		onchain, wait, compressed            bool
+		version                              int
+		timeout                              time.Duration
+		af                                   attestFlags
+	)
+	f := newFlags("submit", "", "Sends one proof request the way the app does: hello, verify the attestation document, derive the\n"+
+		"shared key, encrypt, submit. With --wait it then follows the request (subscription, or polling over\n"+
+		"HTTP) with a progress display on stderr and prints the final status JSON on stdout; without, it\n"+
+		"prints {\"uuid\": ...}.", std)
+	f.StringVar(&rawURL, "url", defaultURL, "frontend URL: ws:// or wss:// (WebSocket), http:// or https:// (POST)")
+	f.bind("url", "PROVER_URL")
+	f.StringVar(&typ, "type", "", "proof type: "+proofTypeList()+" (required)")
+	f.StringVar(&circuitName, "circuit", "", "circuit name, e.g. register_demo (required)")
+	f.StringVar(&inputsPath, "inputs", "", "file holding the circuit's input object (JSON; - for stdin) (required)")
+	f.StringVar(&endpointType, "endpoint-type", "", "endpointType: celo, https, staging_celo, staging_https, test_celo, test_https (required for disclose types)")
+	f.StringVar(&endpoint, "endpoint", "", "endpoint (required for disclose types)")
+	f.StringVar(&userData, "user-defined-data", "", "userDefinedData")
+	f.StringVar(&selfData, "self-defined-data", "", "selfDefinedData")
+	f.BoolVar(&onchain, "onchain", true, "onchain")
+	f.IntVar(&version, "version", 1, "request version")
+	f.StringVar(&id, "uuid", "", "request uuid (default: a random one)")
+	f.BoolVar(&compressed, "compressed-key", false, "send the client key as 33 bytes (newer app builds) instead of 65")
+	f.BoolVar(&wait, "wait", false, "follow the request until its status is final and print it")
+	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
+	af.register(f)
+	if err := f.parse(args, std); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		return usagef("submit takes no arguments, got %q", f.Args())
+	}
+	var missing []string
+	for flag, v := range map[string]string{"--type": typ, "--circuit": circuitName, "--inputs": inputsPath} {
+		if v == "" {
+			missing = append(missing, flag)
+		}
+	}
+	if len(missing) > 0 {
+		return usagef("missing %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))
+	}
+	pt, err := family.ParseProofType(typ)
+	if err != nil {
+		return usagef("--type: %v", err)
+	}
+	inputs, err := readInputs(inputsPath)
+	if err != nil {
+		return err
+	}
+	verifier, err := af.build()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := client.Dial(ctx, rawURL, client.Options{Verifier: verifier, CompressedKey: compressed})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	b := newBoard(std.err, isTerminal(std.err))
+	r := b.add(circuitName + " (" + string(pt.Family()) + ")")
+	progress := r.progress()
+	reqID, err := c.Submit(ctx, client.Request{
+		Type: pt, Circuit: circuitName, Inputs: inputs, Onchain: onchain,
+		EndpointType: endpointType, Endpoint: endpoint,
+		UserDefinedData: userData, SelfDefinedData: selfData, Version: version, UUID: id,
+	}, progress)
+	if err != nil {
+		r.fail(err.Error())
+		b.finish()
+		return err
+	}
+	if !wait {
+		return printJSON(std, map[string]string{"uuid": reqID})
+	}
+	drawCtx, stopDraw := context.WithCancel(ctx)
+	drawn := make(chan struct{})
+	go func() { defer close(drawn); b.run(drawCtx) }()
+	st, err := c.Wait(ctx, reqID, progress)
+	stopDraw()
+	<-drawn
+	b.finish()
+	if err != nil {
+		return fmt.Errorf("waiting for %s: %w", reqID, err)
+	}
+	if perr := printJSON(std, st); perr != nil {
+		return perr
+	}
+	if st.Status != protocol.StatusProofGenerated && st.Status != protocol.StatusVerified {
+		return fmt.Errorf("request %s ended with status %d", reqID, st.Status)
+	}
+	return nil
+}
+
+func readInputs(path string) (json.RawMessage, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--inputs: %w", err)
+	}
+	if !json.Valid(data) {
+		return nil, fmt.Errorf("--inputs %s is not JSON", path)
+	}
+	return json.RawMessage(data), nil
+}
+
+func proofTypeList() string {
+	var s []string
+	for _, t := range family.ProofTypes() {
+		s = append(s, string(t))
+	}
+	return strings.Join(s, ", ")
+}
+
+func printJSON(std stdio, v any) error {
+	enc := json.NewEncoder(std.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// requestCommand parses the flags of status and cancel: --url and one uuid.
+func requestCommand(name, about string, args []string, std stdio) (string, string, time.Duration, error) {
+	var rawURL string
+	var timeout time.Duration
+	f := newFlags(name, "UUID", about, std)
+	f.StringVar(&rawURL, "url", defaultURL, "frontend URL: ws://, wss://, http:// or https://")
+	f.bind("url", "PROVER_URL")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	if err := f.parse(args, std); err != nil {
+		return "", "", 0, err
+	}
+	if f.NArg() != 1 {
+		return "", "", 0, usagef("%s takes one request uuid, got %d arguments", name, f.NArg())
+	}
+	id := f.Arg(0)
+	if _, err := uuid.Parse(id); err != nil {
+		return "", "", 0, usagef("%q is not a UUID", id)
+	}
+	return rawURL, id, timeout, nil
+}
+
+func runStatus(ctx context.Context, args []string, std stdio) error {
+	rawURL, id, timeout, err := requestCommand("status", "Prints a request's status (openpassport_status) as JSON.", args, std)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := client.Dial(ctx, rawURL, client.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := c.Status(ctx, id)
+	if err != nil {
+		return err
+	}
+	return printJSON(std, st)
+}
+
+func runCancel(ctx context.Context, args []string, std stdio) error {
+	rawURL, id, timeout, err := requestCommand("cancel", "Cancels a queued or running request (openpassport_cancel): a running job's\n"+
+		"processes are killed and its status becomes 3 with reason \"cancelled\". Prints the answer as JSON.", args, std)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := client.Dial(ctx, rawURL, client.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res, err := c.Cancel(ctx, id)
+	if err != nil {
+		return err
+	}
+	return printJSON(std, res)
+}
