@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
+	"github.com/openpassport/prover-fleet/api/internal/apitest"
 	"github.com/openpassport/prover-fleet/api/internal/vectors"
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/family"
@@ -76,7 +77,7 @@ func TestVectorsThroughTheFrontend(t *testing.T) {
 				}
 				priv, err := ecdh.P256().NewPrivateKey(vectors.Hex(v.ServerPrivateKeyHex))
 				must(t, err)
-				e.keys.set(priv)
+				e.Keys.Set(priv)
 
 				ws := e.dialWS()
 				r := ws.send(t, helloBody)
@@ -88,7 +89,7 @@ func TestVectorsThroughTheFrontend(t *testing.T) {
 				if res.UUID != id {
 					t.Fatalf("hello uuid %q, want %q", res.UUID, id)
 				}
-				doc, err := e.verifier.Verify(res.Attestation, sentKey)
+				doc, err := e.Verifier.Verify(res.Attestation, sentKey)
 				if err != nil {
 					t.Fatalf("attestation: %v", err)
 				}
@@ -110,7 +111,7 @@ func TestVectorsThroughTheFrontend(t *testing.T) {
 		}
 	}
 	for _, v := range vs {
-		if strings.Contains(e.logs.String(), v.SharedKeyHex) {
+		if strings.Contains(e.Logs.String(), v.SharedKeyHex) {
 			t.Fatal("a shared key appears in the logs")
 		}
 	}
@@ -131,7 +132,7 @@ func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
 		} `json:"circuit"`
 	}
 	must(t, json.Unmarshal([]byte(plaintext), &req))
-	row, err := e.store.Get(context.Background(), id)
+	row, err := e.Store.Get(context.Background(), id)
 	must(t, err)
 	if row.Status != store.Pending || row.ProofType != req.Type || row.Circuit != req.Circuit.Name ||
 		row.Onchain != req.Onchain || row.EndpointType != req.EndpointType || row.Endpoint != req.Endpoint ||
@@ -141,7 +142,7 @@ func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
 	if time.Since(row.CreatedAt) > time.Minute {
 		t.Fatalf("created_at %v", row.CreatedAt)
 	}
-	msg := e.fetchJob(t, req.Type.Family())
+	msg := e.FetchJob(t, req.Type.Family())
 	if msg.Subject() != job.Subject(req.Type.Family()) {
 		t.Fatalf("job subject %q, want %q", msg.Subject(), job.Subject(req.Type.Family()))
 	}
@@ -156,12 +157,12 @@ func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
 	if bytes.Contains(msg.Data(), []byte(req.Circuit.Inputs)) {
 		t.Fatal("the circuit inputs travel in clear on the stream")
 	}
-	inputs, err := e.sealer.Open(id, env.Sealed)
+	inputs, err := e.Sealer.Open(id, env.Sealed)
 	must(t, err)
 	if string(inputs) != req.Circuit.Inputs {
 		t.Fatalf("sealed inputs open to %q, want %q", inputs, req.Circuit.Inputs)
 	}
-	if strings.Contains(e.logs.String(), req.Circuit.Inputs) {
+	if strings.Contains(e.Logs.String(), req.Circuit.Inputs) {
 		t.Fatal("circuit inputs appear in the logs")
 	}
 }
@@ -180,7 +181,7 @@ func TestStatusAndProofsEndpoint(t *testing.T) {
 		return st
 	}
 	get := func(id string) (int, map[string]any) {
-		resp, err := http.Get(e.http.URL + "/v1/proofs/" + id)
+		resp, err := http.Get(e.HTTP.URL + "/v1/proofs/" + id)
 		must(t, err)
 		defer resp.Body.Close()
 		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
@@ -207,10 +208,10 @@ func TestStatusAndProofsEndpoint(t *testing.T) {
 	}
 
 	// A worker moves the row on.
-	_, err := e.store.MarkWitnessGenerated(ctx, s.uuid)
+	_, err := e.Store.MarkWitnessGenerated(ctx, s.uuid)
 	must(t, err)
 	proof := json.RawMessage(`{"pi_a":["1","2","1"],"pi_b":[["1","2"],["3","4"],["1","0"]],"pi_c":["5","6","1"],"protocol":"groth16"}`)
-	_, err = e.store.MarkProofGenerated(ctx, s.uuid, proof, []string{"7", "8"})
+	_, err = e.Store.MarkProofGenerated(ctx, s.uuid, proof, []string{"7", "8"})
 	must(t, err)
 	for _, tr := range []transport{ws, e.httpTransport()} {
 		st = statusOver(tr)
@@ -268,17 +269,17 @@ func TestSubscribe(t *testing.T) {
 		return st
 	}
 	publish := func(status int) {
-		must(t, e.events.PublishStatus(ctx, job.StatusEvent{RequestID: s.uuid, Status: status, At: time.Now()}))
+		must(t, e.Events.PublishStatus(ctx, job.StatusEvent{RequestID: s.uuid, Status: status, At: time.Now()}))
 	}
 
-	_, err := e.store.MarkWitnessGenerated(ctx, s.uuid)
+	_, err := e.Store.MarkWitnessGenerated(ctx, s.uuid)
 	must(t, err)
 	publish(protocol.StatusWitnessGenerated)
 	if st := notification(); st.Status != protocol.StatusWitnessGenerated || st.WitnessGeneratedAt == nil || st.HasProof() {
 		t.Fatalf("first update %+v", st)
 	}
 	publish(protocol.StatusWitnessGenerated) // a duplicate event: no change, no notification
-	_, err = e.store.MarkProofGenerated(ctx, s.uuid, json.RawMessage(`{"protocol":"groth16"}`), []string{"1"})
+	_, err = e.Store.MarkProofGenerated(ctx, s.uuid, json.RawMessage(`{"protocol":"groth16"}`), []string{"1"})
 	must(t, err)
 	publish(protocol.StatusProofGenerated)
 	st := notification()
@@ -312,7 +313,7 @@ func TestCancel(t *testing.T) {
 	s := e.hello(t, ws, uuid.NewString())
 	wantResult(t, ws.send(t, s.submitBody(t, request("disclose", "vc_and_disclose", `{"a":"1"}`, nil))), nil)
 
-	cancels, err := e.nc.SubscribeSync(job.CancelSubject(s.uuid))
+	cancels, err := e.NC.SubscribeSync(job.CancelSubject(s.uuid))
 	must(t, err)
 	watcher := e.dialWS()
 	wantResult(t, watcher.send(t, body(t, 1, protocol.MethodSubscribe, map[string]any{"uuid": s.uuid})), nil)
@@ -322,7 +323,7 @@ func TestCancel(t *testing.T) {
 	if !res.Cancelled || res.Status != protocol.StatusFailed || res.UUID != s.uuid {
 		t.Fatalf("cancel answered %+v", res)
 	}
-	row, err := e.store.Get(context.Background(), s.uuid)
+	row, err := e.Store.Get(context.Background(), s.uuid)
 	must(t, err)
 	if row.Status != store.Failed || row.Reason != "cancelled" {
 		t.Fatalf("row after cancel: status %v reason %q", row.Status, row.Reason)
@@ -355,20 +356,20 @@ func TestEnqueueFailure(t *testing.T) {
 	for _, tr := range e.transports() {
 		t.Run(tr.name(), func(t *testing.T) {
 			id := uuid.NewString()
-			e.queue.fail.Store(true)
+			e.Queue.Fail.Store(true)
 			s := e.hello(t, tr, id)
 			r := tr.send(t, s.submitBody(t, plain))
 			wantError(t, r, -32603, "Could not queue the proof request, retry with a new hello")
-			if strings.Contains(string(r.Error.Data)+r.Error.Message, errQueueDown.Error()) {
+			if strings.Contains(string(r.Error.Data)+r.Error.Message, apitest.ErrQueueDown.Error()) {
 				t.Fatal("the internal cause leaked to the client")
 			}
-			if ok, err := e.store.Exists(ctx, id); err != nil || ok {
+			if ok, err := e.Store.Exists(ctx, id); err != nil || ok {
 				t.Fatalf("row still there after a failed enqueue (%v, %v)", ok, err)
 			}
-			if n := e.streamCount(t); n != 0 {
+			if n := e.StreamCount(t); n != 0 {
 				t.Fatalf("%d jobs on the stream", n)
 			}
-			e.queue.fail.Store(false)
+			e.Queue.Fail.Store(false)
 			s = e.hello(t, tr, id)
 			var got string
 			wantResult(t, tr.send(t, s.submitBody(t, plain)), &got)
@@ -381,14 +382,14 @@ func TestEnqueueFailure(t *testing.T) {
 // client is told and nothing stays recorded.
 func TestQueueFull(t *testing.T) {
 	t.Parallel()
-	e := setup(t, options{queue: func(c *jobqueue.Config) { c.MaxMsgs = 1 }})
+	e := setup(t, options{Queue: func(c *jobqueue.Config) { c.MaxMsgs = 1 }})
 	ws := e.dialWS()
 	plain := request("register", "register_demo", `{"x":"1"}`, nil)
 	s := e.hello(t, ws, uuid.NewString())
 	wantResult(t, ws.send(t, s.submitBody(t, plain)), nil)
 	s = e.hello(t, ws, uuid.NewString())
 	wantError(t, ws.send(t, s.submitBody(t, plain)), -32603, "The proof queue is full, retry later with a new hello")
-	if ok, err := e.store.Exists(context.Background(), s.uuid); err != nil || ok {
+	if ok, err := e.Store.Exists(context.Background(), s.uuid); err != nil || ok {
 		t.Fatalf("row of a refused job still there (%v, %v)", ok, err)
 	}
 }

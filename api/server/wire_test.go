@@ -36,7 +36,7 @@ func helloBody(t *testing.T, key []byte, id string) []byte {
 func TestErrorTable(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})
-	regOnly := setup(t, options{families: []family.Family{family.Register}})
+	regOnly := setup(t, options{Families: []family.Family{family.Register}})
 	submitWith := func(s session, nonce, ct, tag []byte) []byte {
 		return body(t, 1, protocol.MethodSubmit, protocol.SubmitParams{UUID: s.uuid, Nonce: nonce, CipherText: ct, AuthTag: tag})
 	}
@@ -96,8 +96,8 @@ func TestErrorTable(t *testing.T) {
 		}, -32600, "Could not find the given circuit name: register_nope"},
 		{"could not enqueue", e, func(t *testing.T, tr transport) reply {
 			s := e.hello(t, tr, uuid.NewString())
-			e.queue.fail.Store(true)
-			defer e.queue.fail.Store(false)
+			e.Queue.Fail.Store(true)
+			defer e.Queue.Fail.Store(false)
 			return tr.send(t, s.submitBody(t, request("register", "register_demo", `{}`, nil)))
 		}, -32603, "Could not queue the proof request, retry with a new hello"},
 	}
@@ -192,7 +192,7 @@ func TestMalformedMessages(t *testing.T) {
 		}
 	})
 	t.Run("http/notification is 204", func(t *testing.T) {
-		resp, err := http.Post(e.http.URL+"/", "application/json", bytes.NewReader(body(t, nil, protocol.MethodHealth, nil)))
+		resp, err := http.Post(e.HTTP.URL+"/", "application/json", bytes.NewReader(body(t, nil, protocol.MethodHealth, nil)))
 		must(t, err)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusNoContent {
@@ -200,7 +200,7 @@ func TestMalformedMessages(t *testing.T) {
 		}
 	})
 	t.Run("http/GET without upgrade", func(t *testing.T) {
-		resp, err := http.Get(e.http.URL + "/")
+		resp, err := http.Get(e.HTTP.URL + "/")
 		must(t, err)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest {
@@ -257,7 +257,7 @@ func TestOversizedBodies(t *testing.T) {
 	wantError(t, ws.read(t), -32600, message)
 	wantResult(t, ws.send(t, body(t, 3, protocol.MethodHealth, nil)), nil)
 
-	resp, err := http.Post(e.http.URL+"/", "application/json", bytes.NewReader(big))
+	resp, err := http.Post(e.HTTP.URL+"/", "application/json", bytes.NewReader(big))
 	must(t, err)
 	var r reply
 	must(t, json.NewDecoder(resp.Body).Decode(&r))
@@ -277,7 +277,7 @@ func TestSessionRules(t *testing.T) {
 
 	t.Run("expiry", func(t *testing.T) {
 		t.Parallel()
-		e := setup(t, options{sessionTTL: 500 * time.Millisecond})
+		e := setup(t, options{SessionTTL: 500 * time.Millisecond})
 		ws := e.dialWS()
 		s := e.hello(t, ws, uuid.NewString())
 		time.Sleep(700 * time.Millisecond)
@@ -288,7 +288,7 @@ func TestSessionRules(t *testing.T) {
 	})
 	t.Run("server busy never evicts", func(t *testing.T) {
 		t.Parallel()
-		e := setup(t, options{maxSessions: 2})
+		e := setup(t, options{MaxSessions: 2})
 		ws := e.dialWS()
 		a := e.hello(t, ws, uuid.NewString())
 		b := e.hello(t, e.httpTransport(), uuid.NewString())
@@ -342,12 +342,12 @@ func TestPanicRecovered(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})
 	for _, tr := range e.transports() {
-		e.attester.panic.Store(true)
+		e.Attester.Panic.Store(true)
 		wantError(t, tr.send(t, helloBody(t, clientKey(t), uuid.NewString())), -32603, "Internal error")
-		e.attester.panic.Store(false)
+		e.Attester.Panic.Store(false)
 		e.hello(t, tr, uuid.NewString())
 	}
-	if !strings.Contains(e.logs.String(), "method panicked") {
+	if !strings.Contains(e.Logs.String(), "method panicked") {
 		t.Fatal("the panic was not logged")
 	}
 }
@@ -362,7 +362,7 @@ func TestPositionalParams(t *testing.T) {
 		pub := priv.PublicKey().Bytes()
 		var res protocol.HelloResult
 		wantResult(t, tr.send(t, body(t, 1, protocol.MethodHello, []any{protocol.Bytes(pub), uuid.NewString()})), &res)
-		doc, err := e.verifier.Verify(res.Attestation, pub)
+		doc, err := e.Verifier.Verify(res.Attestation, pub)
 		must(t, err)
 		serverPub, err := ecdh.P256().NewPublicKey(doc.PublicKey)
 		must(t, err)
@@ -392,13 +392,13 @@ func TestAttestationAndHealth(t *testing.T) {
 		var doc protocol.Bytes
 		wantResult(t, tr.send(t, body(t, 1, protocol.MethodAttestation, map[string]any{
 			"user_data": protocol.Bytes(userData), "nonce": protocol.Bytes(nonce), "public_key": protocol.Bytes(pub)})), &doc)
-		d, err := e.verifier.Verify(doc, userData)
+		d, err := e.Verifier.Verify(doc, userData)
 		must(t, err)
 		if !bytes.Equal(d.Nonce, nonce) || !bytes.Equal(d.PublicKey, pub) {
 			t.Fatalf("document binds nonce %x and key %x", d.Nonce, d.PublicKey)
 		}
 		wantResult(t, tr.send(t, body(t, 1, protocol.MethodAttestation, nil)), &doc)
-		if d, err = e.verifier.Verify(doc, nil); err != nil || d.UserData != nil || d.PublicKey != nil {
+		if d, err = e.Verifier.Verify(doc, nil); err != nil || d.UserData != nil || d.PublicKey != nil {
 			t.Fatalf("empty attestation: %+v, %v", d, err)
 		}
 	}

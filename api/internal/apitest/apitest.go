@@ -1,0 +1,254 @@
+// Package apitest starts a whole frontend for tests: api/server on an
+// httptest server, over an embedded NATS JetStream and a fresh Postgres
+// database (shared/devstack/stacktest), with a development attester, a
+// fake circuit folder, and two seams: the server key of the next session
+// (to replay recorded handshakes) and a switch that makes enqueueing fail.
+//
+// Packages using it call stacktest.Main from TestMain.
+package apitest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/store"
+)
+
+// Circuits are the circuits of the fake circuit folder: the recorded
+// vectors' and a demo circuit.
+var Circuits = []string{
+	"register_sha256_sha256_sha256_rsa_65537_4096",
+	"dsc_sha256_rsa_65537_4096",
+	"vc_and_disclose",
+	"vc_and_disclose_id",
+	"register_demo",
+}
+
+// FakeCircuits lays out a circuit and a zkey folder with empty files named
+// as PROTOCOL.md's layout (C++ and WebAssembly builds alternately): the
+// frontend only checks presence.
+func FakeCircuits(t testing.TB) (circuits, zkeys string) {
+	t.Helper()
+	circuits, zkeys = t.TempDir(), t.TempDir()
+	for i, name := range Circuits {
+		path := filepath.Join(circuits, name+"_cpp", name)
+		if i%2 == 1 {
+			path = filepath.Join(circuits, name+"_js", name+".wasm")
+		}
+		must(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		must(t, os.WriteFile(path, nil, 0o755))
+		must(t, os.WriteFile(filepath.Join(zkeys, name+".zkey"), nil, 0o644))
+	}
+	return circuits, zkeys
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// KeySlot chooses the server key of the next session.
+type KeySlot struct {
+	mu   sync.Mutex
+	next *ecdh.PrivateKey
+}
+
+// Set makes priv the next session's server key.
+func (k *KeySlot) Set(priv *ecdh.PrivateKey) { k.mu.Lock(); k.next = priv; k.mu.Unlock() }
+
+// Generate is the handshake's key generator: the key set last, else a
+// random one.
+func (k *KeySlot) Generate() (*ecdh.PrivateKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.next != nil {
+		p := k.next
+		k.next = nil
+		return p, nil
+	}
+	return ecdh.P256().GenerateKey(rand.Reader)
+}
+
+// SwitchQueue is the real publisher, made to fail on demand: it stands in
+// for a JetStream that refuses, which the real one cannot be made to do
+// for one call.
+type SwitchQueue struct {
+	Real server.Queue
+	Fail atomic.Bool
+}
+
+// ErrQueueDown is what a failing SwitchQueue returns.
+var ErrQueueDown = errors.New("apitest: queue unavailable")
+
+// Publish implements server.Queue.
+func (q *SwitchQueue) Publish(ctx context.Context, env job.Envelope) error {
+	if q.Fail.Load() {
+		return ErrQueueDown
+	}
+	return q.Real.Publish(ctx, env)
+}
+
+// PanicAttester panics on demand, to prove no panic reaches a client.
+type PanicAttester struct {
+	attest.Attester
+	Panic atomic.Bool
+}
+
+// Attest implements attest.Attester.
+func (a *PanicAttester) Attest(ctx context.Context, r attest.Request) ([]byte, error) {
+	if a.Panic.Load() {
+		panic("apitest: attester exploded")
+	}
+	return a.Attester.Attest(ctx, r)
+}
+
+// Options adjust the frontend.
+type Options struct {
+	Families    []family.Family
+	SessionTTL  time.Duration
+	MaxSessions int
+	// Queue edits the stream configuration before it is set up.
+	Queue func(*jobqueue.Config)
+}
+
+// Env is one running frontend and its infrastructure.
+type Env struct {
+	Server   *server.Server
+	HTTP     *httptest.Server
+	Store    *store.Store
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Events   *jobqueue.Events
+	Sealer   *job.Sealer
+	Verifier *attest.Verifier
+	Keys     *KeySlot
+	Queue    *SwitchQueue
+	Attester *PanicAttester
+	QueueCfg jobqueue.Config
+	Logs     *Buffer
+}
+
+// Buffer collects log output for assertions.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+
+// String returns everything written so far.
+func (s *Buffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// Start runs a frontend until the test ends. Logs go to t.Log at debug
+// level and to Env.Logs.
+func Start(t *testing.T, o Options) *Env {
+	t.Helper()
+	ctx := context.Background()
+	pool := stacktest.Postgres(t)
+	nc, js, _ := stacktest.NATS(t)
+	qcfg := jobqueue.DefaultConfig()
+	qcfg.Memory = true
+	if o.Queue != nil {
+		o.Queue(&qcfg)
+	}
+	must(t, jobqueue.Setup(ctx, js, qcfg, family.All()))
+	pub, err := jobqueue.NewPublisher(js, qcfg)
+	must(t, err)
+	dev, err := attest.NewDev(attest.DevConfig{Dir: t.TempDir(), ModuleID: "prover-api-test"})
+	must(t, err)
+	verifier, err := attest.NewVerifier(attest.VerifierConfig{
+		Roots: []*x509.Certificate{dev.RootCert()}, AllowedPCR0: [][]byte{dev.PCR0()}, MaxAge: time.Minute,
+	})
+	must(t, err)
+	sealer, err := job.NewSealer(job.NewKey())
+	must(t, err)
+	circuits, zkeys := FakeCircuits(t)
+	e := &Env{
+		Store: store.New(pool), NC: nc, JS: js, Events: jobqueue.NewEvents(nc),
+		Sealer: sealer, Verifier: verifier, Keys: &KeySlot{}, Queue: &SwitchQueue{Real: pub},
+		Attester: &PanicAttester{Attester: dev}, QueueCfg: qcfg, Logs: &Buffer{},
+	}
+	logger := slog.New(slog.NewJSONHandler(io.MultiWriter(e.Logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.Server, err = server.New(server.Deps{
+		Store: e.Store, Queue: e.Queue, Events: e.Events, Attester: e.Attester, Sealer: sealer,
+		Logger: logger, GenerateKey: e.Keys.Generate,
+	}, server.Config{
+		Families: o.Families, CircuitFolder: circuits, ZkeyFolder: zkeys,
+		SessionTTL: o.SessionTTL, MaxSessions: o.MaxSessions,
+	})
+	must(t, err)
+	sweepCtx, stop := context.WithCancel(ctx)
+	go e.Server.RunSessions(sweepCtx)
+	e.HTTP = httptest.NewServer(e.Server.Handler())
+	t.Cleanup(func() {
+		stop()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = e.Server.CloseWebSockets(cctx)
+		e.HTTP.Close()
+	})
+	return e
+}
+
+// WSURL is the frontend's WebSocket URL.
+func (e *Env) WSURL() string { return "ws" + strings.TrimPrefix(e.HTTP.URL, "http") + "/" }
+
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// FetchJob takes the next job of a family off the stream and acks it.
+func (e *Env) FetchJob(t *testing.T, f family.Family) jetstream.Msg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := e.JS.Consumer(ctx, e.QueueCfg.Stream, jobqueue.ConsumerName(f))
+	must(t, err)
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	must(t, err)
+	for m := range batch.Messages() {
+		must(t, m.Ack())
+		return m
+	}
+	t.Fatalf("no job on the %s consumer: %v", f, batch.Error())
+	return nil
+}
+
+// StreamCount is the number of jobs waiting on the stream.
+func (e *Env) StreamCount(t *testing.T) uint64 {
+	t.Helper()
+	s, err := e.JS.Stream(context.Background(), e.QueueCfg.Stream)
+	must(t, err)
+	info, err := s.Info(context.Background())
+	must(t, err)
+	return info.State.Msgs
+}
