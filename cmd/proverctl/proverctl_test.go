@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/pflag"
 
 	"github.com/openpassport/prover-fleet/api/protocol"
@@ -350,5 +351,45 @@ func TestDev(t *testing.T) {
 	}
 	if _, err := os.Stat(rootPEM); err != nil {
 		t.Errorf("the development root is not kept in the state dir: %v", err)
+	}
+}
+
+func TestCleanup(t *testing.T) {
+	t.Parallel()
+	url := stacktest.PostgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// Rows: old proved, old failed, old pending, new proved.
+	rows := []struct {
+		status int
+		age    string
+	}{{2, "30 days"}, {3, "30 days"}, {0, "30 days"}, {2, "1 hour"}}
+	for _, r := range rows {
+		if _, err := p.Exec(ctx, `INSERT INTO proofs (request_id, proof_type, status, circuit_name, proof, public_inputs, updated_at)
+			VALUES ($1, 0, $2, 'c', '{"protocol":"groth16"}', '{1}', now() - $3::interval)`, uuid.NewString(), r.status, r.age); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := map[string]string{"DATABASE_URL": url}
+	out, _, err := runCmd(ctx, env, "cleanup", "--older-than", "168h", "--strip-proofs")
+	if err != nil || !strings.HasPrefix(out, "2 terminal rows") {
+		t.Fatalf("strip: %q %v", out, err)
+	}
+	var stripped int
+	if err := p.QueryRow(ctx, `SELECT count(*) FROM proofs WHERE proof IS NULL AND public_inputs IS NULL`).Scan(&stripped); err != nil || stripped != 2 {
+		t.Errorf("%d rows stripped (%v), want 2", stripped, err)
+	}
+	out, _, err = runCmd(ctx, env, "cleanup", "--older-than", "168h")
+	if err != nil || !strings.HasPrefix(out, "2 terminal rows") {
+		t.Fatalf("delete: %q %v", out, err)
+	}
+	var left int
+	if err := p.QueryRow(ctx, `SELECT count(*) FROM proofs`).Scan(&left); err != nil || left != 2 {
+		t.Errorf("%d rows left (%v), want 2 (the pending one and the new one)", left, err)
 	}
 }

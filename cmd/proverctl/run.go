@@ -40,6 +40,7 @@ func commands() []command {
 		{"submit", "send one proof request the way the app does, and follow it", runSubmit},
 		{"status", "print a request's status", runStatus},
 		{"cancel", "cancel a queued or running request", runCancel},
+		{"cleanup", "retention: delete (or strip the proofs of) old terminal rows", runCleanup},
 	}
 }
 
