@@ -49,7 +49,11 @@ type recorder struct {
 	events []client.Event
 }
 
-func (r *recorder) progress(ev client.Event) { r.mu.Lock(); r.events = append(r.events, ev); r.mu.Unlock() }
+func (r *recorder) progress(ev client.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
 
 func (r *recorder) trail() []string {
 	r.mu.Lock()
