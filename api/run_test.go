@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openpassport/prover-fleet/api/client"
+	"github.com/openpassport/prover-fleet/api/internal/apitest"
+	"github.com/openpassport/prover-fleet/api/internal/config"
+	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+)
+
+func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestRun runs the program's run on real Postgres and NATS, submits a
+// request with the Go client, checks the admin endpoints, and shuts it down
+// by cancelling its context.
+func TestRun(t *testing.T) {
+	ctx := context.Background()
+	dbURL := stacktest.PostgresURL(t)
+	_, js, natsURL := stacktest.NATS(t)
+	must(t, jobqueue.Setup(ctx, js, jobqueue.DefaultConfig(), family.All())) // proverctl migrate's part
+	key := job.NewKey()
+	keyFile := filepath.Join(t.TempDir(), "fleet.key")
+	must(t, os.WriteFile(keyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600))
+	circuits, zkeys := apitest.FakeCircuits(t)
+	attestDir := t.TempDir()
+	cfg, err := config.Parse([]string{
+		"-s", freeAddr(t), "-d", dbURL, "-c", circuits, "-k", zkeys, "--nats-url", natsURL,
+		"--attester", "dev", "--dev-attest-dir", attestDir, "--admin-address", freeAddr(t),
+		"--job-key-file", keyFile, "--families", "register,dsc",
+	}, func(string) (string, bool) { return "", false }, io.Discard)
+	must(t, err)
+
+	var logs apitest.Buffer
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, cfg, slog.New(slog.NewJSONHandler(&logs, nil))) }()
+
+	// The same development root (reused from the directory) and binary
+	// give the client what to verify against.
+	dev, err := attest.NewDev(attest.DevConfig{Dir: attestDir, ModuleID: "verifier"})
+	must(t, err)
+	verifier, err := attest.NewVerifier(attest.VerifierConfig{
+		Roots: []*x509.Certificate{dev.RootCert()}, AllowedPCR0: [][]byte{dev.PCR0()}, MaxAge: time.Minute})
+	must(t, err)
+
+	var c *client.Client
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err = client.Dial(ctx, "ws://"+cfg.ServerAddress+"/", client.Options{Verifier: verifier})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prover-api did not come up: %v\n%s", err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer c.Close()
+	inputs := `{"a":"7"}`
+	id, err := c.Submit(ctx, client.Request{Type: "dsc", Circuit: "dsc_sha256_rsa_65537_4096", Inputs: json.RawMessage(inputs)}, nil)
+	must(t, err)
+	st, err := c.Status(ctx, id)
+	if err != nil || st.Status != protocol.StatusPending {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	_, err = c.Submit(ctx, client.Request{Type: "disclose", Circuit: "vc_and_disclose", Inputs: json.RawMessage(inputs),
+		EndpointType: "https", Endpoint: "https://e"}, nil)
+	if !client.IsCode(err, protocol.CodeInvalidRequest) || !strings.Contains(err.Error(), "This endpoint only allows register or dsc inputs") {
+		t.Fatalf("disclose on a register,dsc frontend: %v", err)
+	}
+
+	// The job is on the stream, sealed with the fleet key from the file.
+	cons, err := js.Consumer(ctx, job.StreamName, "dsc")
+	must(t, err)
+	msg, err := cons.Next()
+	must(t, err)
+	env, err := job.Unmarshal(msg.Data())
+	must(t, err)
+	sealer, err := job.NewSealer(key)
+	must(t, err)
+	if plain, err := sealer.Open(id, env.Sealed); err != nil || string(plain) != inputs {
+		t.Fatalf("sealed inputs: %q, %v", plain, err)
+	}
+
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200} {
+		resp, err := http.Get("http://" + cfg.AdminAddress + path)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("GET %s = %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v after shutdown", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after its context was cancelled")
+	}
+	if _, err := net.DialTimeout("tcp", cfg.ServerAddress, time.Second); err == nil {
+		t.Fatal("the listener is still open after run returned")
+	}
+	if strings.Contains(logs.String(), inputs) || strings.Contains(logs.String(), hex.EncodeToString(key)) {
+		t.Fatal("inputs or the fleet key appear in the logs")
+	}
+}
