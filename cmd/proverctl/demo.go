@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,6 +107,8 @@ func runDemo(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(std.out, "Each request goes pending (handshake done, queued) › witness (generated) › proof (proved and checked\n"+
+		"by the worker) › verified (by this client); each step shows how long it took to reach.\n\n")
 	tty := isTerminal(std.out)
 	b := newBoard(std.out, tty)
 	results := make([]*demoResult, len(cases))
@@ -321,8 +322,8 @@ func workerTimings(g prometheus.Gatherer) (map[string]map[string]float64, error)
 }
 
 func printSummary(std stdio, results []*demoResult) {
-	tw := tabwriter.NewWriter(std.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "circuit\tfamily\tconstraints\tqueue wait\twitness\tprove\ttotal\tverified\t")
+	header := []string{"circuit", "family", "constraints", "queue wait", "witness", "prove", "verify", "total", "verified"}
+	table := [][]string{header}
 	for _, r := range results {
 		constraints := "?"
 		if r.constraints > 0 {
@@ -336,13 +337,37 @@ func printSummary(std stdio, results []*demoResult) {
 		if !r.verified {
 			verified = "NO"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.c.circuit, r.c.typ.Family(), constraints,
-			secs(r.stages["queue_wait"]), secs(r.stages["witness"]), secs(r.stages["prove"]), total, verified)
+		table = append(table, []string{r.c.circuit, string(r.c.typ.Family()), constraints,
+			secs(r.stages["queue_wait"]), secs(r.stages["witness"]), secs(r.stages["prove"]), secs(r.stages["verify"]),
+			total, verified})
 	}
-	_ = tw.Flush()
-	fmt.Fprintln(std.out, "\nqueue wait, witness and prove: the worker's own measurements (prover_worker_* metrics);")
-	fmt.Fprintln(std.out, "total: what the app saw, from its hello to the proof; verified: the native verifier accepted the")
-	fmt.Fprintln(std.out, "proof against zkeys/<circuit>.vkey.json (the worker had also verified it before reporting status 2).")
+	widths := make([]int, len(header))
+	for _, line := range table {
+		for i, cell := range line {
+			widths[i] = max(widths[i], len(cell))
+		}
+	}
+	for n, line := range table {
+		var sb strings.Builder
+		for i, cell := range line {
+			if i < 2 { // names left, numbers right
+				fmt.Fprintf(&sb, "  %-*s", widths[i], cell)
+			} else {
+				fmt.Fprintf(&sb, "  %*s", widths[i], cell)
+			}
+		}
+		fmt.Fprintln(std.out, strings.TrimRight(sb.String(), " "))
+		if n == 0 {
+			total := 0
+			for _, w := range widths {
+				total += w + 2
+			}
+			fmt.Fprintln(std.out, "  "+strings.Repeat("-", total-2))
+		}
+	}
+	fmt.Fprintln(std.out, "\nqueue wait, witness, prove, verify: the worker's own measurements (prover_worker_* metrics; verify is")
+	fmt.Fprintln(std.out, "its check of the proof before it reports status 2); total: what the app saw, from its hello to the")
+	fmt.Fprintln(std.out, "proof; verified: this client's native verifier accepted the proof against <zkeys>/<circuit>.vkey.json.")
 	for _, r := range results {
 		if r.err != nil {
 			fmt.Fprintf(std.out, "%s failed: %v\n", r.c.circuit, r.err)

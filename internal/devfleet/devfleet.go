@@ -80,6 +80,10 @@ const (
 	ModuleID = "prover-fleet-dev"
 	// DatabaseName is the database created on a throwaway Postgres server.
 	DatabaseName = "proofs"
+	// DefaultFetchWait is how long a worker's pull waits for a job, unless
+	// Config.Worker says otherwise (shorter than worker/service's default,
+	// so that a stop is quick).
+	DefaultFetchWait = time.Second
 	// JobKeyFile is the name of the fleet job key file in the run directory.
 	JobKeyFile = "fleet.key"
 )
@@ -114,9 +118,9 @@ type Config struct {
 	NoWorkers bool
 	// Worker is the template of every worker pool: Family, CircuitDir,
 	// ZkeyDir, JobKey and WorkDir are filled in by the fleet; zero fields
-	// take worker/service's defaults, except Prover and Verifier, which
-	// default to snarkjs from the circuits' node_modules when it is there
-	// (see FindSnarkjs).
+	// take worker/service's defaults, except FetchWait (DefaultFetchWait)
+	// and Prover and Verifier, which default to snarkjs from the circuits'
+	// node_modules when it is there (see FindSnarkjs).
 	Worker service.Config
 	// Frontend is the template of the frontend's configuration;
 	// CircuitFolder, ZkeyFolder and Families are filled in by the fleet.
@@ -228,6 +232,10 @@ func (c *Config) withDefaults() error {
 		return fmt.Errorf("devfleet: Config.Worker.Stream %q differs from Config.Queue.Stream %q", c.Worker.Stream, c.Queue.Stream)
 	}
 	c.Worker.Stream = c.Queue.Stream
+	if c.Worker.FetchWait == 0 {
+		// A stop waits for the pull in flight: keep it short on one machine.
+		c.Worker.FetchWait = DefaultFetchWait
+	}
 	if c.Worker.Prover == "" && (c.Worker.ProverMode == "" || c.Worker.ProverMode == service.ProverCommand) {
 		if snarkjs, err := FindSnarkjs(c.CircuitDir); err == nil {
 			c.Worker.Prover = snarkjs + " groth16 prove"
