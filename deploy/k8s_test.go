@@ -79,7 +79,7 @@ func TestManifestsParse(t *testing.T) {
 	m := loadManifests(t)
 	wantAPI := map[string]string{
 		"Namespace": "v1", "ConfigMap": "v1", "Secret": "v1", "Service": "v1",
-		"Deployment": "apps/v1", "Job": "batch/v1", "ScaledObject": "keda.sh/v1alpha1",
+		"Deployment": "apps/v1", "Job": "batch/v1", "CronJob": "batch/v1", "ScaledObject": "keda.sh/v1alpha1",
 	}
 	for _, o := range m.objects {
 		kind := str(o, "kind")
@@ -439,5 +439,44 @@ func TestMigrateJob(t *testing.T) {
 			}
 		}
 		checkEnv(t, "Job "+name, progProverctl, append(vars, "NATS_URL"))
+	}
+}
+
+func TestCleanupCronJob(t *testing.T) {
+	m := loadManifests(t)
+	if len(m.byKind["CronJob"]) != 1 {
+		t.Fatalf("want one CronJob (retention cleanup), got %d", len(m.byKind["CronJob"]))
+	}
+	for name, cj := range m.byKind["CronJob"] {
+		if fields := strings.Fields(str(cj, "spec", "schedule")); len(fields) != 5 {
+			t.Errorf("CronJob %s: schedule %q is not a 5-field cron expression", name, str(cj, "spec", "schedule"))
+		}
+		if str(cj, "spec", "concurrencyPolicy") != "Forbid" {
+			t.Errorf("CronJob %s: concurrencyPolicy must be Forbid (two cleanups would fight over the same rows)", name)
+		}
+		cs := list(cj, "spec", "jobTemplate", "spec", "template", "spec", "containers")
+		if len(cs) != 1 {
+			t.Fatalf("CronJob %s: want one container", name)
+		}
+		c, _ := cs[0].(map[string]any)
+		cmd := fmt.Sprint(list(c, "command"), list(c, "args"))
+		if !strings.Contains(cmd, "proverctl") || !strings.Contains(cmd, "cleanup") {
+			t.Errorf("CronJob %s runs %s, want proverctl cleanup", name, cmd)
+		}
+		if p, _, _ := programOf(str(c, "image")); p != progAPI {
+			t.Errorf("CronJob %s: image %s does not carry proverctl", name, str(c, "image"))
+		}
+		env := envOf(c)
+		if _, err := time.ParseDuration(env["PROVERCTL_RETENTION"]); err != nil {
+			t.Errorf("CronJob %s: PROVERCTL_RETENTION=%q: %v", name, env["PROVERCTL_RETENTION"], err)
+		}
+		checkEnv(t, "CronJob "+name, progProverctl, sortedKeys(env))
+		for _, e := range list(c, "env") {
+			if ref := obj(e, "valueFrom", "secretKeyRef"); ref != nil {
+				if s := m.byKind["Secret"][str(ref, "name")]; s == nil || get(s, "stringData", str(ref, "key")) == nil {
+					t.Errorf("CronJob %s env %s: Secret %s has no key %s", name, str(e, "name"), str(ref, "name"), str(ref, "key"))
+				}
+			}
+		}
 	}
 }
