@@ -16,6 +16,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/internal/admin"
 	"github.com/openpassport/prover-fleet/api/internal/config"
+	"github.com/openpassport/prover-fleet/api/internal/metrics"
 	"github.com/openpassport/prover-fleet/api/server"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/job"
@@ -79,13 +80,15 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Warn("job stream not set up yet (run proverctl migrate); submits fail until it is", "err", err)
 	}
 
+	m := metrics.New()
 	srv, err := server.New(server.Deps{
 		Store:    store.New(pool),
-		Queue:    publisher,
+		Queue:    m.WrapQueue(publisher),
 		Events:   jobqueue.NewEvents(nc),
 		Attester: attester,
 		Sealer:   sealer,
 		Logger:   log,
+		Observer: m,
 	}, server.Config{
 		Families:      cfg.Families,
 		CircuitFolder: cfg.CircuitFolder,
@@ -96,6 +99,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	m.WatchSessions(srv.Sessions)
 	ln, err := net.Listen("tcp", cfg.ServerAddress)
 	if err != nil {
 		return err
@@ -117,7 +121,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			}},
 		}
 		g.Go(func() error {
-			return serveAdmin(gctx, cfg.AdminAddress, admin.Handler(checks, nil, 2*time.Second), log)
+			return serveAdmin(gctx, cfg.AdminAddress, admin.Handler(checks, m.Handler(), 2*time.Second), log)
 		})
 	}
 	return g.Wait()

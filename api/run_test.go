@@ -116,12 +116,25 @@ func TestRun(t *testing.T) {
 		t.Fatalf("sealed inputs: %q, %v", plain, err)
 	}
 
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200} {
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200} {
 		resp, err := http.Get("http://" + cfg.AdminAddress + path)
 		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Fatalf("GET %s = %d, want %d", path, resp.StatusCode, want)
+		}
+		if path == "/metrics" {
+			for _, line := range []string{
+				`prover_api_requests_total{method="openpassport_hello",outcome="ok"} 2`,
+				`prover_api_requests_total{method="openpassport_submit_request",outcome="-32600"} 1`,
+				`prover_api_enqueue_duration_seconds_count{family="dsc"} 1`,
+				`prover_api_sessions_open 0`,
+			} {
+				if !strings.Contains(string(body), line) {
+					t.Fatalf("/metrics lacks %q:\n%s", line, body)
+				}
+			}
 		}
 	}
 

@@ -1,0 +1,133 @@
+// Package metrics defines every Prometheus metric of prover-api, in this
+// one file. They are recorded by wrappers (the wire's Observer, a Queue
+// wrapper) so the core packages do not import Prometheus.
+//
+//	prover_api_requests_total{method,outcome}         calls; outcome "ok" or the JSON-RPC error code
+//	prover_api_request_duration_seconds{method}       call latency (hello = handshake, submit = decrypt+record+enqueue)
+//	prover_api_sessions_open                          open handshake sessions
+//	prover_api_enqueue_duration_seconds{family}       JetStream publish latency
+//	prover_api_enqueue_failures_total{family,reason}  refused publishes; reason "queue_full" or "error"
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+)
+
+// Metrics holds the program's registry and metrics.
+type Metrics struct {
+	reg             *prometheus.Registry
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	enqueue         *prometheus.HistogramVec
+	enqueueFailures *prometheus.CounterVec
+}
+
+// New registers the metrics (and the Go and process collectors) on a
+// registry of its own.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "prover_api_requests_total",
+			Help: "JSON-RPC calls by method and outcome (ok, or the error code).",
+		}, []string{"method", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "prover_api_request_duration_seconds",
+			Help:    "JSON-RPC call latency by method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method"}),
+		enqueue: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "prover_api_enqueue_duration_seconds",
+			Help:    "Latency of publishing a job on JetStream, by family.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"family"}),
+		enqueueFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "prover_api_enqueue_failures_total",
+			Help: "Jobs JetStream did not accept, by family and reason (queue_full, error).",
+		}, []string{"family", "reason"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.enqueue, m.enqueueFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry (for the admin listener's /metrics).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// WatchSessions exports the number of open handshake sessions.
+func (m *Metrics) WatchSessions(open func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "prover_api_sessions_open",
+		Help: "Open handshake sessions (hello answered, submit not yet).",
+	}, func() float64 { return float64(open()) }))
+}
+
+var knownMethods = map[string]bool{
+	protocol.MethodHello: true, protocol.MethodSubmit: true, protocol.MethodAttestation: true,
+	protocol.MethodHealth: true, protocol.MethodStatus: true, protocol.MethodSubscribe: true,
+	protocol.MethodCancel: true,
+}
+
+// methodLabel bounds the label's values: clients choose method names.
+func methodLabel(method string) string {
+	switch {
+	case method == "":
+		return "invalid"
+	case knownMethods[method]:
+		return method
+	}
+	return "unknown"
+}
+
+// Call records one call (it implements the wire's Observer).
+func (m *Metrics) Call(method string, code int64, d time.Duration) {
+	label := methodLabel(method)
+	outcome := "ok"
+	if code != 0 {
+		outcome = strconv.FormatInt(code, 10)
+	}
+	m.requests.WithLabelValues(label, outcome).Inc()
+	m.duration.WithLabelValues(label).Observe(d.Seconds())
+}
+
+// Queue is what the frontend publishes jobs with.
+type Queue interface {
+	Publish(ctx context.Context, env job.Envelope) error
+}
+
+// WrapQueue records the latency and failures of q's publishes.
+func (m *Metrics) WrapQueue(q Queue) Queue { return &queue{q: q, m: m} }
+
+type queue struct {
+	q Queue
+	m *Metrics
+}
+
+func (q *queue) Publish(ctx context.Context, env job.Envelope) error {
+	start := time.Now()
+	err := q.q.Publish(ctx, env)
+	fam := string(env.Family())
+	q.m.enqueue.WithLabelValues(fam).Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil || errors.Is(err, jobqueue.ErrDuplicate):
+	case errors.Is(err, jobqueue.ErrQueueFull):
+		q.m.enqueueFailures.WithLabelValues(fam, "queue_full").Inc()
+	default:
+		q.m.enqueueFailures.WithLabelValues(fam, "error").Inc()
+	}
+	return err
+}

@@ -1,0 +1,61 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+)
+
+type queueFunc func(context.Context, job.Envelope) error
+
+func (f queueFunc) Publish(ctx context.Context, env job.Envelope) error { return f(ctx, env) }
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	m := New()
+	m.WatchSessions(func() int { return 3 })
+	m.Call("openpassport_hello", 0, 5*time.Millisecond)
+	m.Call("openpassport_submit_request", -32600, time.Millisecond)
+	m.Call("eth_call", -32601, time.Millisecond)
+	m.Call("", -32700, time.Millisecond)
+	results := []error{nil, fmt.Errorf("x: %w", jobqueue.ErrQueueFull), errors.New("nats down"), jobqueue.ErrDuplicate}
+	q := m.WrapQueue(queueFunc(func(context.Context, job.Envelope) error {
+		err := results[0]
+		results = results[1:]
+		return err
+	}))
+	for range 4 {
+		q.Publish(context.Background(), job.Envelope{ProofType: "register_id"})
+	}
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, line := range []string{
+		`prover_api_requests_total{method="openpassport_hello",outcome="ok"} 1`,
+		`prover_api_requests_total{method="openpassport_submit_request",outcome="-32600"} 1`,
+		`prover_api_requests_total{method="unknown",outcome="-32601"} 1`,
+		`prover_api_requests_total{method="invalid",outcome="-32700"} 1`,
+		`prover_api_request_duration_seconds_count{method="openpassport_hello"} 1`,
+		`prover_api_sessions_open 3`,
+		`prover_api_enqueue_duration_seconds_count{family="register"} 4`,
+		`prover_api_enqueue_failures_total{family="register",reason="queue_full"} 1`,
+		`prover_api_enqueue_failures_total{family="register",reason="error"} 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(string(body), line) {
+			t.Errorf("metrics lack %q", line)
+		}
+	}
+	if strings.Contains(string(body), "eth_call") {
+		t.Error("a client-chosen method name became a label value")
+	}
+}
