@@ -48,14 +48,21 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 	cfg := ecc.MultiExpConfig{}
 	var aw, b1w, cw, hw bn254.G1Jac
 	var b2w bn254.G2Jac
+	private := witness[pk.nPublic+1:]
 	msms := []func() error{
-		func() error { return msmG1(&aw, pk.a, witness, cfg) },
-		func() error { return msmG1(&b1w, pk.b1, witness, cfg) },
+		func() error { return msmG1(&aw, pk.a.pts, pk.a.scalars(witness), cfg) },
+		func() error { return msmG1(&b1w, pk.b1.pts, pk.b1.scalars(witness), cfg) },
 		func() error {
-			_, err := b2w.MultiExp(pk.b2, witness, cfg) // nVars >= 1
+			if len(pk.b2.pts) == 0 {
+				b2w.X.SetOne()
+				b2w.Y.SetOne()
+				b2w.Z.SetZero()
+				return nil
+			}
+			_, err := b2w.MultiExp(pk.b2.pts, pk.b2.scalars(witness), cfg)
 			return err
 		},
-		func() error { return msmG1(&cw, pk.c, witness[pk.nPublic+1:], cfg) },
+		func() error { return msmG1(&cw, pk.c.pts, pk.c.scalars(private), cfg) },
 		func() error { return msmG1(&hw, pk.hRev, h, cfg) },
 	}
 	for _, m := range msms {
@@ -130,7 +137,8 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 }
 
 // msmG1 is MultiExp that leaves res at infinity for an empty input (a
-// circuit whose wires are all public has no C points).
+// circuit whose wires are all public has no C points; a compacted set may
+// have no points at all).
 func msmG1(res *bn254.G1Jac, points []bn254.G1Affine, scalars []fr.Element, cfg ecc.MultiExpConfig) error {
 	if len(points) == 0 {
 		res.X.SetOne()

@@ -186,3 +186,18 @@ func TestLoadProvingKeyRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestCompactBases checks the tiny key exercises both MSM layouts: A keeps
+// every point, B (wires that never appear in B are at infinity) is
+// compacted. Both are used by every proof the other tests verify.
+func TestCompactBases(t *testing.T) {
+	t.Parallel()
+	fx := setup(t)
+	if fx.pk.b2.idx == nil || len(fx.pk.b2.pts) >= fx.pk.NVars() {
+		t.Fatalf("B2 not compacted: %d points, idx %v", len(fx.pk.b2.pts), fx.pk.b2.idx)
+	}
+	if len(fx.pk.b2.pts) != len(fx.pk.b1.pts) {
+		t.Fatalf("B1 has %d points, B2 %d", len(fx.pk.b1.pts), len(fx.pk.b2.pts))
+	}
+	t.Logf("A: %d points (idx %v), B: %d points (idx %v)", len(fx.pk.a.pts), fx.pk.a.idx, len(fx.pk.b2.pts), fx.pk.b2.idx)
+}

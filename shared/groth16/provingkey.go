@@ -22,8 +22,8 @@ type ProvingKey struct {
 	alpha1, beta1, delta1 bn254.G1Affine
 	beta2, delta2         bn254.G2Affine
 
-	a, b1, c []bn254.G1Affine
-	b2       []bn254.G2Affine
+	a, b1, c bases[bn254.G1Affine]
+	b2       bases[bn254.G2Affine]
 	hRev     []bn254.G1Affine // H in bit-reversed index order
 
 	coefsA, coefsB []coef // sorted by constraint
@@ -32,6 +32,48 @@ type ProvingKey struct {
 	cosetShift fr.Element // primitive 2n-th root of unity: the odd coset of the n domain
 
 	vk *VerifyingKey
+}
+
+// bases are the points of one MSM. Wires that appear nowhere in a matrix
+// have the point at infinity (a third of B2 in a Poseidon chain); when
+// there are enough of them the points are stored without them and idx
+// says which witness value goes with each.
+type bases[P any] struct {
+	pts []P
+	idx []uint32 // nil: pts[i] goes with scalar i
+}
+
+// compact drops points at infinity when they are at least 1/16 of pts.
+func compact[P any](pts []P, isInf func(*P) bool) bases[P] {
+	n := 0
+	for i := range pts {
+		if isInf(&pts[i]) {
+			n++
+		}
+	}
+	if n*16 < len(pts) {
+		return bases[P]{pts: pts}
+	}
+	b := bases[P]{pts: make([]P, 0, len(pts)-n), idx: make([]uint32, 0, len(pts)-n)}
+	for i := range pts {
+		if !isInf(&pts[i]) {
+			b.pts = append(b.pts, pts[i])
+			b.idx = append(b.idx, uint32(i))
+		}
+	}
+	return b
+}
+
+// scalars returns the witness values that go with b.pts.
+func (b *bases[P]) scalars(w []fr.Element) []fr.Element {
+	if b.idx == nil {
+		return w
+	}
+	out := make([]fr.Element, len(b.idx))
+	for i, j := range b.idx {
+		out[i] = w[j]
+	}
+	return out
 }
 
 type coef struct {
@@ -50,7 +92,7 @@ func LoadProvingKey(ctx context.Context, path string) (*ProvingKey, error) {
 }
 
 // NewProvingKey prepares k for proving. It takes ownership of k: k.H is
-// permuted in place and must not be used afterwards.
+// permuted in place and k.Coefs released, so k must not be used afterwards.
 func NewProvingKey(k *zkey.Key) (*ProvingKey, error) {
 	n := int(k.DomainSize)
 	if n < 2 || n > zkey.MaxDomainSize || n&(n-1) != 0 {
@@ -65,23 +107,33 @@ func NewProvingKey(k *zkey.Key) (*ProvingKey, error) {
 		nVars: nv, nPublic: np, domainSize: n,
 		alpha1: k.Alpha1, beta1: k.Beta1, delta1: k.Delta1,
 		beta2: k.Beta2, delta2: k.Delta2,
-		a: k.A, b1: k.B1, b2: k.B2, c: k.C,
+		a:  compact(k.A, (*bn254.G1Affine).IsInfinity),
+		b1: compact(k.B1, (*bn254.G1Affine).IsInfinity),
+		b2: compact(k.B2, (*bn254.G2Affine).IsInfinity),
+		c:  compact(k.C, (*bn254.G1Affine).IsInfinity),
 	}
+	nA := 0
 	for i := range k.Coefs {
 		c := &k.Coefs[i]
-		if c.Constraint >= uint32(n) || c.Signal >= uint32(nv) {
+		if c.Constraint >= uint32(n) || c.Signal >= uint32(nv) || c.Matrix > zkey.MatrixB {
 			return nil, fmt.Errorf("groth16: coefficient %d is out of range", i)
 		}
-		e := coef{constraint: c.Constraint, signal: c.Signal, value: c.Value}
-		switch c.Matrix {
-		case zkey.MatrixA:
-			pk.coefsA = append(pk.coefsA, e)
-		case zkey.MatrixB:
-			pk.coefsB = append(pk.coefsB, e)
-		default:
-			return nil, fmt.Errorf("groth16: coefficient %d has matrix %d", i, c.Matrix)
+		if c.Matrix == zkey.MatrixA {
+			nA++
 		}
 	}
+	pk.coefsA = make([]coef, 0, nA)
+	pk.coefsB = make([]coef, 0, len(k.Coefs)-nA)
+	for i := range k.Coefs {
+		c := &k.Coefs[i]
+		e := coef{constraint: c.Constraint, signal: c.Signal, value: c.Value}
+		if c.Matrix == zkey.MatrixA {
+			pk.coefsA = append(pk.coefsA, e)
+		} else {
+			pk.coefsB = append(pk.coefsB, e)
+		}
+	}
+	k.Coefs = nil // ours now; let the collector have the file's copy
 	// snarkjs writes coefficients in constraint order already; sorting keeps
 	// any other order correct (field addition commutes) and lets Prove split
 	// the work by constraint ranges.
