@@ -1,0 +1,191 @@
+// Package config reads prover-worker's configuration from command-line
+// flags and environment variables, and builds its logger.
+//
+// Every flag can also be set with an environment variable named
+// PROVER_WORKER_ and the flag's long name in upper case with '-' → '_'
+// (--circuit-folder → PROVER_WORKER_CIRCUIT_FOLDER). A flag on the command
+// line wins over the environment. DATABASE_URL and NATS_URL are read too,
+// when their PROVER_WORKER_ forms are unset.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/worker/service"
+)
+
+// EnvPrefix prefixes every environment variable.
+const EnvPrefix = "PROVER_WORKER_"
+
+// Config is the whole program configuration.
+type Config struct {
+	// Service configures the worker pool; JobKey is loaded by the program
+	// from JobKeyFile.
+	Service service.Config
+	// JobKeyFile holds the fleet key (64 hex characters or 32 bytes).
+	JobKeyFile string
+	// NATSURL and DatabaseURL locate the servers; NATSTarget and
+	// DatabaseTarget optionally send the bytes elsewhere (vsock://3:4222
+	// inside an enclave, see shared/vsockdial).
+	NATSURL        string
+	NATSTarget     string
+	DatabaseURL    string
+	DatabaseTarget string
+	// AdminAddress serves /metrics, /healthz and /readyz; empty disables.
+	AdminAddress string
+	LogLevel     slog.Level
+	LogFormat    string // "json" or "text"
+}
+
+// EnvName is the environment variable of a flag.
+func EnvName(flag string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// fallbackEnv are variables read when a flag's own variable is unset.
+var fallbackEnv = map[string]string{"database-url": "DATABASE_URL", "nats-url": "NATS_URL"}
+
+// Parse reads args (without the program name) and the environment through
+// lookup (os.LookupEnv). It returns pflag.ErrHelp after printing the usage
+// to out for -h/--help.
+func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Config, error) {
+	var (
+		c     Config
+		s     = &c.Service
+		fam   string
+		mode  string
+		level string
+		fs    = pflag.NewFlagSet("prover-worker", pflag.ContinueOnError)
+	)
+	fs.SetOutput(out)
+	fs.SortFlags = false
+	fs.StringVar(&fam, "family", "", "proof family this worker serves: register, dsc or disclose (required)")
+	fs.IntVar(&s.Concurrency, "concurrency", service.DefaultConcurrency, "jobs run at once")
+	fs.StringVarP(&s.CircuitDir, "circuit-folder", "c", "", "folder of witness generators <name>_cpp/<name> (required)")
+	fs.StringVarP(&s.ZkeyDir, "zkey-folder", "k", "", "folder of <name>.zkey and <name>.vkey.json (required)")
+	fs.StringVarP(&s.Prover, "prover", "r", service.DefaultProver,
+		`prover command taking <zkey> <wtns> <proof.json> <public.json>: a rapidsnark path, "snarkjs groth16 prove", zkprove`)
+	fs.StringVar(&mode, "prover-mode", service.ProverCommand, "command (run --prover per proof) or native (in-process, warm keys)")
+	fs.StringVar(&s.Verifier, "verifier", service.DefaultVerifier,
+		`proof verifier: native, or a command taking <vkey.json> <public.json> <proof.json> ("snarkjs groth16 verify")`)
+	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL")
+	fs.StringVar(&c.NATSTarget, "nats-target", "", "dial NATS here instead (vsock://CID:PORT inside an enclave)")
+	fs.StringVarP(&c.DatabaseURL, "database-url", "d", "", "Postgres URL (required)")
+	fs.StringVar(&c.DatabaseTarget, "database-target", "", "dial Postgres here instead (vsock://CID:PORT inside an enclave)")
+	fs.StringVar(&s.WorkDir, "work-dir", "", "parent of the private per-job directories (default the system temp dir)")
+	fs.DurationVar(&s.WitnessTimeout, "witness-timeout", service.DefaultWitnessTimeout, "time limit of one witness generation")
+	fs.DurationVar(&s.ProveTimeout, "prove-timeout", service.DefaultProveTimeout, "time limit of one proof")
+	fs.DurationVar(&s.VerifyTimeout, "verify-timeout", service.DefaultVerifyTimeout, "time limit of one verification")
+	fs.DurationVar(&s.ShutdownGrace, "shutdown-grace", service.DefaultShutdownGrace, "on SIGTERM, how long running jobs may finish before they are handed back")
+	fs.DurationVar(&s.Heartbeat, "heartbeat", 0, "InProgress/row heartbeat period while a job runs (0: a third of the consumer's AckWait)")
+	fs.StringVar(&c.JobKeyFile, "job-key-file", "", "file holding the fleet key that opens sealed circuit inputs (required)")
+	fs.StringVar(&c.AdminAddress, "admin-address", ":9090", `address of /metrics, /healthz and /readyz ("" disables)`)
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.StringVar(&s.WorkerID, "worker-id", "", "worker id recorded on claimed rows (default hostname-pid)")
+	fs.StringVar(&s.Stream, "stream", job.StreamName, "JetStream stream of proof jobs")
+	fs.DurationVar(&s.FetchWait, "fetch-wait", service.DefaultFetchWait, "how long one pull waits for a job")
+	fs.DurationVar(&s.RetryBase, "retry-base", service.DefaultRetryBase, "first redelivery delay after a transient failure (doubles per attempt)")
+	fs.DurationVar(&s.RetryMax, "retry-max", service.DefaultRetryMax, "longest redelivery delay")
+	fs.StringSliceVar(&s.ChildEnv, "child-env", nil, "extra KEY=VALUE for child processes (repeatable)")
+
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	// The environment fills what the command line did not set.
+	var envErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if envErr != nil || f.Changed {
+			return
+		}
+		name := EnvName(f.Name)
+		v, ok := lookup(name)
+		if !ok {
+			if fb, has := fallbackEnv[f.Name]; has {
+				name = fb
+				v, ok = lookup(fb)
+			}
+		}
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = fmt.Errorf("%s: %w", name, err)
+		}
+	})
+	if envErr != nil {
+		return Config{}, envErr
+	}
+
+	var err error
+	if s.Family, err = family.Parse(fam); err != nil || fam == "" {
+		return Config{}, errors.New("--family is required: register, dsc or disclose")
+	}
+	s.ProverMode = mode
+	if s.ShutdownGrace == 0 {
+		s.ShutdownGrace = -1 // explicitly none (zero means "default" to service.Config)
+	}
+	if err := parseLevel(&c.LogLevel, level); err != nil {
+		return Config{}, err
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		return Config{}, fmt.Errorf("--log-format must be json or text, got %q", c.LogFormat)
+	}
+	var missing []string
+	for flag, v := range map[string]string{"--circuit-folder": s.CircuitDir, "--zkey-folder": s.ZkeyDir,
+		"--database-url": c.DatabaseURL, "--job-key-file": c.JobKeyFile} {
+		if v == "" {
+			missing = append(missing, flag)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return Config{}, fmt.Errorf("missing required settings: %s", strings.Join(missing, ", "))
+	}
+	return c, nil
+}
+
+func parseLevel(l *slog.Level, s string) error {
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return fmt.Errorf("--log-level must be debug, info, warn or error, got %q", s)
+	}
+	return nil
+}
+
+// Logger builds the program's logger writing to w.
+func (c Config) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// Redacted is the database URL without its password, for logs.
+func Redacted(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
+// Usage is a one-line hint for errors.
+func Usage() string {
+	return "usage: prover-worker --family register|dsc|disclose -c CIRCUITS -k ZKEYS -d DATABASE_URL --job-key-file FILE [flags] (--help for all)"
+}

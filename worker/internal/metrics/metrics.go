@@ -1,0 +1,129 @@
+// Package metrics defines every Prometheus metric of prover-worker (this
+// file) and records them with wrappers around the store, the stages and the
+// process runner, and an observer of the pool (wrap.go), so the core
+// packages never import Prometheus.
+//
+// Each worker Service registers its own set, with the family as a constant
+// label; Services of different families can share one registry.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/worker/internal/outcome"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "prover_worker"
+
+// Metrics holds one family's worker metrics.
+type Metrics struct {
+	// Jobs counts settled jobs by outcome (proved, already_done, rejected,
+	// retried, gave_up, interrupted, cancelled).
+	Jobs *prometheus.CounterVec
+	// QueueWait is the time from enqueue to the start of a delivery.
+	QueueWait prometheus.Histogram
+	// Stage is the duration of witness, prove and verify, by result.
+	Stage *prometheus.HistogramVec
+	// EndToEnd is the time from enqueue to a final outcome.
+	EndToEnd *prometheus.HistogramVec
+	// Redeliveries counts deliveries after the first.
+	Redeliveries prometheus.Counter
+	// ChildMaxRSS is the peak resident memory of child processes by stage.
+	ChildMaxRSS *prometheus.HistogramVec
+	// BusySlots and Slots: jobs running now, and the pool's capacity.
+	BusySlots prometheus.Gauge
+	Slots     prometheus.Gauge
+	// Pending and AckPending come from the family consumer's info: the
+	// autoscaling signal. BacklogErrors counts failed polls.
+	Pending       prometheus.Gauge
+	AckPending    prometheus.Gauge
+	BacklogErrors prometheus.Counter
+	// StoreOps is the latency of status store calls by operation and result.
+	StoreOps *prometheus.HistogramVec
+}
+
+// New creates one family's metrics and registers them on reg.
+func New(reg prometheus.Registerer, f family.Family, slots int) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("metrics: New needs a prometheus.Registerer")
+	}
+	if f == "" {
+		return nil, errors.New("metrics: family is empty")
+	}
+	fam := prometheus.Labels{"family": string(f)}
+	m := &Metrics{
+		Jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "jobs_total", ConstLabels: fam,
+			Help: "Proof jobs settled, by outcome.",
+		}, []string{"outcome"}),
+		QueueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "queue_wait_seconds", ConstLabels: fam,
+			Help:    "Time from enqueue to the start of a delivery.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
+		}),
+		Stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "stage_seconds", ConstLabels: fam,
+			Help:    "Duration of the witness, prove and verify stages.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 18),
+		}, []string{"stage", "result"}),
+		EndToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "end_to_end_seconds", ConstLabels: fam,
+			Help:    "Time from enqueue to a final outcome (proved, rejected, gave_up, cancelled).",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 16),
+		}, []string{"outcome"}),
+		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "redeliveries_total", ConstLabels: fam,
+			Help: "Job deliveries after the first (retries, crashed or silent workers).",
+		}),
+		ChildMaxRSS: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "child_max_rss_bytes", ConstLabels: fam,
+			Help:    "Peak resident memory of witness, prover and verifier processes.",
+			Buckets: prometheus.ExponentialBuckets(16<<20, 2, 10),
+		}, []string{"stage"}),
+		BusySlots: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "busy_slots", ConstLabels: fam,
+			Help: "Jobs running now.",
+		}),
+		Slots: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "slots", ConstLabels: fam,
+			Help: "Concurrent jobs this worker runs at most.",
+		}),
+		Pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "queue_pending", ConstLabels: fam,
+			Help: "Jobs of the family not yet delivered (consumer info).",
+		}),
+		AckPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "queue_ack_pending", ConstLabels: fam,
+			Help: "Jobs of the family delivered and not yet acknowledged (consumer info).",
+		}),
+		BacklogErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "backlog_poll_errors_total", ConstLabels: fam,
+			Help: "Failed reads of the family consumer's info.",
+		}),
+		StoreOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "store_seconds", ConstLabels: fam,
+			Help:    "Latency of status store calls.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"op", "result"}),
+	}
+	for _, c := range []prometheus.Collector{m.Jobs, m.QueueWait, m.Stage, m.EndToEnd, m.Redeliveries,
+		m.ChildMaxRSS, m.BusySlots, m.Slots, m.Pending, m.AckPending, m.BacklogErrors, m.StoreOps} {
+		if err := reg.Register(c); err != nil {
+			var dup prometheus.AlreadyRegisteredError
+			if errors.As(err, &dup) {
+				return nil, fmt.Errorf("metrics: the %s family's worker metrics are already registered here (give each Service of one family its own registry): %w", f, err)
+			}
+			return nil, fmt.Errorf("metrics: register: %w", err)
+		}
+	}
+	m.Slots.Set(float64(slots))
+	for _, k := range outcome.Kinds() {
+		m.Jobs.WithLabelValues(k.String())
+	}
+	return m, nil
+}

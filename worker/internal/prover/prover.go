@@ -1,0 +1,143 @@
+// Package prover turns a witness into a Groth16 proof with the circuit's
+// proving key <zkeys>/<name>.zkey.
+//
+// Command runs any prover with rapidsnark's argument shape as a child
+// process: <prover…> <zkey> <witness.wtns> <proof.json> <public.json>, where
+// <prover…> is configuration: a rapidsnark binary, "snarkjs groth16 prove",
+// or our cmd/zkprove. Its exit status decides; its stderr is kept (bounded)
+// for the failure reason.
+package prover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/openpassport/prover-fleet/worker/internal/proc"
+)
+
+// ErrNoKey: this worker has no proving key for the circuit.
+var ErrNoKey = errors.New("proving key not installed")
+
+// Failure is a prover run that did not produce a proof, with what the
+// prover said (redacted, see proc.Excerpt).
+type Failure struct {
+	Said string
+	Err  error
+}
+
+func (e *Failure) Error() string {
+	if e.Said == "" {
+		return e.Err.Error()
+	}
+	return e.Err.Error() + ": " + e.Said
+}
+
+func (e *Failure) Unwrap() error { return e.Err }
+
+// CommandConfig configures a Command prover.
+type CommandConfig struct {
+	// Command is the prover and any leading arguments, split on white
+	// space (no quoting): "/opt/rapidsnark/prover",
+	// "circuits/node_modules/.bin/snarkjs groth16 prove", "zkprove".
+	// A first word without a slash is looked up in PATH.
+	Command string
+	// ZkeyDir holds <name>.zkey.
+	ZkeyDir string
+	// Timeout bounds one proof.
+	Timeout time.Duration
+	// Env is the prover's whole environment.
+	Env []string
+}
+
+// Command is a prover run as a child process.
+type Command struct {
+	run  proc.Runner
+	argv []string
+	cfg  CommandConfig
+}
+
+// NewCommand returns a Command prover that starts children with run.
+func NewCommand(run proc.Runner, cfg CommandConfig) (*Command, error) {
+	if run == nil {
+		return nil, errors.New("prover: NewCommand needs a proc.Runner")
+	}
+	argv := strings.Fields(cfg.Command)
+	if len(argv) == 0 {
+		return nil, errors.New("prover: CommandConfig.Command is empty")
+	}
+	if cfg.ZkeyDir == "" {
+		return nil, errors.New("prover: CommandConfig.ZkeyDir is empty")
+	}
+	path, err := Resolve(argv[0], cfg.Env)
+	if err != nil {
+		return nil, fmt.Errorf("prover: %w", err)
+	}
+	argv[0] = path
+	if cfg.ZkeyDir, err = filepath.Abs(cfg.ZkeyDir); err != nil {
+		return nil, fmt.Errorf("prover: %w", err)
+	}
+	return &Command{run: run, argv: argv, cfg: cfg}, nil
+}
+
+// Argv is the resolved command prefix (for the start-up log).
+func (c *Command) Argv() []string { return append([]string(nil), c.argv...) }
+
+// Prove writes proof and public for the witness wtns of circuit, running in
+// dir. All paths are absolute.
+func (c *Command) Prove(ctx context.Context, circuit, dir, wtns, proof, public string) error {
+	zkey := filepath.Join(c.cfg.ZkeyDir, circuit+".zkey")
+	if _, err := os.Stat(zkey); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrNoKey, circuit, err)
+	}
+	args := append(append([]string(nil), c.argv[1:]...), zkey, wtns, proof, public)
+	res, err := c.run.Run(ctx, proc.Cmd{
+		Stage: "prove", Path: c.argv[0], Args: args, Dir: dir, Env: c.cfg.Env, Timeout: c.cfg.Timeout,
+	})
+	if err != nil {
+		return &Failure{Said: proc.Excerpt(res.Stderr), Err: err}
+	}
+	for _, p := range []string{proof, public} {
+		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
+			return &Failure{Said: proc.Excerpt(res.Stderr),
+				Err: fmt.Errorf("prove: exited 0 without writing %s", filepath.Base(p))}
+		}
+	}
+	return nil
+}
+
+// Resolve finds a program: a name with a slash is taken as a path (made
+// absolute), a bare name is looked up in the PATH of env (or of this
+// process when env has none).
+func Resolve(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("program %s: %w", name, err)
+		}
+		return abs, nil
+	}
+	pathList := os.Getenv("PATH")
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathList = v
+		}
+	}
+	for _, d := range filepath.SplitList(pathList) {
+		if d == "" {
+			continue
+		}
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("program %q not found in PATH", name)
+}

@@ -1,0 +1,134 @@
+// Command prover-worker proves one family's jobs from the JetStream queue:
+// witness, proof, verification, status row. See worker/service for the pool
+// and worker/internal/config for flags and environment variables.
+//
+//	prover-worker --family register --concurrency 2 \
+//	    -c circuits/build -k zkeys -r /opt/rapidsnark/prover \
+//	    --nats-url nats://nats:4222 -d postgres://prover@db/proofs \
+//	    --job-key-file /run/secrets/fleet-key
+//
+// SIGTERM or SIGINT stops it gracefully (see service.Service.Run); a second
+// signal is not needed and is ignored until the grace runs out.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
+
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/vsockdial"
+	"github.com/openpassport/prover-fleet/worker/internal/config"
+	"github.com/openpassport/prover-fleet/worker/service"
+)
+
+func main() {
+	cfg, err := config.Parse(os.Args[1:], os.LookupEnv, os.Stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "prover-worker: %v\n%s\n", err, config.Usage())
+		os.Exit(2)
+	}
+	logger := cfg.Logger(os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, cfg, logger); err != nil {
+		logger.Error("prover-worker failed", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run connects, serves until ctx ends, and shuts down in order: the Service
+// stops fetching and settles its jobs, then the admin server stops, NATS is
+// drained and the database pool closed.
+func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	key, err := job.LoadKeyFile(cfg.JobKeyFile)
+	if err != nil {
+		return err
+	}
+	cfg.Service.JobKey = key
+
+	natsDialer, err := vsockdial.NewDialer(vsockdial.Config{Target: cfg.NATSTarget})
+	if err != nil {
+		return fmt.Errorf("--nats-target: %w", err)
+	}
+	opts := append(natsDialer.NATSOptions(),
+		nats.Name("prover-worker "+string(cfg.Service.Family)),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to nats %s: %w", cfg.NATSURL, err)
+	}
+	defer func() {
+		if err := nc.Drain(); err != nil {
+			log.Warn("nats drain", "err", err)
+		}
+	}()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	pgCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("--database-url %s: %w", config.Redacted(cfg.DatabaseURL), err)
+	}
+	pgDialer, err := vsockdial.NewDialer(vsockdial.Config{Target: cfg.DatabaseTarget})
+	if err != nil {
+		return fmt.Errorf("--database-target: %w", err)
+	}
+	pgDialer.ConfigurePgx(pgCfg)
+	pool, err := pgxpool.NewWithConfig(ctx, pgCfg)
+	if err != nil {
+		return fmt.Errorf("postgres %s: %w", config.Redacted(cfg.DatabaseURL), err)
+	}
+	defer pool.Close()
+
+	svc, err := service.New(cfg.Service, service.Deps{Pool: pool, JS: js, NC: nc, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	var admin *http.Server
+	if cfg.AdminAddress != "" {
+		ln, err := net.Listen("tcp", cfg.AdminAddress)
+		if err != nil {
+			return fmt.Errorf("--admin-address: %w", err)
+		}
+		admin = &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin server", "err", err)
+			}
+		}()
+		log.Info("admin server listening", "component", "admin", "address", ln.Addr().String())
+	}
+
+	err = svc.Run(ctx)
+
+	// The admin port takes no work, so it stays up (readyz answering 503)
+	// until the jobs are settled, then closes before the connections do.
+	if admin != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = admin.Shutdown(sctx)
+		cancel()
+	}
+	return err
+}

@@ -1,0 +1,521 @@
+// Package service is one family's proof worker pool, embeddable: the
+// prover-worker program runs one, and `proverctl dev`, the demo, end-to-end
+// tests and benchmarks run one (or several) per family in their own process.
+//
+//	svc, err := service.New(service.Config{
+//		Family: family.Register, Concurrency: 2,
+//		CircuitDir: "circuits/build", ZkeyDir: "zkeys",
+//		Prover: "circuits/node_modules/.bin/snarkjs groth16 prove",
+//		JobKey: key,
+//	}, service.Deps{Pool: pool, JS: js, NC: nc, Logger: logger})
+//	...
+//	err = svc.Run(ctx) // returns after a graceful shutdown once ctx ends
+//
+// A Service pulls jobs from its family's durable consumer (created
+// beforehand by jobqueue.Setup), one per free slot, and proves each one with
+// the circuit's witness generator, the configured prover and a verification
+// of the proof, recording status in Postgres and announcing each status
+// change on NATS. See worker/internal/outcome for how each result is
+// acknowledged. Handler serves /metrics, /healthz and /readyz.
+//
+// Several Services may run in one process, for different families or the
+// same family; each keeps its own temporary directories and its own metrics
+// registry (unless Deps.Registry is given: Services of different families
+// may share one).
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/worker/internal/admin"
+	"github.com/openpassport/prover-fleet/worker/internal/metrics"
+	"github.com/openpassport/prover-fleet/worker/internal/outcome"
+	"github.com/openpassport/prover-fleet/worker/internal/pipeline"
+	"github.com/openpassport/prover-fleet/worker/internal/pool"
+	"github.com/openpassport/prover-fleet/worker/internal/proc"
+	"github.com/openpassport/prover-fleet/worker/internal/prover"
+	"github.com/openpassport/prover-fleet/worker/internal/verifier"
+	"github.com/openpassport/prover-fleet/worker/internal/witness"
+	"github.com/openpassport/prover-fleet/worker/internal/workdir"
+)
+
+// Prover modes.
+const (
+	// ProverCommand runs Config.Prover as a child process per proof.
+	ProverCommand = "command"
+	// ProverNative proves in process with warm keys (shared/groth16).
+	ProverNative = "native"
+)
+
+// VerifierNative names the in-process verifier for Config.Verifier.
+const VerifierNative = "native"
+
+// Defaults applied by New to zero fields.
+const (
+	DefaultConcurrency     = 1
+	DefaultProver          = "rapidsnark"
+	DefaultWitnessTimeout  = 10 * time.Minute
+	DefaultProveTimeout    = 30 * time.Minute
+	DefaultVerifyTimeout   = 2 * time.Minute
+	DefaultShutdownGrace   = 30 * time.Second
+	DefaultFetchWait       = 5 * time.Second
+	DefaultRetryBase       = time.Second
+	DefaultRetryMax        = time.Minute
+	DefaultSettleTimeout   = 10 * time.Second
+	DefaultBacklogInterval = 10 * time.Second
+)
+
+// JobKey is the fleet key that opens sealed circuit inputs. It never prints:
+// fmt and slog show [REDACTED].
+type JobKey []byte
+
+func (JobKey) String() string               { return "[REDACTED]" }
+func (JobKey) GoString() string             { return "[REDACTED]" }
+func (JobKey) LogValue() slog.Value         { return slog.StringValue("[REDACTED]") }
+func (JobKey) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte("[REDACTED]")) }
+func (JobKey) MarshalText() ([]byte, error) { return []byte("[REDACTED]"), nil }
+func (JobKey) MarshalJSON() ([]byte, error) { return []byte(`"[REDACTED]"`), nil }
+func (k JobKey) bytes() []byte              { return []byte(k) }
+
+// Config configures a Service. Zero fields take the defaults noted.
+type Config struct {
+	// Family served: register, dsc or disclose. Required.
+	Family family.Family
+	// Concurrency is the number of jobs run at once (default 1). Keep the
+	// family's consumer MaxAckPending at the fleet's total.
+	Concurrency int
+	// CircuitDir holds <name>_cpp/<name> witness generators. Required.
+	CircuitDir string
+	// ZkeyDir holds <name>.zkey and <name>.vkey.json. Required.
+	ZkeyDir string
+	// ProverMode is ProverCommand (default) or ProverNative.
+	ProverMode string
+	// Prover is the prover command prefix in command mode (default
+	// "rapidsnark"): any program taking <zkey> <wtns> <proof.json>
+	// <public.json> after it, e.g. "/opt/rapidsnark/prover",
+	// "circuits/node_modules/.bin/snarkjs groth16 prove", "zkprove". Split on
+	// white space; a bare name is looked up in PATH.
+	Prover string
+	// Verifier checks each proof before it is recorded: VerifierNative, or a
+	// command prefix taking <vkey.json> <public.json> <proof.json> such as
+	// "circuits/node_modules/.bin/snarkjs groth16 verify". Default: see
+	// DefaultVerifier.
+	Verifier string
+	// WorkDir holds the private per-job directories (default os.TempDir()).
+	WorkDir string
+	// Per-stage timeouts; a stage that runs longer is killed and retried.
+	WitnessTimeout time.Duration // default 10m
+	ProveTimeout   time.Duration // default 30m
+	VerifyTimeout  time.Duration // default 2m
+	// ShutdownGrace is how long running jobs may finish once Run's context
+	// ends before they are killed and handed back (default 30s; negative:
+	// no grace).
+	ShutdownGrace time.Duration
+	// Heartbeat is the InProgress/row heartbeat period while a job runs
+	// (default: a third of the consumer's AckWait, or of its shortest
+	// BackOff step).
+	Heartbeat time.Duration
+	// JobKey opens sealed circuit inputs (32 bytes). Required.
+	JobKey JobKey
+	// WorkerID is recorded on claimed rows (default hostname-pid).
+	WorkerID string
+	// Stream is the jobs stream (default job.StreamName).
+	Stream string
+	// FetchWait is how long one pull waits for a job (default 5s); it also
+	// bounds how long a stop waits for the last pull.
+	FetchWait time.Duration
+	// RetryBase and RetryMax space redeliveries after transient failures:
+	// RetryBase·2^(attempt−1), at most RetryMax (defaults 1s, 1m).
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// SettleTimeout bounds the final status write and ack (default 10s).
+	SettleTimeout time.Duration
+	// BacklogInterval is how often the consumer's backlog is read for
+	// metrics (default 10s).
+	BacklogInterval time.Duration
+	// ChildEnv is added to the environment of child processes, which
+	// otherwise get only PATH, HOME, LANG, LC_ALL and TZ from this process
+	// (so no secret in the worker's environment reaches a child).
+	ChildEnv []string
+}
+
+// DefaultVerifier is the verifier used when Config.Verifier is empty.
+const DefaultVerifier = "snarkjs groth16 verify"
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.ProverMode == "" {
+		c.ProverMode = ProverCommand
+	}
+	if c.Prover == "" {
+		c.Prover = DefaultProver
+	}
+	if c.Verifier == "" {
+		c.Verifier = DefaultVerifier
+	}
+	if c.WorkDir == "" {
+		c.WorkDir = os.TempDir()
+	}
+	setDur(&c.WitnessTimeout, DefaultWitnessTimeout)
+	setDur(&c.ProveTimeout, DefaultProveTimeout)
+	setDur(&c.VerifyTimeout, DefaultVerifyTimeout)
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	} else if c.ShutdownGrace < 0 {
+		c.ShutdownGrace = 0
+	}
+	if c.WorkerID == "" {
+		host, _ := os.Hostname()
+		c.WorkerID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.Stream == "" {
+		c.Stream = job.StreamName
+	}
+	setDur(&c.FetchWait, DefaultFetchWait)
+	setDur(&c.RetryBase, DefaultRetryBase)
+	setDur(&c.RetryMax, DefaultRetryMax)
+	setDur(&c.SettleTimeout, DefaultSettleTimeout)
+	setDur(&c.BacklogInterval, DefaultBacklogInterval)
+	return c
+}
+
+func setDur(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+// Validate checks a configuration (after defaults) with exact messages.
+func (c Config) Validate() error {
+	if _, err := family.Parse(string(c.Family)); err != nil || c.Family == "" {
+		return fmt.Errorf("service: Config.Family must be register, dsc or disclose, got %q", c.Family)
+	}
+	switch {
+	case c.Concurrency < 1:
+		return fmt.Errorf("service: Config.Concurrency must be at least 1, got %d", c.Concurrency)
+	case c.CircuitDir == "":
+		return errors.New("service: Config.CircuitDir is required")
+	case c.ZkeyDir == "":
+		return errors.New("service: Config.ZkeyDir is required")
+	case c.ProverMode != ProverCommand && c.ProverMode != ProverNative:
+		return fmt.Errorf("service: Config.ProverMode must be %q or %q, got %q", ProverCommand, ProverNative, c.ProverMode)
+	case len(c.JobKey) != job.KeySize:
+		return fmt.Errorf("service: Config.JobKey must be %d bytes, got %d", job.KeySize, len(c.JobKey))
+	case c.WitnessTimeout < 0 || c.ProveTimeout < 0 || c.VerifyTimeout < 0:
+		return errors.New("service: stage timeouts must be positive")
+	case c.Heartbeat < 0:
+		return fmt.Errorf("service: Config.Heartbeat must not be negative, got %s", c.Heartbeat)
+	case c.FetchWait < 100*time.Millisecond || c.FetchWait > 30*time.Second:
+		return fmt.Errorf("service: Config.FetchWait must be between 100ms and 30s, got %s", c.FetchWait)
+	case c.RetryBase < 0 || c.RetryMax < c.RetryBase:
+		return fmt.Errorf("service: Config.RetryBase %s and RetryMax %s must satisfy 0 ≤ RetryBase ≤ RetryMax", c.RetryBase, c.RetryMax)
+	case c.SettleTimeout < 0 || c.BacklogInterval < 0:
+		return errors.New("service: Config.SettleTimeout and Config.BacklogInterval must be positive")
+	}
+	for _, d := range []struct{ name, path string }{{"CircuitDir", c.CircuitDir}, {"ZkeyDir", c.ZkeyDir}} {
+		st, err := os.Stat(d.path)
+		if err != nil {
+			return fmt.Errorf("service: Config.%s: %w", d.name, err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("service: Config.%s %s is not a directory", d.name, d.path)
+		}
+	}
+	return nil
+}
+
+// Deps are the connections a Service uses; it never dials or closes them.
+type Deps struct {
+	Pool   *pgxpool.Pool
+	JS     jetstream.JetStream
+	NC     *nats.Conn
+	Logger *slog.Logger
+	// Registry receives the metrics; optional. Without it the Service
+	// keeps a registry of its own (see Gatherer).
+	Registry prometheus.Registerer
+}
+
+// Service is one family's worker pool.
+type Service struct {
+	cfg      Config
+	d        Deps
+	log      *slog.Logger
+	registry prometheus.Registerer
+	gatherer prometheus.Gatherer
+	metrics  *metrics.Metrics
+	store    *metrics.Store
+	events   *jobqueue.Events
+	sealer   *job.Sealer
+	witness  pipeline.Witness
+	prover   pipeline.Prover
+	verifier pipeline.Verifier
+	runs     atomic.Bool
+	ready    atomic.Bool
+	pool     atomic.Pointer[pool.Pool]
+}
+
+// New checks cfg and deps and builds the Service. It starts nothing.
+func New(cfg Config, d Deps) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case d.Pool == nil:
+		return nil, errors.New("service: Deps.Pool is nil")
+	case d.JS == nil:
+		return nil, errors.New("service: Deps.JS is nil")
+	case d.NC == nil:
+		return nil, errors.New("service: Deps.NC is nil")
+	case d.Logger == nil:
+		return nil, errors.New("service: Deps.Logger is nil")
+	}
+	s := &Service{cfg: cfg, d: d}
+	s.log = d.Logger.With("component", "worker", "family", string(cfg.Family))
+
+	s.registry = d.Registry
+	if s.registry == nil {
+		reg := prometheus.NewRegistry()
+		s.registry, s.gatherer = reg, reg
+	} else if g, ok := d.Registry.(prometheus.Gatherer); ok {
+		s.gatherer = g
+	}
+	m, err := metrics.New(s.registry, cfg.Family, cfg.Concurrency)
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	s.metrics = m
+	s.store = m.Store(store.New(d.Pool))
+	s.events = jobqueue.NewEvents(d.NC)
+	if s.sealer, err = job.NewSealer(cfg.JobKey.bytes()); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+
+	env := childEnv(cfg.ChildEnv)
+	run := m.Runner(proc.Exec{})
+	w, err := witness.New(run, witness.Config{CircuitDir: cfg.CircuitDir, Timeout: cfg.WitnessTimeout, Env: env})
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	s.witness = m.Witness(w)
+
+	switch cfg.ProverMode {
+	case ProverCommand:
+		p, err := prover.NewCommand(run, prover.CommandConfig{
+			Command: cfg.Prover, ZkeyDir: cfg.ZkeyDir, Timeout: cfg.ProveTimeout, Env: env})
+		if err != nil {
+			return nil, fmt.Errorf("service: Config.Prover: %w", err)
+		}
+		s.prover = m.Prover(p)
+	case ProverNative:
+		return nil, errors.New("service: prover mode native needs shared/groth16's in-process prover, which this build does not have yet")
+	}
+
+	if cfg.Verifier == VerifierNative {
+		return nil, errors.New("service: the native verifier needs shared/groth16's verifier, which this build does not have yet")
+	}
+	v, err := verifier.NewCommand(run, verifier.CommandConfig{
+		Command: cfg.Verifier, ZkeyDir: cfg.ZkeyDir, Timeout: cfg.VerifyTimeout, Env: env})
+	if err != nil {
+		return nil, fmt.Errorf("service: Config.Verifier: %w", err)
+	}
+	s.verifier = m.Verifier(v)
+	return s, nil
+}
+
+// childEnv is the whole environment of child processes.
+func childEnv(extra []string) []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "LANG", "LC_ALL", "TZ"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	if _, ok := os.LookupEnv("PATH"); !ok {
+		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin")
+	}
+	return append(env, extra...)
+}
+
+// Config is the configuration in effect (defaults filled; the key prints
+// as [REDACTED]).
+func (s *Service) Config() Config { return s.cfg }
+
+// Gatherer serves the Service's metrics; nil when Deps.Registry was given
+// and is not a Gatherer.
+func (s *Service) Gatherer() prometheus.Gatherer { return s.gatherer }
+
+// Handler serves /metrics, /healthz and /readyz.
+func (s *Service) Handler() http.Handler {
+	return admin.Handler(s.gatherer, s.Ready, 3*time.Second)
+}
+
+// Ready reports why the Service cannot take jobs now, or nil: it must be
+// running and not stopping, NATS connected, Postgres answering, and the
+// stream and its family's consumer present.
+func (s *Service) Ready(ctx context.Context) error {
+	if !s.ready.Load() {
+		return errors.New("not running (starting or shutting down)")
+	}
+	if st := s.d.NC.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("nats: connection %s", st)
+	}
+	if err := s.d.Pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if err := jobqueue.Check(ctx, s.d.JS, s.cfg.Stream, []family.Family{s.cfg.Family}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Running is the number of jobs running now.
+func (s *Service) Running() int {
+	if p := s.pool.Load(); p != nil {
+		return p.Running()
+	}
+	return 0
+}
+
+// Run serves jobs until ctx ends, then shuts down gracefully: it stops
+// fetching, lets running jobs finish for up to ShutdownGrace, kills and hands
+// back the rest, and returns nil. It returns an error if it cannot start. A
+// Service runs once.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.runs.CompareAndSwap(false, true) {
+		return errors.New("service: Run called twice")
+	}
+	log := s.log
+	root, removed, err := workdir.Open(s.cfg.WorkDir)
+	for _, dir := range removed {
+		log.Warn("removed temporary directory left by a dead worker", "dir", dir)
+	}
+	if err != nil {
+		return fmt.Errorf("service: work dir: %w", err)
+	}
+	defer func() {
+		if err := root.Close(); err != nil {
+			log.Error("remove work dir", "err", err)
+		}
+	}()
+
+	cons, err := s.waitConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	if cons == nil {
+		return nil // stopped before the consumer appeared
+	}
+	info := cons.CachedInfo()
+	heartbeat := s.cfg.Heartbeat
+	ackWait := info.Config.AckWait
+	for _, b := range info.Config.BackOff {
+		ackWait = min(ackWait, b)
+	}
+	if heartbeat == 0 {
+		heartbeat = max(ackWait/3, 100*time.Millisecond)
+	}
+	if heartbeat >= ackWait {
+		return fmt.Errorf("service: Config.Heartbeat %s is not below the consumer's AckWait %s", heartbeat, ackWait)
+	}
+
+	pl, err := pipeline.New(pipeline.Deps{
+		Store: s.store, Events: s.events, Opener: s.sealer, Dirs: root,
+		Witness: s.witness, Prover: s.prover, Verifier: s.verifier, Logger: log,
+	}, pipeline.Config{WorkerID: s.cfg.WorkerID})
+	if err != nil {
+		return fmt.Errorf("service: %w", err)
+	}
+	p, err := pool.New(pool.Deps{
+		Fetcher: cons, Job: pl, Store: s.store, Events: s.events,
+		Observer: s.metrics.Observer(), Logger: log,
+	}, pool.Config{
+		Family: s.cfg.Family, Concurrency: s.cfg.Concurrency, WorkerID: s.cfg.WorkerID,
+		Heartbeat: heartbeat, FetchWait: s.cfg.FetchWait, ShutdownGrace: s.cfg.ShutdownGrace,
+		MaxDeliver:    info.Config.MaxDeliver,
+		Backoff:       outcome.Backoff{Base: s.cfg.RetryBase, Max: s.cfg.RetryMax},
+		SettleTimeout: s.cfg.SettleTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("service: %w", err)
+	}
+	s.pool.Store(p)
+
+	unsubscribe, err := s.events.SubscribeCancels(func(id string) {
+		if n := p.Cancel(id); n > 0 {
+			log.Info("cancel: stopping running job", "request_id", id, "jobs", n)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("service: %w", err)
+	}
+	defer unsubscribe()
+
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		s.metrics.PollBacklog(pollCtx, s.d.JS, s.cfg.Stream, s.cfg.Family, s.cfg.BacklogInterval, log)
+	}()
+	defer func() { stopPoll(); <-polled }()
+
+	log.Info("worker started", "worker_id", s.cfg.WorkerID, "concurrency", s.cfg.Concurrency,
+		"prover_mode", s.cfg.ProverMode, "prover", s.cfg.Prover, "verifier", s.cfg.Verifier,
+		"work_dir", root.Dir(), "ack_wait_ms", info.Config.AckWait.Milliseconds(),
+		"heartbeat_ms", heartbeat.Milliseconds(), "max_deliver", info.Config.MaxDeliver)
+	s.ready.Store(true)
+	err = p.Run(ctx)
+	s.ready.Store(false)
+	log.Info("worker stopped")
+	return err
+}
+
+// waitConsumer finds the family's consumer, waiting (with a log line) while
+// it does not exist yet: it is created by jobqueue.Setup, never by workers.
+// It returns nil, nil if ctx ends first.
+func (s *Service) waitConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	name := jobqueue.ConsumerName(s.cfg.Family)
+	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cons, err := s.d.JS.Consumer(cctx, s.cfg.Stream, name)
+		cancel()
+		if err == nil {
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) &&
+			!strings.Contains(err.Error(), "timeout") {
+			s.log.Warn("consumer lookup failed", "stream", s.cfg.Stream, "consumer", name, "err", err)
+		} else {
+			s.log.Warn("waiting for the job consumer (run proverctl migrate / jobqueue.Setup)",
+				"stream", s.cfg.Stream, "consumer", name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(delay):
+		}
+	}
+}
