@@ -116,7 +116,8 @@ type Config struct {
 	// NoWorkers starts no worker pools (benchmarks of the frontend alone,
 	// tests that add pools themselves with AddWorkers).
 	NoWorkers bool
-	// Worker is the template of every worker pool: Family, CircuitDir,
+	// Worker configures every worker pool (AddWorkers may change it per
+	// pool): Family, CircuitDir,
 	// ZkeyDir, JobKey and WorkDir are filled in by the fleet; zero fields
 	// take worker/service's defaults, except FetchWait (DefaultFetchWait)
 	// and Prover and Verifier, which default to snarkjs from the circuits'
@@ -380,7 +381,7 @@ func (f *Fleet) start(ctx context.Context) error {
 	// Workers.
 	if !cfg.NoWorkers {
 		for _, fam := range cfg.Families {
-			if _, err := f.AddWorkers(ctx, fam, cfg.Worker); err != nil {
+			if _, err := f.AddWorkers(ctx, fam, nil); err != nil {
 				return err
 			}
 		}

@@ -236,12 +236,13 @@ func TestAddStopKillWorkers(t *testing.T) {
 	if got := len(fleet.Workers()); got != 2 {
 		t.Fatalf("%d worker pools at start, want one per family (2)", got)
 	}
-	extra, err := fleet.AddWorkers(ctx, family.DSC, service.Config{Prover: "/bin/true", Concurrency: 3})
+	extra, err := fleet.AddWorkers(ctx, family.DSC, func(c *service.Config) { c.Concurrency = 3 })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := extra.Service().Config().Verifier; got != "/bin/true" {
-		t.Errorf("added pool's verifier %q, want the fleet template's", got)
+	if got := extra.Service().Config(); got.Verifier != "/bin/true" || got.FetchWait != 200*time.Millisecond || got.Concurrency != 3 {
+		t.Errorf("added pool's config: verifier %q, fetch wait %s, concurrency %d; want the fleet's, changed to 3 slots",
+			got.Verifier, got.FetchWait, got.Concurrency)
 	}
 	if bad := fleet.Ready(ctx); len(bad) > 0 {
 		t.Errorf("Ready: %v", bad)

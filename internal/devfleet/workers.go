@@ -31,11 +31,16 @@ type Workers struct {
 // readyTimeout bounds how long AddWorkers waits for a new pool to be ready.
 const readyTimeout = 30 * time.Second
 
-// AddWorkers starts a worker pool for fam configured from tmpl (Family,
-// CircuitDir, ZkeyDir, JobKey, WorkDir and Stream are set by the fleet;
-// Prover and Verifier default as for Config.Worker) and waits until it
-// takes jobs. The pool runs until Stop or Kill, or until the fleet stops.
-func (f *Fleet) AddWorkers(ctx context.Context, fam family.Family, tmpl service.Config) (*Workers, error) {
+// AddWorkers starts a worker pool for fam and waits until it takes jobs.
+// Its configuration is Config.Worker, changed by configure when it is not
+// nil; Family, CircuitDir, ZkeyDir, JobKey, WorkDir and Stream are the
+// fleet's. The pool runs until Stop or Kill, or until the fleet stops.
+//
+//	w, err := fleet.AddWorkers(ctx, family.Register, func(c *service.Config) {
+//		c.Concurrency = 4
+//		c.ShutdownGrace = -1 // Kill leaves nothing running
+//	})
+func (f *Fleet) AddWorkers(ctx context.Context, fam family.Family, configure func(*service.Config)) (*Workers, error) {
 	f.mu.Lock()
 	if f.stopped {
 		f.mu.Unlock()
@@ -45,18 +50,16 @@ func (f *Fleet) AddWorkers(ctx context.Context, fam family.Family, tmpl service.
 	name := fmt.Sprintf("%s-%d", fam, f.seq)
 	f.mu.Unlock()
 
-	cfg := tmpl
+	cfg := f.cfg.Worker
+	cfg.ChildEnv = append([]string(nil), cfg.ChildEnv...)
+	if configure != nil {
+		configure(&cfg)
+	}
 	cfg.Family = fam
 	cfg.CircuitDir, cfg.ZkeyDir = f.cfg.CircuitDir, f.cfg.ZkeyDir
 	cfg.JobKey = service.JobKey(append([]byte(nil), f.keyRaw...))
 	cfg.WorkDir = f.WorkDir()
 	cfg.Stream = f.cfg.Queue.Stream
-	if cfg.Prover == "" && (cfg.ProverMode == "" || cfg.ProverMode == service.ProverCommand) {
-		cfg.Prover = f.cfg.Worker.Prover
-	}
-	if cfg.Verifier == "" {
-		cfg.Verifier = f.cfg.Worker.Verifier
-	}
 	if cfg.WorkerID == "" {
 		cfg.WorkerID = "devfleet-" + name
 	}
