@@ -351,7 +351,7 @@ func (f *Fleet) start(ctx context.Context) error {
 	fcfg.CircuitFolder, fcfg.ZkeyFolder, fcfg.Families = cfg.CircuitDir, cfg.ZkeyDir, cfg.Families
 	f.frontend, err = server.New(server.Deps{
 		Store:    store.New(f.pool),
-		Queue:    publisher,
+		Queue:    obs.wrapQueue(publisher),
 		Events:   jobqueue.NewEvents(f.nc),
 		Attester: f.attester,
 		Sealer:   sealer,

@@ -194,8 +194,8 @@ func TestFleetWithoutWorkers(t *testing.T) {
 		t.Errorf("/readyz body %q (%v)", body, err)
 	}
 	if code, body := get(t, fleet.MetricsURL()); code != 200 ||
-		!strings.Contains(body, `prover_api_requests_total{code="0",method="openpassport_hello"} 1`) ||
-		!strings.Contains(body, "prover_api_sessions 1") {
+		!strings.Contains(body, `prover_api_requests_total{method="openpassport_hello",outcome="ok"} 1`) ||
+		!strings.Contains(body, "prover_api_sessions_open 1") {
 		t.Errorf("/metrics: %d, missing the hello call or the session:\n%s", code, body)
 	}
 
