@@ -204,13 +204,18 @@ func (c *Client) WebSocket() bool {
 // is none (any more).
 func (c *Client) call(ctx context.Context, method string, params, result any) error {
 	if c.WebSocket() {
-		err := c.conn.Call(ctx, method, params, result)
-		if errors.Is(err, jsonrpc2.ErrClosed) {
-			return fmt.Errorf("%w: %s", ErrClosed, method)
-		}
-		return fromRPC(err)
+		return c.wsCall(ctx, method, params, result)
 	}
 	return c.post(ctx, method, params, result)
+}
+
+// wsCall runs one method over the WebSocket only.
+func (c *Client) wsCall(ctx context.Context, method string, params, result any) error {
+	err := c.conn.Call(ctx, method, params, result)
+	if errors.Is(err, jsonrpc2.ErrClosed) {
+		return fmt.Errorf("%w: %s", ErrClosed, method)
+	}
+	return fromRPC(err)
 }
 
 func (c *Client) post(ctx context.Context, method string, params, result any) error {
@@ -469,7 +474,7 @@ func (c *Client) follow(ctx context.Context, id string, fn func(protocol.Status)
 	ch := c.subs.add(norm.String())
 	defer c.subs.remove(norm.String(), ch)
 	var cur protocol.Status
-	if err := c.call(ctx, protocol.MethodSubscribe, protocol.UUIDParams{UUID: id}, &cur); err != nil {
+	if err := c.wsCall(ctx, protocol.MethodSubscribe, protocol.UUIDParams{UUID: id}, &cur); err != nil {
 		return protocol.Status{}, err
 	}
 	fn(cur)
@@ -511,7 +516,7 @@ func (c *Client) Wait(ctx context.Context, id string, progress Progress) (protoc
 			progress.emit(StageStatus, st.UUID, st)
 		}
 	}
-	if c.conn != nil {
+	if c.WebSocket() {
 		st, err := c.follow(ctx, id, see, c.opts.StallTimeout)
 		var se *Error
 		switch {

@@ -123,13 +123,16 @@ func (c *wsConn) message(typ int, r io.Reader) bool {
 		resp, after = c.s.handle(c.ctx, data, c)
 	}
 	if resp != nil {
-		if err := c.write(resp); err != nil {
-			c.s.log.DebugContext(c.ctx, "websocket write failed", "err", err)
-			return false
-		}
+		err = c.write(resp)
 	}
 	if after != nil {
+		// Also after a failed write: the subscription's goroutine then
+		// sees the connection's context end and releases its watch.
 		after()
+	}
+	if err != nil {
+		c.s.log.DebugContext(c.ctx, "websocket write failed", "err", err)
+		return false
 	}
 	return true
 }
