@@ -55,7 +55,7 @@ func Decode(raw json.RawMessage, fields ...Field) error {
 	}
 	for _, f := range fields {
 		v, ok := byName[f.Name]
-		if !ok || isNull(v) {
+		if !ok || IsNull(v) {
 			if f.Optional {
 				continue
 			}
@@ -79,7 +79,7 @@ func Decode(raw json.RawMessage, fields ...Field) error {
 // split maps param names to their raw values.
 func split(raw json.RawMessage, fields []Field) (map[string]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || isNull(raw) {
+	if len(raw) == 0 || IsNull(raw) {
 		return map[string]json.RawMessage{}, nil
 	}
 	switch raw[0] {
@@ -106,7 +106,8 @@ func split(raw json.RawMessage, fields []Field) (map[string]json.RawMessage, err
 	return nil, &Error{Reason: "params must be an object or an array"}
 }
 
-func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
+// IsNull reports whether a raw value is JSON null.
+func IsNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
 
 // describe turns an encoding/json error into a reason that names the
 // expected type but not the value.
