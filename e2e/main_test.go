@@ -6,7 +6,9 @@
 // The circuits and keys come from `make circuits keys`: PROVER_CIRCUITS and
 // PROVER_ZKEYS (set by `make test`), else ../circuits/build and ../zkeys. A
 // missing build fails the tests with what to run; they are skipped only
-// under -short.
+// under -short. Each family's workers prove another way (the native prover,
+// snarkjs, zkprove), so one run covers every prover the worker can use
+// here.
 package e2e_test
 
 import (
@@ -16,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/worker/service"
 )
 
 // demo is one demo circuit and the request type the app would send for it.
@@ -51,6 +55,7 @@ type env struct {
 	zkeys     string
 	inputs    string
 	snarkjs   string
+	bin       string // programs built for the tests
 	startErr  error
 	startOnce sync.Once
 }
@@ -63,6 +68,9 @@ var shared env
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
+	if shared.bin != "" {
+		defer os.RemoveAll(shared.bin)
+	}
 	if shared.fleet != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		if err := shared.fleet.Stop(ctx); err != nil {
@@ -117,6 +125,18 @@ func (e *env) start() {
 			strings.Join(missing, "\n  "))
 		return
 	}
+	// zkprove, the project's rapidsnark-shaped prover command.
+	e.bin, err = os.MkdirTemp("", "e2e-bin-")
+	if err != nil {
+		e.startErr = err
+		return
+	}
+	zkprove := filepath.Join(e.bin, "zkprove")
+	if out, err := exec.Command("go", "build", "-o", zkprove, "../cmd/zkprove").CombinedOutput(); err != nil {
+		e.startErr = fmt.Errorf("build cmd/zkprove: %v\n%s", err, out)
+		return
+	}
+
 	e.logs = &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -125,9 +145,28 @@ func (e *env) start() {
 		CircuitDir: e.circuits,
 		ZkeyDir:    e.zkeys,
 		Logger:     logger,
+		NoWorkers:  true,
 	})
 	if e.startErr != nil {
 		e.startErr = fmt.Errorf("start the fleet: %w", e.startErr)
+		return
+	}
+	// Each family proves another way, so one run covers them all: the
+	// in-process prover and verifier; snarkjs as child processes (prove and
+	// verify); zkprove as a child process with the native verifier.
+	for fam, configure := range map[family.Family]func(*service.Config){
+		family.Register: func(c *service.Config) { c.ProverMode, c.Verifier = service.ProverNative, service.VerifierNative },
+		family.DSC: func(c *service.Config) {
+			c.ProverMode, c.Prover, c.Verifier = service.ProverCommand, e.snarkjs+" groth16 prove", e.snarkjs+" groth16 verify"
+		},
+		family.Disclose: func(c *service.Config) {
+			c.ProverMode, c.Prover, c.Verifier = service.ProverCommand, zkprove, service.VerifierNative
+		},
+	} {
+		if _, err := e.fleet.AddWorkers(ctx, fam, configure); err != nil {
+			e.startErr = fmt.Errorf("start the %s workers: %w", fam, err)
+			return
+		}
 	}
 }
 

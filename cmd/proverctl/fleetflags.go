@@ -27,9 +27,11 @@ type fleetFlags struct {
 	shutdownGrace   time.Duration
 	logLevel        string
 	logFormat       string
+	flags           *flags
 }
 
 func (ff *fleetFlags) register(f *flags, defaultLogLevel string) {
+	ff.flags = f
 	f.StringVarP(&ff.circuits, "circuit-folder", "c", "circuits/build", "folder of witness generators (<name>_cpp/<name>)")
 	f.bind("circuit-folder", "PROVER_CIRCUITS")
 	f.StringVarP(&ff.zkeys, "zkey-folder", "k", "zkeys", "folder of <name>.zkey and <name>.vkey.json")
@@ -40,11 +42,11 @@ func (ff *fleetFlags) register(f *flags, defaultLogLevel string) {
 	f.bind("families", "PROVERCTL_FAMILIES")
 	f.IntVar(&ff.concurrency, "concurrency", 1, "jobs each family's worker pool runs at once")
 	f.bind("concurrency", "PROVERCTL_CONCURRENCY")
-	f.StringVar(&ff.proverMode, "prover-mode", service.ProverCommand, "command (run --prover per proof) or native (in-process, warm keys)")
+	f.StringVar(&ff.proverMode, "prover-mode", service.ProverNative, "native (in-process, warm keys) or command (run --prover per proof)")
 	f.bind("prover-mode", "PROVERCTL_PROVER_MODE")
-	f.StringVarP(&ff.prover, "prover", "r", "", `prover command taking <zkey> <wtns> <proof.json> <public.json> (default: "<circuits>/../node_modules/.bin/snarkjs groth16 prove")`)
+	f.StringVarP(&ff.prover, "prover", "r", "", `prover command taking <zkey> <wtns> <proof.json> <public.json> (implies --prover-mode command; default: "<circuits>/../node_modules/.bin/snarkjs groth16 prove")`)
 	f.bind("prover", "PROVERCTL_PROVER")
-	f.StringVar(&ff.verifier, "verifier", "", `verifier the workers check each proof with: native, or a command taking <vkey.json> <public.json> <proof.json> (default: snarkjs groth16 verify)`)
+	f.StringVar(&ff.verifier, "verifier", "", `verifier the workers check each proof with: native, or a command taking <vkey.json> <public.json> <proof.json> such as "circuits/node_modules/.bin/snarkjs groth16 verify" (default: native)`)
 	f.bind("verifier", "PROVERCTL_VERIFIER")
 	f.DurationVar(&ff.witnessTimeout, "witness-timeout", service.DefaultWitnessTimeout, "time limit of one witness generation")
 	f.DurationVar(&ff.proveTimeout, "prove-timeout", service.DefaultProveTimeout, "time limit of one proof")
@@ -69,6 +71,10 @@ func (ff *fleetFlags) config(w io.Writer) (devfleet.Config, error) {
 	if err != nil {
 		return devfleet.Config{}, err
 	}
+	mode := ff.proverMode
+	if ff.prover != "" && !ff.flags.Changed("prover-mode") {
+		mode = service.ProverCommand // a prover command given: run it
+	}
 	grace := ff.shutdownGrace
 	if grace == 0 {
 		grace = -1 // none (zero means "default" to service.Config)
@@ -81,7 +87,7 @@ func (ff *fleetFlags) config(w io.Writer) (devfleet.Config, error) {
 		Logger:      logger,
 		Worker: service.Config{
 			Concurrency:    ff.concurrency,
-			ProverMode:     ff.proverMode,
+			ProverMode:     mode,
 			Prover:         ff.prover,
 			Verifier:       ff.verifier,
 			WitnessTimeout: ff.witnessTimeout,
@@ -117,6 +123,9 @@ func describeProver(cfg devfleet.Config) string {
 	verifier := w.Verifier
 	if verifier == "" {
 		verifier = service.DefaultVerifier
+	}
+	if verifier == service.VerifierNative {
+		verifier = "native (in-process)"
 	}
 	return fmt.Sprintf("prover %s; verifier %s; %d job(s) at once per family", prover, verifier, w.Concurrency)
 }

@@ -119,9 +119,10 @@ type Config struct {
 	// Worker configures every worker pool (AddWorkers may change it per
 	// pool): Family, CircuitDir,
 	// ZkeyDir, JobKey and WorkDir are filled in by the fleet; zero fields
-	// take worker/service's defaults, except FetchWait (DefaultFetchWait)
-	// and Prover and Verifier, which default to snarkjs from the circuits'
-	// node_modules when it is there (see FindSnarkjs).
+	// take worker/service's defaults (the native verifier, for one), except
+	// FetchWait (DefaultFetchWait) and the prover: without ProverMode and
+	// Prover, the native in-process prover; in command mode without Prover,
+	// snarkjs from the circuits' node_modules (see FindSnarkjs).
 	Worker service.Config
 	// Frontend is the template of the frontend's configuration;
 	// CircuitFolder, ZkeyFolder and Families are filled in by the fleet.
@@ -237,14 +238,13 @@ func (c *Config) withDefaults() error {
 		// A stop waits for the pull in flight: keep it short on one machine.
 		c.Worker.FetchWait = DefaultFetchWait
 	}
-	if c.Worker.Prover == "" && (c.Worker.ProverMode == "" || c.Worker.ProverMode == service.ProverCommand) {
+	switch {
+	case c.Worker.ProverMode == "" && c.Worker.Prover == "":
+		// The project's own prover: nothing to install, keys kept warm.
+		c.Worker.ProverMode = service.ProverNative
+	case c.Worker.ProverMode == service.ProverCommand && c.Worker.Prover == "":
 		if snarkjs, err := FindSnarkjs(c.CircuitDir); err == nil {
 			c.Worker.Prover = snarkjs + " groth16 prove"
-		}
-	}
-	if c.Worker.Verifier == "" {
-		if snarkjs, err := FindSnarkjs(c.CircuitDir); err == nil {
-			c.Worker.Verifier = snarkjs + " groth16 verify"
 		}
 	}
 	if c.Logger == nil {
