@@ -376,10 +376,9 @@ func TestDashboardMetricsExist(t *testing.T) {
 var requiredMetrics = []string{
 	// frontend
 	"prover_api_requests_total",
-	"prover_api_handshake_seconds",
-	"prover_api_submit_seconds",
-	"prover_api_sessions",
-	"prover_api_enqueue_seconds",
+	"prover_api_request_duration_seconds", // handshake (hello) and submit latency by method
+	"prover_api_sessions_open",
+	"prover_api_enqueue_duration_seconds",
 	"prover_api_enqueue_failures_total",
 	// workers
 	"prover_worker_jobs_total",
@@ -421,6 +420,61 @@ func exprLabels(expr string) []string {
 	out := sortedKeys(seen)
 	sort.Strings(out)
 	return out
+}
+
+// Label values the dashboard matches exactly (stage="prove",
+// method="openpassport_hello") are values the programs write: each appears
+// as a string literal in their Go sources.
+func TestDashboardLabelValues(t *testing.T) {
+	literals := map[string]bool{}
+	for _, tree := range append(metricSourceTrees, "shared") {
+		err := filepath.WalkDir(filepath.Join(root, tree), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return err
+			}
+			if d.Name() == "testdata" {
+				return filepath.SkipDir
+			}
+			rel, _ := filepath.Rel(root, p)
+			for _, f := range goFiles(t, rel) {
+				ast.Inspect(f, func(n ast.Node) bool {
+					if v, ok := stringLit(asExpr(n)); ok {
+						literals[v] = true
+					}
+					return true
+				})
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	exact := regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(!=|=)\s*"([^"$]*)"`)
+	_, panels := loadDashboard(t)
+	checked := 0
+	for _, p := range panels {
+		for _, tg := range p.Targets {
+			for _, block := range matcherBlock.FindAllStringSubmatch(tg.Expr, -1) {
+				for _, m := range exact.FindAllStringSubmatch(block[1], -1) {
+					checked++
+					if !literals[m[3]] {
+						t.Errorf("panel %q query %s: %s%s%q: no Go source under api/, worker/ or shared/ has the string %q", p.Title, tg.RefID, m[1], m[2], m[3], m[3])
+					}
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no exact label matchers found: the regular expression above no longer reads the dashboard")
+	}
+}
+
+func asExpr(n ast.Node) ast.Expr {
+	if e, ok := n.(ast.Expr); ok {
+		return e
+	}
+	return nil
 }
 
 // Latency panels show p50, p95 and p99.
