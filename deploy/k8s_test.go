@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"go/ast"
 	"net"
 	"net/url"
 	"path"
@@ -476,6 +477,29 @@ func TestCleanupCronJob(t *testing.T) {
 				if s := m.byKind["Secret"][str(ref, "name")]; s == nil || get(s, "stringData", str(ref, "key")) == nil {
 					t.Errorf("CronJob %s env %s: Secret %s has no key %s", name, str(e, "name"), str(ref, "name"), str(ref, "key"))
 				}
+			}
+		}
+	}
+}
+
+// The paths the probes, healthchecks and scrape annotations use are routes
+// both programs register.
+func TestAdminPathsServed(t *testing.T) {
+	for _, dir := range []string{"api/internal/admin", "worker/internal/admin"} {
+		routes := map[string]bool{}
+		for _, f := range goFiles(t, dir) {
+			ast.Inspect(f, func(n ast.Node) bool {
+				if e, ok := n.(ast.Expr); ok {
+					if v, ok := stringLit(e); ok {
+						routes[strings.TrimPrefix(v, "GET ")] = true
+					}
+				}
+				return true
+			})
+		}
+		for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+			if !routes[p] {
+				t.Errorf("%s registers no route %s (probes and scrapes use it)", dir, p)
 			}
 		}
 	}
