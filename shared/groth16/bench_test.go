@@ -93,3 +93,14 @@ func BenchmarkVerifyJSON(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDevSetup measures key generation for a generated circuit
+// filling a 2^17 domain (the size of the register demo circuit).
+func BenchmarkDevSetup(b *testing.B) {
+	sys, _ := chainCircuit(1<<17 - 3)
+	for b.Loop() {
+		if _, _, err := DevSetup(context.Background(), sys, []byte("bench")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
