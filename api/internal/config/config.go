@@ -8,48 +8,62 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/vsockdial"
 )
 
 // Config is prover-api's configuration.
 type Config struct {
+	// ServerAddress and AdminAddress are where the frontend listens:
+	// host:port, tcp://host:port, or vsock://:PORT inside an enclave (see
+	// shared/vsockdial).
 	ServerAddress string
-	DatabaseURL   string
-	CircuitFolder string
-	ZkeyFolder    string
-	NATSURL       string
-	Families      []family.Family
-	Attester      string // "nsm" or "dev"
-	DevAttestDir  string
-	SessionTTL    time.Duration
-	MaxSessions   int
-	AdminAddress  string
-	JobKeyFile    string
-	LogLevel      slog.Level
-	LogFormat     string // "json" or "text"
+	// NATSURL and DatabaseURL locate the servers (host names for TLS,
+	// credentials, database name); NATSTarget and DatabaseTarget optionally
+	// send the bytes elsewhere (vsock://3:4222 inside an enclave, see
+	// shared/vsockdial). Empty: dial what the URL names.
+	DatabaseURL    string
+	DatabaseTarget string
+	CircuitFolder  string
+	ZkeyFolder     string
+	NATSURL        string
+	NATSTarget     string
+	Families       []family.Family
+	Attester       string // "nsm" or "dev"
+	DevAttestDir   string
+	SessionTTL     time.Duration
+	MaxSessions    int
+	AdminAddress   string
+	JobKeyFile     string
+	LogLevel       slog.Level
+	LogFormat      string // "json" or "text"
 }
 
 // Flag names and their environment variables.
 var envOf = map[string]string{
-	"server-address": "PROVER_API_SERVER_ADDRESS",
-	"database-url":   "DATABASE_URL",
-	"circuit-folder": "PROVER_API_CIRCUIT_FOLDER",
-	"zkey-folder":    "PROVER_API_ZKEY_FOLDER",
-	"nats-url":       "NATS_URL",
-	"families":       "PROVER_API_FAMILIES",
-	"attester":       "PROVER_API_ATTESTER",
-	"dev-attest-dir": "PROVER_API_DEV_ATTEST_DIR",
-	"session-ttl":    "PROVER_API_SESSION_TTL",
-	"max-sessions":   "PROVER_API_MAX_SESSIONS",
-	"admin-address":  "PROVER_API_ADMIN_ADDRESS",
-	"job-key-file":   "PROVER_API_JOB_KEY_FILE",
-	"log-level":      "PROVER_API_LOG_LEVEL",
-	"log-format":     "PROVER_API_LOG_FORMAT",
+	"server-address":  "PROVER_API_SERVER_ADDRESS",
+	"database-url":    "DATABASE_URL",
+	"database-target": "PROVER_API_DATABASE_TARGET",
+	"circuit-folder":  "PROVER_API_CIRCUIT_FOLDER",
+	"zkey-folder":     "PROVER_API_ZKEY_FOLDER",
+	"nats-url":        "NATS_URL",
+	"nats-target":     "PROVER_API_NATS_TARGET",
+	"families":        "PROVER_API_FAMILIES",
+	"attester":        "PROVER_API_ATTESTER",
+	"dev-attest-dir":  "PROVER_API_DEV_ATTEST_DIR",
+	"session-ttl":     "PROVER_API_SESSION_TTL",
+	"max-sessions":    "PROVER_API_MAX_SESSIONS",
+	"admin-address":   "PROVER_API_ADMIN_ADDRESS",
+	"job-key-file":    "PROVER_API_JOB_KEY_FILE",
+	"log-level":       "PROVER_API_LOG_LEVEL",
+	"log-format":      "PROVER_API_LOG_FORMAT",
 }
 
 // EnvVar returns the environment variable of a flag ("" if none).
@@ -66,17 +80,19 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		families string
 		level    string
 	)
-	fs.StringVarP(&c.ServerAddress, "server-address", "s", "0.0.0.0:8888", "address of the JSON-RPC listener (WebSocket and HTTP POST)")
+	fs.StringVarP(&c.ServerAddress, "server-address", "s", "0.0.0.0:8888", "address of the JSON-RPC listener (WebSocket and HTTP POST): host:port, or vsock://:PORT inside an enclave")
 	fs.StringVarP(&c.DatabaseURL, "database-url", "d", "", "PostgreSQL URL of the proofs table (required)")
+	fs.StringVar(&c.DatabaseTarget, "database-target", "", "dial Postgres here instead (vsock://CID:PORT inside an enclave)")
 	fs.StringVarP(&c.CircuitFolder, "circuit-folder", "c", "circuits/build", "folder of witness generators (<name>_cpp/<name> or <name>_js/<name>.wasm)")
 	fs.StringVarP(&c.ZkeyFolder, "zkey-folder", "k", "zkeys", "folder of proving keys (<name>.zkey); a circuit without one is refused; empty skips the check")
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
+	fs.StringVar(&c.NATSTarget, "nats-target", "", "dial NATS here instead (vsock://CID:PORT inside an enclave)")
 	fs.StringVar(&families, "families", "all", "proof families served: all, or a comma-separated list of register, dsc, disclose")
 	fs.StringVar(&c.Attester, "attester", "nsm", "attestation source: nsm (Nitro Security Module, in an enclave) or dev (development root, outside one)")
 	fs.StringVar(&c.DevAttestDir, "dev-attest-dir", "", "directory of the development attestation root (created if missing; required with --attester dev)")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", 120*time.Second, "how long a hello's session waits for its submit")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 10000, "open handshake sessions at most; beyond, hello answers \"server busy\"")
-	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9090", "address of /healthz, /readyz and /metrics; empty disables")
+	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9090", "address of /healthz, /readyz and /metrics: host:port, or vsock://:PORT inside an enclave; empty disables")
 	fs.StringVar(&c.JobKeyFile, "job-key-file", "", "file holding the fleet key that seals circuit inputs (64 hex characters or 32 raw bytes; required)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
@@ -132,6 +148,16 @@ func (c Config) Validate() error {
 	if c.NATSURL == "" {
 		errs = append(errs, errors.New("--nats-url must not be empty"))
 	}
+	errs = append(errs, checkListen("server-address", c.ServerAddress))
+	if c.AdminAddress != "" {
+		errs = append(errs, checkListen("admin-address", c.AdminAddress))
+	}
+	if c.NATSTarget != "" {
+		errs = append(errs, checkTarget("nats-target", c.NATSTarget))
+	}
+	if c.DatabaseTarget != "" {
+		errs = append(errs, checkTarget("database-target", c.DatabaseTarget))
+	}
 	switch c.Attester {
 	case "nsm":
 	case "dev":
@@ -151,6 +177,42 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-format must be json or text, got %q", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+// checkListen checks an address vsockdial.Listen takes: host:port,
+// tcp://host:port or vsock://[CID]:PORT. The URL schemes ParseAddr also
+// reads (nats://, postgres://…) name servers to dial, not listeners.
+func checkListen(flag, addr string) error {
+	if scheme, _, ok := strings.Cut(strings.TrimSpace(addr), "://"); ok {
+		if s := strings.ToLower(scheme); s != "tcp" && s != "vsock" {
+			return fmt.Errorf("--%s (%s) must be host:port, tcp://host:port or vsock://[CID]:PORT, got %q", flag, envOf[flag], addr)
+		}
+	}
+	if _, err := vsockdial.ParseAddr(addr); err != nil {
+		return fmt.Errorf("--%s (%s): %w", flag, envOf[flag], err)
+	}
+	return nil
+}
+
+// checkTarget checks an address vsockdial.NewDialer can dial: one CID (not
+// the listeners' ANY) and a port other than 0.
+func checkTarget(flag, addr string) error {
+	a, err := vsockdial.ParseAddr(addr)
+	if err != nil {
+		return fmt.Errorf("--%s (%s): %w", flag, envOf[flag], err)
+	}
+	if a.Vsock && a.CID == vsockdial.AnyCID {
+		return fmt.Errorf("--%s (%s) %s names no CID to dial (the parent instance is vsock://3:PORT)", flag, envOf[flag], a)
+	}
+	port := uint64(a.Port)
+	if !a.Vsock {
+		_, p, _ := net.SplitHostPort(a.HostPort) // ParseAddr checked it
+		port, _ = strconv.ParseUint(p, 10, 16)
+	}
+	if port == 0 {
+		return fmt.Errorf("--%s (%s) %s names no port to dial", flag, envOf[flag], a)
+	}
+	return nil
 }
 
 // NewLogger builds the program's logger.

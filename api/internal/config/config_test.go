@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/vsockdial"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -49,6 +50,7 @@ func TestParse(t *testing.T) {
 			"PROVER_API_ATTESTER": "dev", "PROVER_API_DEV_ATTEST_DIR": "/dev-root", "PROVER_API_LOG_LEVEL": "debug",
 			"PROVER_API_LOG_FORMAT": "text", "PROVER_API_ZKEY_FOLDER": "", "PROVER_API_ADMIN_ADDRESS": "",
 			"PROVER_API_SERVER_ADDRESS": ":7", "PROVER_API_CIRCUIT_FOLDER": "/c",
+			"PROVER_API_NATS_TARGET": "vsock://3:4222", "PROVER_API_DATABASE_TARGET": "vsock://3:5432",
 		})
 		c, err := Parse([]string{"--max-sessions", "9"}, e, &bytes.Buffer{})
 		if err != nil {
@@ -56,6 +58,7 @@ func TestParse(t *testing.T) {
 		}
 		want := Config{
 			ServerAddress: ":7", DatabaseURL: "postgres://env", CircuitFolder: "/c", ZkeyFolder: "", NATSURL: "nats://env:4222",
+			NATSTarget: "vsock://3:4222", DatabaseTarget: "vsock://3:5432",
 			Families: []family.Family{family.Disclose, family.Register}, Attester: "dev", DevAttestDir: "/dev-root",
 			SessionTTL: 30 * time.Second, MaxSessions: 9, AdminAddress: "", JobKeyFile: "/env/key",
 			LogLevel: slog.LevelDebug, LogFormat: "text",
@@ -103,6 +106,104 @@ func TestParse(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestParseAddresses covers the listen addresses and dial targets that
+// shared/vsockdial reads: accepted forms are kept as given (run hands them
+// to vsockdial), and a bad one is refused with its flag, its variable and
+// the reason.
+func TestParseAddresses(t *testing.T) {
+	t.Parallel()
+	good := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(Config) bool
+	}{
+		{"no targets by default", nil, nil, func(c Config) bool { return c.NATSTarget == "" && c.DatabaseTarget == "" }},
+		{"vsock listeners", []string{"-s", "vsock://:8888", "--admin-address", "vsock://ANY:9090"}, nil,
+			func(c Config) bool { return c.ServerAddress == "vsock://:8888" && c.AdminAddress == "vsock://ANY:9090" }},
+		{"vsock listener on one CID", []string{"--server-address", "vsock://16:8888"}, nil,
+			func(c Config) bool { return c.ServerAddress == "vsock://16:8888" }},
+		{"tcp listeners", []string{"-s", "tcp://127.0.0.1:8888", "--admin-address", "[::1]:0"}, nil,
+			func(c Config) bool { return c.ServerAddress == "tcp://127.0.0.1:8888" && c.AdminAddress == "[::1]:0" }},
+		{"vsock targets", []string{"--nats-target", "vsock://3:4222", "--database-target", "vsock://3:5432"}, nil,
+			func(c Config) bool { return c.NATSTarget == "vsock://3:4222" && c.DatabaseTarget == "vsock://3:5432" }},
+		{"tcp targets", []string{"--nats-target", "nats://proxy", "--database-target", "127.0.0.1:6432"}, nil,
+			func(c Config) bool { return c.NATSTarget == "nats://proxy" && c.DatabaseTarget == "127.0.0.1:6432" }},
+		{"targets from the environment", nil,
+			map[string]string{"PROVER_API_NATS_TARGET": "vsock://3:4222", "PROVER_API_DATABASE_TARGET": "tcp://127.0.0.1:5432"},
+			func(c Config) bool {
+				return c.NATSTarget == "vsock://3:4222" && c.DatabaseTarget == "tcp://127.0.0.1:5432"
+			}},
+		{"flags win over the environment", []string{"--nats-target", "vsock://3:14222"},
+			map[string]string{"PROVER_API_NATS_TARGET": "vsock://3:4222", "PROVER_API_SERVER_ADDRESS": "vsock://:8888"},
+			func(c Config) bool { return c.NATSTarget == "vsock://3:14222" && c.ServerAddress == "vsock://:8888" }},
+		{"empty variable keeps no target", nil, map[string]string{"PROVER_API_DATABASE_TARGET": ""},
+			func(c Config) bool { return c.DatabaseTarget == "" }},
+	}
+	for _, tt := range good {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse(append(tt.args, required...), env(tt.env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.want(c) {
+				t.Fatalf("got %+v", c)
+			}
+		})
+	}
+
+	bad := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    string // the whole error
+		invalid bool   // wraps vsockdial.ErrInvalidAddr
+	}{
+		{"server vsock CID name", []string{"-s", "vsock://parent:8888"}, nil,
+			`--server-address (PROVER_API_SERVER_ADDRESS): vsockdial: address "vsock://parent:8888": bad CID "parent" (want a decimal context ID below 4294967295, or ANY): invalid address`, true},
+		{"server without port", []string{"-s", "localhost"}, nil,
+			`--server-address (PROVER_API_SERVER_ADDRESS): vsockdial: address "localhost": missing port (want host:port): invalid address`, true},
+		{"server empty", []string{"-s", ""}, nil,
+			`--server-address (PROVER_API_SERVER_ADDRESS): vsockdial: empty address: invalid address`, true},
+		{"server vsock without port", nil, map[string]string{"PROVER_API_SERVER_ADDRESS": "vsock://:"},
+			`--server-address (PROVER_API_SERVER_ADDRESS): vsockdial: address "vsock://:": missing port (want vsock://CID:PORT): invalid address`, true},
+		{"server is a dial URL", []string{"-s", "nats://0.0.0.0:8888"}, nil,
+			`--server-address (PROVER_API_SERVER_ADDRESS) must be host:port, tcp://host:port or vsock://[CID]:PORT, got "nats://0.0.0.0:8888"`, false},
+		{"admin bad vsock port", []string{"--admin-address", "vsock://:metrics"}, nil,
+			`--admin-address (PROVER_API_ADMIN_ADDRESS): vsockdial: address "vsock://:metrics": bad port "metrics" (want a decimal vsock port below 4294967295): invalid address`, true},
+		{"admin http URL from the environment", nil, map[string]string{"PROVER_API_ADMIN_ADDRESS": "http://127.0.0.1:9090"},
+			`--admin-address (PROVER_API_ADMIN_ADDRESS) must be host:port, tcp://host:port or vsock://[CID]:PORT, got "http://127.0.0.1:9090"`, false},
+		{"nats target without port", []string{"--nats-target", "vsock://3"}, nil,
+			`--nats-target (PROVER_API_NATS_TARGET): vsockdial: address "vsock://3": missing port (want vsock://CID:PORT): invalid address`, true},
+		{"nats target is a listener", []string{"--nats-target", "vsock://:4222"}, nil,
+			`--nats-target (PROVER_API_NATS_TARGET) vsock://ANY:4222 names no CID to dial (the parent instance is vsock://3:PORT)`, false},
+		{"database target vsock port 0", []string{"--database-target", "vsock://3:0"}, nil,
+			`--database-target (PROVER_API_DATABASE_TARGET) vsock://3:0 names no port to dial`, false},
+		{"database target tcp port 0", []string{"--database-target", "127.0.0.1:0"}, nil,
+			`--database-target (PROVER_API_DATABASE_TARGET) 127.0.0.1:0 names no port to dial`, false},
+		{"database target unix socket from the environment", nil, map[string]string{"PROVER_API_DATABASE_TARGET": "unix:///run/postgresql"},
+			`--database-target (PROVER_API_DATABASE_TARGET): vsockdial: address "unix:///run/postgresql": unknown scheme "unix" (want vsock, tcp, nats, tls, postgres or postgresql): invalid address`, true},
+		{"database target several hosts", []string{"--database-target", "postgres://u@db1,db2/proofs"}, nil,
+			`--database-target (PROVER_API_DATABASE_TARGET): vsockdial: address "postgres://u@db1,db2/proofs": several hosts are not supported: invalid address`, true},
+		{"both targets bad, both reported", []string{"--nats-target", "vsock://x:4222", "--database-target", "db"}, nil,
+			`--nats-target (PROVER_API_NATS_TARGET): vsockdial: address "vsock://x:4222": bad CID "x" (want a decimal context ID below 4294967295, or ANY): invalid address` + "\n" +
+				`--database-target (PROVER_API_DATABASE_TARGET): vsockdial: address "db": missing port (want host:port): invalid address`, true},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(append(tt.args, required...), env(tt.env), &bytes.Buffer{})
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("error = %v\nwant    %s", err, tt.want)
+			}
+			if got := errors.Is(err, vsockdial.ErrInvalidAddr); got != tt.invalid {
+				t.Fatalf("errors.Is(err, vsockdial.ErrInvalidAddr) = %t, want %t", got, tt.invalid)
+			}
+		})
+	}
 }
 
 func equal(a, b Config) bool { return reflect.DeepEqual(a, b) }
