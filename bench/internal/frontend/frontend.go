@@ -1,0 +1,300 @@
+// Package frontend measures the frontend alone: hello+submit pairs per
+// second and their latency over WebSocket and over HTTP POST with many
+// concurrent clients, against a fleet with no workers (so only the
+// handshake, the request checks, the Postgres row and the JetStream publish
+// are measured), and the same process's crypto-only limit: the same number
+// of goroutines doing only the pair's cryptography.
+package frontend
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/openpassport/prover-fleet/api/client"
+	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/bench/internal/circuits"
+	"github.com/openpassport/prover-fleet/bench/internal/report"
+	"github.com/openpassport/prover-fleet/bench/internal/stats"
+	"github.com/openpassport/prover-fleet/internal/devfleet"
+	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+)
+
+// Config configures a run.
+type Config struct {
+	Circuit    circuits.Circuit
+	CircuitDir string
+	ZkeyDir    string
+	// Concurrency is the number of clients (and of crypto goroutines).
+	Concurrency int
+	// Warmup is run and discarded before each Duration that is measured.
+	Warmup   time.Duration
+	Duration time.Duration
+	Logger   *slog.Logger
+	Log      func(format string, args ...any)
+}
+
+// Load is one measured loop.
+type Load struct {
+	Name           string        `json:"name"`
+	Pairs          int           `json:"pairs"`
+	PairsPerSecond float64       `json:"pairs_per_second"`
+	Latency        stats.Summary `json:"latency"`
+	// RatioToCrypto is PairsPerSecond over the both-ends crypto limit's
+	// (target ≥ 0.8); RatioToServerCrypto over the server-only one's.
+	RatioToCrypto       float64 `json:"ratio_to_crypto,omitempty"`
+	RatioToServerCrypto float64 `json:"ratio_to_server_crypto,omitempty"`
+
+	lat []time.Duration
+}
+
+// Result is the benchmark's outcome.
+type Result struct {
+	Circuit      string   `json:"circuit"`
+	Concurrency  int      `json:"concurrency"`
+	DurationS    float64  `json:"duration_s"`
+	WebSocket    Load     `json:"websocket"`
+	HTTP         Load     `json:"http"`
+	Crypto       Load     `json:"crypto_both_ends"`
+	ServerCrypto Load     `json:"crypto_server_only"`
+	Enqueued     uint64   `json:"enqueued"`
+	Notes        []string `json:"notes,omitempty"`
+}
+
+// Measure runs the benchmark.
+func Measure(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Concurrency < 1 || cfg.Duration <= 0 {
+		return nil, errors.New("frontend: Concurrency and Duration must be positive")
+	}
+	if cfg.Log == nil {
+		cfg.Log = func(string, ...any) {}
+	}
+	c := cfg.Circuit
+	inputs, err := c.Inputs()
+	if err != nil {
+		return nil, err
+	}
+	q := jobqueue.DefaultConfig()
+	q.MaxMsgs, q.MaxBytes = 50_000_000, 32<<30 // every submit stays queued: no workers
+	fleet, err := devfleet.Start(ctx, devfleet.Config{
+		CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, NoWorkers: true, Queue: q,
+		Frontend: server.Config{MaxSessions: 1_000_000},
+		Logger:   cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = fleet.Stop(stopCtx)
+	}()
+	res := &Result{Circuit: c.Name, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds()}
+	req := client.Request{
+		Type: c.ProofType, Circuit: c.Name, Inputs: inputs, Onchain: true,
+		EndpointType: "staging_https", Endpoint: "https://bench.example/verify",
+	}
+	var submitted sync.Mutex
+	total := 0
+	submit := func(cl *client.Client) func(context.Context) error {
+		return func(ctx context.Context) error {
+			if _, err := cl.Submit(ctx, req, nil); err != nil {
+				return fmt.Errorf("frontend: submit: %w", err)
+			}
+			submitted.Lock()
+			total++
+			submitted.Unlock()
+			return nil
+		}
+	}
+
+	// The crypto-only limits, with the fleet's development root.
+	attester, err := attest.NewDev(attest.DevConfig{Dir: fleet.AttestDir(), ModuleID: devfleet.ModuleID})
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	plain, err := json.Marshal(map[string]any{
+		"type": string(req.Type), "onchain": req.Onchain, "endpointType": req.EndpointType, "endpoint": req.Endpoint,
+		"userDefinedData": "", "selfDefinedData": "", "version": 1,
+		"circuit": map[string]string{"name": req.Circuit, "inputs": string(req.Inputs)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	pair := cryptoPair{attester: attester, plaintext: plain}
+	bothEnds := func(int) func(context.Context) error { return pair.bothEnds }
+	serverOnly := func(int) func(context.Context) error {
+		k, err := ecdh.P256().GenerateKey(rand.Reader)
+		if err != nil {
+			return func(context.Context) error { return err }
+		}
+		cpub := k.PublicKey().Bytes()
+		return func(ctx context.Context) error { return pair.serverOnly(ctx, cpub) }
+	}
+
+	// WebSocket: one connection per client.
+	wsClients := make([]*client.Client, cfg.Concurrency)
+	for i := range wsClients {
+		if wsClients[i], err = client.Dial(ctx, fleet.WSURL(), client.Options{Verifier: docReader{}}); err != nil {
+			return nil, fmt.Errorf("frontend: %w", err)
+		}
+		defer wsClients[i].Close()
+	}
+	ws := func(w int) func(context.Context) error { return submit(wsClients[w]) }
+
+	// HTTP POST: one call per request, connections kept alive.
+	transport := &http.Transport{MaxIdleConns: 2 * cfg.Concurrency, MaxIdleConnsPerHost: 2 * cfg.Concurrency, IdleConnTimeout: time.Minute}
+	defer transport.CloseIdleConnections()
+	httpClient := &http.Client{Transport: transport, Timeout: time.Minute}
+	httpClients := make([]*client.Client, cfg.Concurrency)
+	for i := range httpClients {
+		if httpClients[i], err = client.Dial(ctx, fleet.HTTPURL(), client.Options{Verifier: docReader{}, HTTPClient: httpClient}); err != nil {
+			return nil, fmt.Errorf("frontend: %w", err)
+		}
+	}
+	hp := func(w int) func(context.Context) error { return submit(httpClients[w]) }
+
+	// The crypto limits are measured before and after the frontend and
+	// averaged, so that drift on the machine hits both sides alike.
+	var crypto1, crypto2, server1, server2 Load
+	for _, step := range []struct {
+		name string
+		into *Load
+		op   func(int) func(context.Context) error
+	}{
+		{"crypto only, server side", &server1, serverOnly},
+		{"crypto only, both ends", &crypto1, bothEnds},
+		{"WebSocket", &res.WebSocket, ws},
+		{"HTTP", &res.HTTP, hp},
+		{"crypto only, both ends", &crypto2, bothEnds},
+		{"crypto only, server side", &server2, serverOnly},
+	} {
+		cfg.Log("frontend: %s, %d goroutines", step.name, cfg.Concurrency)
+		if *step.into, err = loop(ctx, step.name, cfg, step.op); err != nil {
+			return nil, err
+		}
+	}
+	res.Crypto = merge(crypto1, crypto2)
+	res.ServerCrypto = merge(server1, server2)
+	for _, l := range []*Load{&res.WebSocket, &res.HTTP} {
+		l.RatioToCrypto = stats.Round(stats.Ratio(l.PairsPerSecond, res.Crypto.PairsPerSecond), 3)
+		l.RatioToServerCrypto = stats.Round(stats.Ratio(l.PairsPerSecond, res.ServerCrypto.PairsPerSecond), 3)
+	}
+
+	// Every accepted submit must be on the queue.
+	backlogs, err := fleet.Backlogs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	for _, b := range backlogs {
+		res.Enqueued += b.Pending
+	}
+	if res.Enqueued != uint64(total) {
+		return nil, fmt.Errorf("frontend: %d submits were accepted but %d jobs are queued", total, res.Enqueued)
+	}
+	return res, nil
+}
+
+// merge combines two runs of the same loop: their pairs and latencies
+// pooled, the rate averaged.
+func merge(a, b Load) Load {
+	return Load{
+		Name: a.Name, Pairs: a.Pairs + b.Pairs,
+		PairsPerSecond: stats.Round((a.PairsPerSecond+b.PairsPerSecond)/2, 1),
+		Latency:        stats.Summarize(append(append([]time.Duration(nil), a.lat...), b.lat...)),
+	}
+}
+
+// loop runs op on cfg.Concurrency goroutines for cfg.Warmup and then
+// cfg.Duration. Pairs are the operations that finished inside the measured
+// window; their latencies are those that also started inside it.
+func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) func(context.Context) error) (Load, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ops := make([]func(context.Context) error, cfg.Concurrency)
+	for i := range ops {
+		ops[i] = newOp(i)
+	}
+	start := time.Now()
+	from, to := start.Add(cfg.Warmup), start.Add(cfg.Warmup+cfg.Duration)
+	lat := make([][]time.Duration, cfg.Concurrency)
+	done := make([]int, cfg.Concurrency)
+	var wg sync.WaitGroup
+	for w := range cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				t := time.Now()
+				if !t.Before(to) {
+					return
+				}
+				if err := ops[w](ctx); err != nil {
+					cancel(err)
+					return
+				}
+				end := time.Now()
+				if end.After(from) && !end.After(to) {
+					done[w]++
+					if !t.Before(from) {
+						lat[w] = append(lat[w], end.Sub(t))
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return Load{}, fmt.Errorf("frontend: %s: %w", name, err)
+	}
+	l := Load{Name: name}
+	var all []time.Duration
+	for w := range cfg.Concurrency {
+		l.Pairs += done[w]
+		all = append(all, lat[w]...)
+	}
+	l.PairsPerSecond = stats.Round(float64(l.Pairs)/cfg.Duration.Seconds(), 1)
+	l.Latency, l.lat = stats.Summarize(all), all
+	return l, nil
+}
+
+// Section renders the result.
+func (r *Result) Section() report.Section {
+	s := report.Section{
+		Title: "2. Frontend",
+		Intro: []string{
+			fmt.Sprintf("%d concurrent clients in this process, each looping hello+submit (%s request) for %s s after a discarded warm-up, against the fleet with no workers "+
+				"(frontend, JetStream with file storage, throwaway Postgres; stream limits far above what the run enqueues; session table 1,000,000). "+
+				"A pair is: a fresh client P-256 key, `openpassport_hello`, reading the server key from the attestation document, ECDH, AES-256-GCM, `openpassport_submit_request`; "+
+				"the server parses, validates, inserts the proofs row and publishes the sealed job before answering. "+
+				"WebSocket: one connection per client. HTTP: one POST per call, keep-alive connections.", r.Concurrency, r.Circuit, report.F(r.DurationS, 0)),
+			"The load generator does not check the document's signature and chain (the fleet-overhead benchmark's client does): here that would be client work on the frontend's cores. " +
+				"**Crypto-only limit, both ends**: the same number of goroutines, same process, doing only the pair's cryptography: client key, server session key, server ECDH, the dev attester's Attest (one ECDSA P-384 signature), client ECDH, AES-GCM encrypt and decrypt. " +
+				"Each crypto loop runs once before and once after the frontend loops (rates averaged, latencies pooled), so drift on the machine hits both sides. " +
+				"**Server only**: the server's share alone (session key, ECDH, Attest, AES-GCM decrypt) with a fixed client key. " +
+				"**Ratio** = pairs/s ÷ the both-ends crypto limit (target ≥ 0.8): this process is both the frontend and the load generator, so both ends' cryptography is the ceiling it can reach; the ratio to the server-only limit is shown too.",
+		},
+	}
+	t := report.Table{Header: []string{"loop", "pairs", "pairs/s", "latency p50", "p90", "p99", "ratio to crypto (both ends)", "ratio to crypto (server only)"}}
+	for _, l := range []Load{r.WebSocket, r.HTTP, r.Crypto, r.ServerCrypto} {
+		r1, r2 := "—", "—"
+		if l.RatioToCrypto > 0 {
+			r1 = report.F(l.RatioToCrypto, 3) + " (" + report.Target(l.RatioToCrypto >= 0.8, "≥ 0.8") + ")"
+			r2 = report.F(l.RatioToServerCrypto, 3)
+		}
+		t.Row(l.Name, fmt.Sprint(l.Pairs), report.F(l.PairsPerSecond, 0), report.F(l.Latency.P50MS, 2)+" ms",
+			report.F(l.Latency.P90MS, 2)+" ms", report.F(l.Latency.P99MS, 2)+" ms", r1, r2)
+	}
+	s.Tables = append(s.Tables, t)
+	s.Notes = append(s.Notes, fmt.Sprintf("Check: every accepted submit is on the queue (%d jobs pending after the run, warm-ups included).", r.Enqueued))
+	s.Notes = append(s.Notes, r.Notes...)
+	return s
+}

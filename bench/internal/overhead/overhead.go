@@ -1,0 +1,455 @@
+// Package overhead measures what the fleet adds to proving: N proofs of one
+// circuit through the whole fleet (client → frontend → JetStream → worker →
+// Postgres → status back to the client) against the same N witness + prove +
+// verify runs done by a bare loop with the same concurrency, the same
+// programs and the same child-process settings, in the same process on the
+// same machine.
+//
+// Both sides run closed loops: C clients each submit one job and wait for
+// its proof before submitting the next, against a worker pool with C slots;
+// the bare loop runs C goroutines that each do one job after another. The
+// two sides alternate in rounds so that drift on the machine hits both.
+package overhead
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/openpassport/prover-fleet/api/client"
+	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/bench/internal/circuits"
+	"github.com/openpassport/prover-fleet/bench/internal/report"
+	"github.com/openpassport/prover-fleet/bench/internal/stats"
+	"github.com/openpassport/prover-fleet/internal/devfleet"
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/worker/service"
+)
+
+// Prover and verifier modes.
+const (
+	ProverCommand  = service.ProverCommand
+	ProverNative   = service.ProverNative
+	VerifierNative = service.VerifierNative
+)
+
+// Config configures a run.
+type Config struct {
+	Circuit    circuits.Circuit
+	CircuitDir string // for the fleet
+	ZkeyDir    string
+	// Jobs per side (fleet and bare), spread over Rounds.
+	Jobs        int
+	Concurrency int
+	Rounds      int
+	// ProverMode is ProverCommand (Prover is the command prefix) or
+	// ProverNative.
+	ProverMode string
+	Prover     string
+	// Verifier is VerifierNative or a command prefix; Fallback is the
+	// command used when the worker does not support the native verifier.
+	Verifier string
+	Fallback string
+	WorkDir  string
+	Logger   *slog.Logger
+	Log      func(format string, args ...any)
+}
+
+// Side is one side's measurements.
+type Side struct {
+	Jobs          int           `json:"jobs"`
+	WallS         float64       `json:"wall_s"`
+	JobsPerSecond float64       `json:"jobs_per_second"`
+	Latency       stats.Summary `json:"latency"`
+}
+
+// Result is the benchmark's outcome.
+type Result struct {
+	Circuit     string `json:"circuit"`
+	Concurrency int    `json:"concurrency"`
+	Rounds      int    `json:"rounds"`
+	Prover      string `json:"prover"`
+	Verifier    string `json:"verifier"`
+	Fleet       Side   `json:"fleet"`
+	Bare        Side   `json:"bare"`
+	// ThroughputRatio is fleet jobs/s over bare jobs/s (target ≥ 0.98).
+	ThroughputRatio float64 `json:"throughput_ratio"`
+	// Added latency: fleet quantile minus bare quantile (targets p50 ≤ 3 ms,
+	// p99 ≤ 15 ms).
+	AddedP50MS  float64 `json:"added_p50_ms"`
+	AddedP99MS  float64 `json:"added_p99_ms"`
+	AddedMeanMS float64 `json:"added_mean_ms"`
+	// WorkerStagesMS is the mean time of each stage as the worker timed it
+	// (its stage_seconds histogram) over the measured fleet jobs.
+	WorkerStagesMS map[string]float64 `json:"worker_stages_mean_ms"`
+	// OutsideStagesMeanMS is the fleet's mean end-to-end latency minus the
+	// sum of the worker's mean stage times: everything that is not
+	// witness, prove or verify.
+	OutsideStagesMeanMS float64 `json:"outside_stages_mean_ms"`
+	// ClientSubmitMeanMS is the client's mean time from hello to the
+	// submit's answer, and ClientAttestMeanMS the part of it spent checking
+	// the attestation document (client-side work, on the same cores).
+	ClientSubmitMeanMS float64  `json:"client_submit_mean_ms"`
+	ClientAttestMeanMS float64  `json:"client_attest_mean_ms"`
+	Notes              []string `json:"notes,omitempty"`
+}
+
+// Measure runs the benchmark.
+func Measure(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Concurrency < 1 || cfg.Jobs < 1 {
+		return nil, errors.New("overhead: Jobs and Concurrency must be at least 1")
+	}
+	cfg.Rounds = max(1, min(cfg.Rounds, cfg.Jobs))
+	if cfg.Log == nil {
+		cfg.Log = func(string, ...any) {}
+	}
+	c := cfg.Circuit
+	inputs, err := c.Inputs()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Circuit: c.Name, Concurrency: cfg.Concurrency, Rounds: cfg.Rounds}
+
+	fleet, err := devfleet.Start(ctx, devfleet.Config{
+		CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir,
+		Families: []family.Family{c.Family}, NoWorkers: true, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("overhead: %w", err)
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = fleet.Stop(stopCtx)
+	}()
+	configure := func(verifier string) func(*service.Config) {
+		return func(sc *service.Config) {
+			sc.Concurrency = cfg.Concurrency
+			sc.ProverMode = cfg.ProverMode
+			if cfg.ProverMode != ProverNative {
+				sc.Prover = cfg.Prover
+			}
+			sc.Verifier = verifier
+			sc.ShutdownGrace = 5 * time.Second
+		}
+	}
+	workers, err := fleet.AddWorkers(ctx, c.Family, configure(cfg.Verifier))
+	if err != nil && cfg.Verifier == VerifierNative && cfg.Fallback != "" {
+		res.Notes = append(res.Notes, fmt.Sprintf("the worker refused the native verifier (%v); both sides verify with `%s` instead", err, shortCmd(cfg.Fallback)))
+		cfg.Verifier = cfg.Fallback
+		workers, err = fleet.AddWorkers(ctx, c.Family, configure(cfg.Verifier))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("overhead: %w", err)
+	}
+	res.Prover, res.Verifier = proverName(cfg), shortCmd(cfg.Verifier)
+
+	b, err := newBare(ctx, c, inputs, cfg.ProverMode, cfg.Prover, cfg.Verifier, cfg.WorkDir)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := fleet.NewVerifier()
+	if err != nil {
+		return nil, fmt.Errorf("overhead: %w", err)
+	}
+	clients := make([]*client.Client, cfg.Concurrency)
+	for i := range clients {
+		if clients[i], err = client.Dial(ctx, fleet.WSURL(), client.Options{Verifier: verifier}); err != nil {
+			return nil, fmt.Errorf("overhead: %w", err)
+		}
+		defer clients[i].Close()
+	}
+	req := client.Request{
+		Type: c.ProofType, Circuit: c.Name, Inputs: inputs, Onchain: true,
+		EndpointType: "staging_https", Endpoint: "https://bench.example/verify",
+	}
+	f := &fleetSide{clients: clients, req: req}
+
+	// Warm up both sides (page cache, first connections), unmeasured.
+	cfg.Log("overhead: warm-up (%d jobs each side)", cfg.Concurrency)
+	if _, _, err := runPhase(ctx, cfg.Concurrency, cfg.Concurrency, f.job); err != nil {
+		return nil, err
+	}
+	if _, _, err := runPhase(ctx, cfg.Concurrency, cfg.Concurrency, func(ctx context.Context, _ int) error { return b.run(ctx) }); err != nil {
+		return nil, err
+	}
+	f.reset()
+	before, err := stageSums(workers)
+	if err != nil {
+		return nil, err
+	}
+
+	var fleetLat, bareLat []time.Duration
+	var fleetWall, bareWall time.Duration
+	for r := range cfg.Rounds {
+		n := cfg.Jobs / cfg.Rounds
+		if r < cfg.Jobs%cfg.Rounds {
+			n++
+		}
+		sides := []string{"bare", "fleet"}
+		if r%2 == 1 {
+			sides = []string{"fleet", "bare"}
+		}
+		for _, side := range sides {
+			cfg.Log("overhead: round %d/%d, %s, %d jobs", r+1, cfg.Rounds, side, n)
+			if side == "fleet" {
+				lat, wall, err := runPhase(ctx, n, cfg.Concurrency, f.job)
+				if err != nil {
+					return nil, err
+				}
+				fleetLat, fleetWall = append(fleetLat, lat...), fleetWall+wall
+			} else {
+				lat, wall, err := runPhase(ctx, n, cfg.Concurrency, func(ctx context.Context, _ int) error { return b.run(ctx) })
+				if err != nil {
+					return nil, err
+				}
+				bareLat, bareWall = append(bareLat, lat...), bareWall+wall
+			}
+		}
+	}
+	after, err := stageSums(workers)
+	if err != nil {
+		return nil, err
+	}
+
+	res.Fleet = side(fleetLat, fleetWall)
+	res.Bare = side(bareLat, bareWall)
+	res.ThroughputRatio = stats.Round(stats.Ratio(res.Fleet.JobsPerSecond, res.Bare.JobsPerSecond), 4)
+	res.AddedP50MS = stats.Round(res.Fleet.Latency.P50MS-res.Bare.Latency.P50MS, 2)
+	res.AddedP99MS = stats.Round(res.Fleet.Latency.P99MS-res.Bare.Latency.P99MS, 2)
+	res.AddedMeanMS = stats.Round(res.Fleet.Latency.MeanMS-res.Bare.Latency.MeanMS, 2)
+	res.WorkerStagesMS = map[string]float64{}
+	var stageSum float64
+	for _, st := range []string{"witness", "prove", "verify"} {
+		d := after[st].sub(before[st])
+		if d.count != uint64(len(fleetLat)) {
+			res.Notes = append(res.Notes, fmt.Sprintf("the worker timed %d %s stages for %d measured jobs", d.count, st, len(fleetLat)))
+		}
+		if d.count > 0 {
+			mean := d.sum / float64(d.count) * 1000
+			res.WorkerStagesMS[st] = stats.Round(mean, 2)
+			stageSum += mean
+		}
+	}
+	res.OutsideStagesMeanMS = stats.Round(res.Fleet.Latency.MeanMS-stageSum, 2)
+	sub, att, n := f.clientTimes()
+	if n > 0 {
+		res.ClientSubmitMeanMS = stats.Round(stats.MS(sub)/float64(n), 2)
+		res.ClientAttestMeanMS = stats.Round(stats.MS(att)/float64(n), 2)
+	}
+	return res, nil
+}
+
+func side(lat []time.Duration, wall time.Duration) Side {
+	return Side{
+		Jobs: len(lat), WallS: stats.Round(wall.Seconds(), 3),
+		JobsPerSecond: stats.Round(float64(len(lat))/wall.Seconds(), 3),
+		Latency:       stats.Summarize(lat),
+	}
+}
+
+func proverName(cfg Config) string {
+	if cfg.ProverMode == ProverNative {
+		return "native (in process, warm key)"
+	}
+	return shortCmd(cfg.Prover)
+}
+
+// shortCmd keeps the last path element of each word, for the report.
+func shortCmd(cmd string) string {
+	words := strings.Fields(cmd)
+	for i, w := range words {
+		if j := strings.LastIndexByte(w, '/'); j >= 0 {
+			words[i] = w[j+1:]
+		}
+	}
+	return strings.Join(words, " ")
+}
+
+// runPhase runs n jobs on c goroutines, each taking the next job when its
+// last one is done, and returns each job's latency and the phase's wall
+// time (first start to last finish).
+func runPhase(ctx context.Context, n, c int, job func(ctx context.Context, worker int) error) ([]time.Duration, time.Duration, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range min(c, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				t := time.Now()
+				if err := job(ctx, w); err != nil {
+					cancel(err)
+					return
+				}
+				lat[i] = time.Since(t)
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	if err := context.Cause(ctx); err != nil {
+		return nil, 0, err
+	}
+	return lat, wall, nil
+}
+
+// fleetSide submits jobs through the frontend and waits for their proofs.
+type fleetSide struct {
+	clients []*client.Client
+	req     client.Request
+
+	mu          sync.Mutex
+	submit, att time.Duration
+	submitted   int
+}
+
+func (f *fleetSide) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.submit, f.att, f.submitted = 0, 0, 0
+}
+
+func (f *fleetSide) clientTimes() (submit, attest time.Duration, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.submit, f.att, f.submitted
+}
+
+func (f *fleetSide) job(ctx context.Context, worker int) error {
+	c := f.clients[worker]
+	start := time.Now()
+	var hello, attested time.Time
+	id, err := c.Submit(ctx, f.req, func(ev client.Event) {
+		switch ev.Stage {
+		case client.StageHello:
+			hello = ev.At
+		case client.StageAttested:
+			attested = ev.At
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("overhead: submit: %w", err)
+	}
+	submitted := time.Now()
+	st, err := c.Wait(ctx, id, nil)
+	if err != nil {
+		return fmt.Errorf("overhead: wait for %s: %w", id, err)
+	}
+	if st.Status != protocol.StatusProofGenerated {
+		reason := ""
+		if st.Reason != nil {
+			reason = *st.Reason
+		}
+		return fmt.Errorf("overhead: job %s ended with status %d: %s", id, st.Status, reason)
+	}
+	f.mu.Lock()
+	f.submit += submitted.Sub(start)
+	if !hello.IsZero() && !attested.IsZero() {
+		f.att += attested.Sub(hello)
+	}
+	f.submitted++
+	f.mu.Unlock()
+	return nil
+}
+
+type sumCount struct {
+	sum   float64
+	count uint64
+}
+
+func (a sumCount) sub(b sumCount) sumCount { return sumCount{a.sum - b.sum, a.count - b.count} }
+
+// stageSums reads the worker pool's successful stage timings: the sum and
+// count of its stage_seconds histogram per stage.
+func stageSums(w *devfleet.Workers) (map[string]sumCount, error) {
+	mfs, err := w.Registry().Gather()
+	if err != nil {
+		return nil, fmt.Errorf("overhead: gather worker metrics: %w", err)
+	}
+	out := map[string]sumCount{}
+	for _, mf := range mfs {
+		if !strings.HasSuffix(mf.GetName(), "_stage_seconds") || mf.GetType() != dto.MetricType_HISTOGRAM {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var stage string
+			ok := false
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "stage":
+					stage = l.GetValue()
+				case "result":
+					ok = l.GetValue() == "ok"
+				}
+			}
+			if stage == "" || !ok {
+				continue
+			}
+			h := m.GetHistogram()
+			sc := out[stage]
+			sc.sum += h.GetSampleSum()
+			sc.count += h.GetSampleCount()
+			out[stage] = sc
+		}
+	}
+	return out, nil
+}
+
+// Section renders the result.
+func (r *Result) Section() report.Section {
+	s := report.Section{
+		Title: "1. Fleet overhead",
+		Intro: []string{
+			fmt.Sprintf("%d proofs of %s per side, closed loop with concurrency %d, in %d alternating rounds, after an unmeasured warm-up of %d jobs per side. "+
+				"**Fleet**: %d Go clients (api/client over WebSocket: fresh P-256 key, hello, full attestation check, AES-GCM, submit, then follow the status by subscription) "+
+				"against the whole fleet in this process (internal/devfleet: frontend, embedded NATS JetStream, a throwaway Postgres, one worker pool with %d slots). "+
+				"**Bare**: %d goroutines each writing the input file and running the same witness generator, prover (%s) and verifier (%s) with the worker's child-process settings, no fleet.",
+				r.Fleet.Jobs, r.Circuit, r.Concurrency, r.Rounds, r.Concurrency, r.Concurrency, r.Concurrency, r.Concurrency, r.Prover, r.Verifier),
+			"**Throughput ratio** = fleet jobs/s ÷ bare jobs/s, each = jobs ÷ the summed wall time of its phases (target ≥ 0.98). " +
+				"**Latency** of a fleet job = client-observed time from before the hello to the terminal status (proof generated); of a bare job = from writing the input to the verifier's exit. " +
+				"**Added latency** p50/p99 = fleet quantile − bare quantile (target ≤ 3 ms / 15 ms): the quantile shift of the per-job distribution. " +
+				"**Outside stages** = fleet mean latency − the worker's own mean witness + prove + verify time (from its stage_seconds histogram over exactly the measured jobs): " +
+				"the mean time a job spends in the client, frontend, queue, database and status path rather than in the three stages.",
+		},
+	}
+	t := report.Table{Header: []string{"side", "jobs", "wall", "jobs/s", "latency p50", "p90", "p99", "mean"}}
+	for _, row := range []struct {
+		name string
+		s    Side
+	}{{"bare loop", r.Bare}, {"fleet", r.Fleet}} {
+		t.Row(row.name, fmt.Sprint(row.s.Jobs), report.F(row.s.WallS, 2)+" s", report.F(row.s.JobsPerSecond, 2),
+			report.F(row.s.Latency.P50MS, 1)+" ms", report.F(row.s.Latency.P90MS, 1)+" ms",
+			report.F(row.s.Latency.P99MS, 1)+" ms", report.F(row.s.Latency.MeanMS, 1)+" ms")
+	}
+	s.Tables = append(s.Tables, t)
+	m := report.Table{Header: []string{"measure", "value", "target"}}
+	m.Row("throughput ratio (fleet / bare)", report.F(r.ThroughputRatio, 3), report.Target(r.ThroughputRatio >= 0.98, "≥ 0.98"))
+	m.Row("added latency p50", report.F(r.AddedP50MS, 1)+" ms", report.Target(r.AddedP50MS <= 3, "≤ 3 ms"))
+	m.Row("added latency p99", report.F(r.AddedP99MS, 1)+" ms", report.Target(r.AddedP99MS <= 15, "≤ 15 ms"))
+	m.Row("added latency mean", report.F(r.AddedMeanMS, 1)+" ms", "")
+	for _, st := range []string{"witness", "prove", "verify"} {
+		m.Row("worker's mean "+st+" stage", report.F(r.WorkerStagesMS[st], 1)+" ms", "")
+	}
+	m.Row("fleet mean outside the three stages", report.F(r.OutsideStagesMeanMS, 1)+" ms", "")
+	m.Row("of which client hello → submit answered (mean)", report.F(r.ClientSubmitMeanMS, 1)+" ms", "")
+	m.Row("of which client attestation check (mean)", report.F(r.ClientAttestMeanMS, 1)+" ms", "")
+	s.Tables = append(s.Tables, m)
+	s.Notes = append(s.Notes, r.Notes...)
+	return s
+}

@@ -1,0 +1,376 @@
+// Package provers runs the same circuit and witness through every prover the
+// worker can use and measures wall time and peak memory: snarkjs (the
+// baseline), rapidsnark when a binary is given, our native prover as a
+// command (cmd/zkprove, cold: it reads the key on every proof) and the
+// native prover in process with the key loaded once (warm). Every proof is
+// checked with shared/groth16's verifier, and every prover must produce the
+// same public signals.
+package provers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/openpassport/prover-fleet/bench/internal/child"
+	"github.com/openpassport/prover-fleet/bench/internal/circuits"
+	"github.com/openpassport/prover-fleet/bench/internal/report"
+	"github.com/openpassport/prover-fleet/bench/internal/stats"
+	"github.com/openpassport/prover-fleet/bench/internal/warm"
+	"github.com/openpassport/prover-fleet/shared/groth16"
+)
+
+// Prover names in the results.
+const (
+	Snarkjs    = "snarkjs"
+	Rapidsnark = "rapidsnark"
+	NativeCold = "native cold (zkprove command)"
+	NativeWarm = "native warm (in process)"
+)
+
+// Config configures a run.
+type Config struct {
+	Circuits []circuits.Circuit
+	// Snarkjs, Rapidsnark and Zkprove are program paths; an empty one is
+	// not measured (and said so in the notes).
+	Snarkjs    string
+	Rapidsnark string
+	Zkprove    string
+	// Meter measures every prover's run; WarmProve is the warm prover
+	// program (bench/internal/cmd/warmprove).
+	Meter     child.Meter
+	WarmProve string
+	// Reps is the number of proofs per prover and circuit (at least 1).
+	Reps int
+	// Budget bounds one prover's time on one circuit: after the first
+	// proof, only as many more run as fit.
+	Budget  time.Duration
+	WorkDir string
+	Log     func(format string, args ...any)
+}
+
+// Run is one prover on one circuit.
+type Run struct {
+	Prover string `json:"prover"`
+	Mode   string `json:"mode"` // "command" or "in-process"
+	// Wall is each proof's wall time (for the warm prover: the proof alone,
+	// the key already loaded; it includes reading the witness and writing
+	// the JSON files).
+	Wall    stats.Summary `json:"wall"`
+	CPUms   float64       `json:"cpu_ms_per_proof"`
+	PeakRSS int64         `json:"peak_rss_bytes"`
+	// PeakOverZkey is PeakRSS divided by the zkey file's size.
+	PeakOverZkey float64 `json:"peak_rss_over_zkey"`
+	// SpeedupVsSnarkjs is snarkjs's median wall time divided by this
+	// prover's (0 when snarkjs was not measured).
+	SpeedupVsSnarkjs float64 `json:"speedup_vs_snarkjs"`
+	// LoadMS is the warm prover's one-time key load and FirstMS its first
+	// proof after the load, which is not among the measured ones.
+	LoadMS  float64 `json:"load_ms,omitempty"`
+	FirstMS float64 `json:"first_proof_ms,omitempty"`
+}
+
+// CircuitResult is every prover on one circuit.
+type CircuitResult struct {
+	Circuit   string        `json:"circuit"`
+	Size      circuits.Size `json:"size"`
+	ZkeyBytes int64         `json:"zkey_bytes"`
+	WitnessMS float64       `json:"witness_ms"`
+	Runs      []Run         `json:"runs"`
+	// WarmOverCold is the warm prover's median over the zkprove command's
+	// median (issue 7's target: ≤ 0.7).
+	WarmOverCold float64 `json:"warm_over_cold,omitempty"`
+}
+
+// Result is the whole benchmark.
+type Result struct {
+	Circuits []CircuitResult `json:"circuits"`
+	// MeterFloor is the peak RSS the meter reports for /bin/true: no
+	// figure below it means anything.
+	MeterFloor int64    `json:"meter_floor_rss_bytes"`
+	Notes      []string `json:"notes,omitempty"`
+}
+
+// Measure runs the benchmark.
+func Measure(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Reps < 1 {
+		cfg.Reps = 1
+	}
+	if cfg.Log == nil {
+		cfg.Log = func(string, ...any) {}
+	}
+	res := &Result{}
+	if cfg.Snarkjs == "" {
+		res.Notes = append(res.Notes, "snarkjs not found: the baseline was not measured and no ratios are given")
+	}
+	if cfg.Rapidsnark == "" {
+		res.Notes = append(res.Notes, "rapidsnark: no binary on PATH (or -rapidsnark), not measured")
+	}
+	if cfg.Zkprove == "" {
+		res.Notes = append(res.Notes, "zkprove binary not found: the native cold prover was not measured")
+	}
+	if cfg.Meter.Helper == "" || cfg.WarmProve == "" {
+		return nil, errors.New("provers: Config.Meter and Config.WarmProve are required")
+	}
+	floor, err := cfg.Meter.Floor(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("provers: meter: %w", err)
+	}
+	res.MeterFloor = floor
+	for _, c := range cfg.Circuits {
+		cr, err := measureCircuit(ctx, cfg, c)
+		if err != nil {
+			return res, err
+		}
+		res.Circuits = append(res.Circuits, cr)
+	}
+	return res, nil
+}
+
+type prover struct {
+	name string
+	argv []string // command prefix; nil for the warm prover
+}
+
+func measureCircuit(ctx context.Context, cfg Config, c circuits.Circuit) (CircuitResult, error) {
+	cr := CircuitResult{Circuit: c.Name, ZkeyBytes: c.ZkeyBytes}
+	size, err := c.Size(ctx)
+	if err != nil {
+		return cr, err
+	}
+	cr.Size = size
+	dir, err := os.MkdirTemp(cfg.WorkDir, "provers-"+c.Name+"-")
+	if err != nil {
+		return cr, fmt.Errorf("provers: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	wtnsPath, wres, err := c.Witness(ctx, dir)
+	if err != nil {
+		return cr, err
+	}
+	cr.WitnessMS = stats.MS(wres.Wall)
+	vkJSON, err := os.ReadFile(c.VKey)
+	if err != nil {
+		return cr, fmt.Errorf("provers: %w", err)
+	}
+	vk, err := groth16.ParseVerifyingKey(vkJSON)
+	if err != nil {
+		return cr, fmt.Errorf("provers: %s: %w", c.VKey, err)
+	}
+
+	var ps []prover
+	if cfg.Snarkjs != "" {
+		ps = append(ps, prover{Snarkjs, []string{cfg.Snarkjs, "groth16", "prove"}})
+	}
+	if cfg.Rapidsnark != "" {
+		ps = append(ps, prover{Rapidsnark, []string{cfg.Rapidsnark}})
+	}
+	if cfg.Zkprove != "" {
+		ps = append(ps, prover{NativeCold, []string{cfg.Zkprove}})
+	}
+	ps = append(ps, prover{NativeWarm, nil})
+
+	var wantPublic []string
+	var snarkjsMedian, coldMedian time.Duration
+	for _, p := range ps {
+		out := filepath.Join(dir, fmt.Sprintf("out-%d", len(cr.Runs)))
+		if err := os.Mkdir(out, 0o755); err != nil {
+			return cr, fmt.Errorf("provers: %w", err)
+		}
+		cfg.Log("provers: %s with %s", c.Name, p.name)
+		var run Run
+		var walls []time.Duration
+		if p.argv != nil {
+			run, walls, err = measureCommand(ctx, cfg, c, p, wtnsPath, out)
+		} else {
+			run, walls, err = measureWarm(ctx, cfg, c, wtnsPath, out, coldMedian)
+		}
+		if err != nil {
+			return cr, err
+		}
+		public, err := checkOutput(vk, out)
+		if err != nil {
+			return cr, fmt.Errorf("provers: %s on %s: %w", p.name, c.Name, err)
+		}
+		if wantPublic == nil {
+			wantPublic = public
+		} else if !slices.Equal(public, wantPublic) {
+			return cr, fmt.Errorf("provers: %s on %s: public signals %v differ from %s's %v", p.name, c.Name, public, cr.Runs[0].Prover, wantPublic)
+		}
+		med := stats.Median(walls)
+		switch p.name {
+		case Snarkjs:
+			snarkjsMedian = med
+		case NativeCold:
+			coldMedian = med
+		}
+		if snarkjsMedian > 0 {
+			run.SpeedupVsSnarkjs = stats.Round(float64(snarkjsMedian)/float64(med), 2)
+		}
+		if p.name == NativeWarm && coldMedian > 0 {
+			cr.WarmOverCold = stats.Round(float64(med)/float64(coldMedian), 3)
+		}
+		if c.ZkeyBytes > 0 {
+			run.PeakOverZkey = stats.Round(float64(run.PeakRSS)/float64(c.ZkeyBytes), 2)
+		}
+		cr.Runs = append(cr.Runs, run)
+	}
+	return cr, nil
+}
+
+// reps is how many proofs fit: cfg.Reps, or fewer when the first one shows
+// they would not fit in the budget (at least 1).
+func reps(cfg Config, first time.Duration) int {
+	if cfg.Budget <= 0 || first <= 0 {
+		return cfg.Reps
+	}
+	return max(1, min(cfg.Reps, int(cfg.Budget/first)))
+}
+
+func measureCommand(ctx context.Context, cfg Config, c circuits.Circuit, p prover, wtnsPath, out string) (Run, []time.Duration, error) {
+	run := Run{Prover: p.name, Mode: "command"}
+	var walls []time.Duration
+	var cpu time.Duration
+	n := cfg.Reps
+	for i := 0; i < n; i++ {
+		args := append(slices.Clone(p.argv[1:]), c.Zkey, wtnsPath, filepath.Join(out, "proof.json"), filepath.Join(out, "public.json"))
+		res, err := cfg.Meter.Run(ctx, child.Cmd{Path: p.argv[0], Args: args, Dir: out})
+		if err != nil {
+			return run, nil, fmt.Errorf("provers: %s on %s: %w", p.name, c.Name, err)
+		}
+		walls = append(walls, res.Wall)
+		cpu += res.UserCPU + res.SysCPU
+		run.PeakRSS = max(run.PeakRSS, res.MaxRSS)
+		if i == 0 {
+			n = reps(cfg, res.Wall)
+		}
+	}
+	run.Wall = stats.Summarize(walls)
+	run.CPUms = stats.Round(stats.MS(cpu)/float64(len(walls)), 1)
+	return run, walls, nil
+}
+
+func measureWarm(ctx context.Context, cfg Config, c circuits.Circuit, wtnsPath, out string, coldEstimate time.Duration) (Run, []time.Duration, error) {
+	run := Run{Prover: NativeWarm, Mode: "in-process"}
+	n := cfg.Reps
+	if coldEstimate > 0 {
+		n = reps(cfg, coldEstimate)
+	}
+	// One more proof than measured: the first after the load is reported
+	// on its own.
+	var stdout bytes.Buffer
+	res, err := cfg.Meter.Run(ctx, child.Cmd{
+		Path: cfg.WarmProve, Args: []string{c.Zkey, wtnsPath, out, fmt.Sprint(n + 1)},
+		Dir: out, Stdout: &stdout,
+	})
+	if err != nil {
+		return run, nil, fmt.Errorf("provers: warm prover on %s: %w", c.Name, err)
+	}
+	var rep warm.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || len(rep.ProveNS) != n+1 {
+		return run, nil, fmt.Errorf("provers: warm prover on %s: unreadable report %q: %v", c.Name, stdout.String(), err)
+	}
+	walls := make([]time.Duration, n)
+	var sum time.Duration
+	for i, ns := range rep.ProveNS[1:] {
+		walls[i] = time.Duration(ns)
+		sum += walls[i]
+	}
+	run.Wall = stats.Summarize(walls)
+	run.LoadMS = stats.Round(stats.MS(time.Duration(rep.LoadNS)), 1)
+	run.FirstMS = stats.Round(stats.MS(time.Duration(rep.ProveNS[0])), 1)
+	run.PeakRSS = res.MaxRSS
+	// The process's CPU time covers the load and every proof; per proof it
+	// is shared out by wall time, which is the best this side can do.
+	total := res.UserCPU + res.SysCPU
+	if whole := time.Duration(rep.LoadNS+rep.ProveNS[0]) + sum; whole > 0 {
+		run.CPUms = stats.Round(stats.MS(total)*float64(sum)/float64(whole)/float64(n), 1)
+	}
+	return run, walls, nil
+}
+
+// checkOutput verifies out/proof.json against out/public.json and returns
+// the public signals.
+func checkOutput(vk *groth16.VerifyingKey, out string) ([]string, error) {
+	proof, err := os.ReadFile(filepath.Join(out, "proof.json"))
+	if err != nil {
+		return nil, err
+	}
+	public, err := os.ReadFile(filepath.Join(out, "public.json"))
+	if err != nil {
+		return nil, err
+	}
+	if err := vk.VerifyJSON(proof, public); err != nil {
+		return nil, fmt.Errorf("proof does not verify: %w", err)
+	}
+	var signals []string
+	if err := json.Unmarshal(public, &signals); err != nil {
+		return nil, fmt.Errorf("public.json: %w", err)
+	}
+	if len(signals) == 0 {
+		return nil, errors.New("public.json has no signals")
+	}
+	return signals, nil
+}
+
+// Section renders the result.
+func (r *Result) Section() report.Section {
+	s := report.Section{
+		Title: "4. Provers",
+		Intro: []string{
+			"The same circuit and the same witness (made once by the circuit's C++ generator) through every prover the worker can use. " +
+				"Command provers run with the worker's argument shape `<zkey> <wtns> <proof.json> <public.json>` and its minimal environment; " +
+				"wall time is from start to exit, peak memory is the program's maximum resident set from wait4's rusage, taken by a small helper process that runs it as its own child " +
+				"(a direct child of a Go process inherits the parent's peak RSS as its ru_maxrss, through vfork + exec; see child.Meter). " +
+				"The warm prover runs in a separate process that loads the key once, proves once unmeasured, then proves repeatedly; its time per proof covers reading the witness, proving and writing the two JSON files, " +
+				"and its peak memory is that whole process's (key included). " +
+				"Every prover's output is checked with shared/groth16's verifier, and all must give the same public signals. " +
+				"Speedup = snarkjs's median wall time / the prover's median (issue 7: ≥ 5× on the largest circuit); warm/cold = warm median / zkprove median (issue 7: ≤ 0.7).",
+		},
+	}
+	t := report.Table{Header: []string{"circuit", "constraints", "zkey", "prover", "n", "wall p50", "wall min", "CPU/proof", "peak RSS", "peak / zkey", "speedup vs snarkjs"}}
+	for _, c := range r.Circuits {
+		for _, run := range c.Runs {
+			speed := "—"
+			if run.SpeedupVsSnarkjs > 0 {
+				speed = report.X(run.SpeedupVsSnarkjs)
+			}
+			name := run.Prover
+			if run.LoadMS > 0 {
+				name += fmt.Sprintf(" (key load %s ms and a first proof of %s ms before these)", report.F(run.LoadMS, 0), report.F(run.FirstMS, 0))
+			}
+			t.Row(c.Circuit, fmt.Sprint(c.Size.Constraints), report.MiB(c.ZkeyBytes), name, fmt.Sprint(run.Wall.N),
+				report.F(run.Wall.P50MS, 0)+" ms", report.F(run.Wall.MinMS, 0)+" ms", report.F(run.CPUms, 0)+" ms",
+				report.MiB(run.PeakRSS), report.F(run.PeakOverZkey, 2), speed)
+		}
+	}
+	s.Tables = append(s.Tables, t)
+	w := report.Table{Header: []string{"circuit", "witness (C++ generator)", "warm / cold", "issue 7 target"}}
+	for _, c := range r.Circuits {
+		wc, target := "—", "—"
+		if c.WarmOverCold > 0 {
+			wc = report.F(c.WarmOverCold, 3)
+			target = report.Target(c.WarmOverCold <= 0.7, "≤ 0.7")
+		}
+		w.Row(c.Circuit, report.F(c.WitnessMS, 1)+" ms", wc, target)
+	}
+	s.Tables = append(s.Tables, w)
+	if n := len(r.Circuits); n > 0 {
+		last := r.Circuits[n-1]
+		for _, run := range last.Runs {
+			if run.Prover == NativeCold && run.SpeedupVsSnarkjs > 0 {
+				s.Notes = append(s.Notes, fmt.Sprintf("Largest circuit measured (%s, %d constraints): native cold is %s faster than snarkjs — %s.",
+					last.Circuit, last.Size.Constraints, report.X(run.SpeedupVsSnarkjs), report.Target(run.SpeedupVsSnarkjs >= 5, "≥ 5×")))
+			}
+		}
+	}
+	s.Notes = append(s.Notes, fmt.Sprintf("Memory floor of the meter (peak RSS it reports for /bin/true): %s.", report.MiB(r.MeterFloor)))
+	s.Notes = append(s.Notes, r.Notes...)
+	return s
+}

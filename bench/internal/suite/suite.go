@@ -1,0 +1,399 @@
+// Package suite runs the benchmarks in order (fleet overhead, frontend,
+// queue path, provers, memory) with full or quick sizes, and turns their
+// results into results.md and results.json. A benchmark that fails is
+// recorded as an error and the others still run.
+package suite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/openpassport/prover-fleet/bench/internal/child"
+	"github.com/openpassport/prover-fleet/bench/internal/circuits"
+	"github.com/openpassport/prover-fleet/bench/internal/frontend"
+	"github.com/openpassport/prover-fleet/bench/internal/machine"
+	"github.com/openpassport/prover-fleet/bench/internal/memory"
+	"github.com/openpassport/prover-fleet/bench/internal/overhead"
+	"github.com/openpassport/prover-fleet/bench/internal/programs"
+	"github.com/openpassport/prover-fleet/bench/internal/provers"
+	"github.com/openpassport/prover-fleet/bench/internal/queuepath"
+	"github.com/openpassport/prover-fleet/bench/internal/report"
+	"github.com/openpassport/prover-fleet/internal/devfleet"
+	"github.com/openpassport/prover-fleet/shared/family"
+)
+
+// Benchmark names, for Config.Only.
+const (
+	Overhead = "overhead"
+	Frontend = "frontend"
+	Queue    = "queue"
+	Provers  = "provers"
+	Memory   = "memory"
+)
+
+// All lists the benchmarks in the order they run.
+func All() []string { return []string{Overhead, Frontend, Queue, Provers, Memory} }
+
+// Config is the suite's configuration (the bench command's flags).
+type Config struct {
+	CircuitDir  string
+	ZkeyDir     string
+	InputsDir   string
+	BinDir      string
+	OutDir      string
+	DatabaseURL string
+	Quick       bool
+	Only        []string
+	// Snarkjs and Rapidsnark are program paths ("" when absent).
+	Snarkjs    string
+	Rapidsnark string
+	// FleetProver is "zkprove", "native" or "snarkjs"; Verifier "native"
+	// or "snarkjs".
+	FleetProver string
+	Verifier    string
+	// Concurrency of the fleet-overhead benchmark and the memory
+	// benchmark's worker (0: the number of CPUs).
+	Concurrency int
+	Logger      *slog.Logger
+	Stderr      io.Writer
+}
+
+// Results is results.json.
+type Results struct {
+	Machine       machine.Info      `json:"machine"`
+	Quick         bool              `json:"quick"`
+	Settings      Settings          `json:"settings"`
+	DurationS     float64           `json:"duration_s"`
+	FleetOverhead *overhead.Result  `json:"fleet_overhead,omitempty"`
+	Frontend      *frontend.Result  `json:"frontend,omitempty"`
+	Queue         *queuepath.Result `json:"queue_path,omitempty"`
+	Provers       *provers.Result   `json:"provers,omitempty"`
+	Memory        *memory.Result    `json:"memory,omitempty"`
+	Errors        []string          `json:"errors,omitempty"`
+}
+
+// Settings are the sizes used.
+type Settings struct {
+	OverheadJobs       int      `json:"overhead_jobs"`
+	OverheadRounds     int      `json:"overhead_rounds"`
+	Concurrency        int      `json:"concurrency"`
+	FrontendClients    int      `json:"frontend_clients"`
+	FrontendSeconds    float64  `json:"frontend_seconds"`
+	QueueJobsPerFamily int      `json:"queue_jobs_per_family"`
+	QueueSlots         int      `json:"queue_slots_per_family"`
+	ProverCircuits     []string `json:"prover_circuits"`
+	ProverReps         int      `json:"prover_reps"`
+	Sessions           int      `json:"sessions"`
+	WorkerJobs         int      `json:"worker_jobs"`
+}
+
+func sizes(quick bool, conc int) Settings {
+	if quick {
+		return Settings{
+			OverheadJobs: 4, OverheadRounds: 2, Concurrency: conc,
+			FrontendClients: 4, FrontendSeconds: 1,
+			QueueJobsPerFamily: 40, QueueSlots: 4,
+			ProverCircuits: []string{circuits.Disclose}, ProverReps: 1,
+			Sessions: 200, WorkerJobs: 2,
+		}
+	}
+	return Settings{
+		OverheadJobs: 160, OverheadRounds: 4, Concurrency: conc,
+		FrontendClients: 64, FrontendSeconds: 8,
+		QueueJobsPerFamily: 2000, QueueSlots: 16,
+		ProverCircuits: []string{circuits.Disclose, circuits.DSC, circuits.Register}, ProverReps: 3,
+		Sessions: 10000, WorkerJobs: 20,
+	}
+}
+
+// Run runs the selected benchmarks. It returns the results even when some
+// failed; the error says which.
+func Run(ctx context.Context, cfg Config) (*Results, error) {
+	start := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(cfg.Stderr, "bench %6.1fs: %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+	raiseFileLimit()
+	conc := cfg.Concurrency
+	if conc <= 0 {
+		conc = runtime.NumCPU()
+	}
+	set := sizes(cfg.Quick, conc)
+	only := cfg.Only
+	if len(only) == 0 {
+		only = All()
+	}
+	for _, o := range only {
+		if !slices.Contains(All(), o) {
+			return nil, fmt.Errorf("suite: unknown benchmark %q (want %s)", o, strings.Join(All(), ", "))
+		}
+	}
+	tools := map[string][]string{"postgres": {"sh", "-c", "ls /usr/lib/postgresql/*/bin/postgres >/dev/null && /usr/lib/postgresql/*/bin/postgres --version"}}
+	if cfg.Snarkjs != "" {
+		tools["node"] = []string{"node", "--version"}
+		tools["snarkjs"] = []string{"sh", "-c", "grep -m1 '\"version\"' " + filepath.Join(filepath.Dir(cfg.Snarkjs), "..", "snarkjs", "package.json")}
+	}
+	res := &Results{Machine: machine.Describe(ctx, tools), Quick: cfg.Quick, Settings: set}
+
+	work, err := os.MkdirTemp("", "bench-")
+	if err != nil {
+		return nil, fmt.Errorf("suite: %w", err)
+	}
+	defer os.RemoveAll(work)
+	moduleDir, err := os.Getwd()
+	if err != nil {
+		return nil, fmt.Errorf("suite: %w", err)
+	}
+	bins, err := programs.Find(ctx, cfg.BinDir, work, moduleDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(bins.Built) > 0 {
+		logf("built %s (not in %s)", strings.Join(bins.Built, ", "), cfg.BinDir)
+	}
+	dirs := circuits.Dirs{Circuits: cfg.CircuitDir, Zkeys: cfg.ZkeyDir, Inputs: cfg.InputsDir}
+	smallest, err := circuits.Find(dirs, circuits.Disclose)
+	if err != nil {
+		return nil, err
+	}
+
+	// The prover and verifier that fleet and bare loop share.
+	proverMode, prover := overhead.ProverCommand, bins.Zkprove
+	switch cfg.FleetProver {
+	case "zkprove":
+	case "native":
+		proverMode, prover = overhead.ProverNative, ""
+	case "snarkjs":
+		if cfg.Snarkjs == "" {
+			return nil, errors.New("suite: -fleet-prover snarkjs but snarkjs was not found")
+		}
+		prover = cfg.Snarkjs + " groth16 prove"
+	default:
+		return nil, fmt.Errorf("suite: -fleet-prover must be zkprove, native or snarkjs, got %q", cfg.FleetProver)
+	}
+	fallback := ""
+	if cfg.Snarkjs != "" {
+		fallback = cfg.Snarkjs + " groth16 verify"
+	}
+	verifier := overhead.VerifierNative
+	switch cfg.Verifier {
+	case "native":
+	case "snarkjs":
+		if fallback == "" {
+			return nil, errors.New("suite: -verifier snarkjs but snarkjs was not found")
+		}
+		verifier = fallback
+	default:
+		return nil, fmt.Errorf("suite: -verifier must be native or snarkjs, got %q", cfg.Verifier)
+	}
+
+	var errs []error
+	fail := func(name string, err error) {
+		logf("%s FAILED: %v", name, err)
+		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", name, err))
+	}
+	for _, name := range only {
+		if ctx.Err() != nil {
+			fail(name, ctx.Err())
+			continue
+		}
+		t := time.Now()
+		logf("%s: start", name)
+		switch name {
+		case Overhead:
+			r, err := overhead.Measure(ctx, overhead.Config{
+				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir,
+				Jobs: set.OverheadJobs, Concurrency: conc, Rounds: set.OverheadRounds,
+				ProverMode: proverMode, Prover: prover, Verifier: verifier, Fallback: fallback,
+				WorkDir: work, Logger: cfg.Logger, Log: logf,
+			})
+			res.FleetOverhead = r
+			if err != nil {
+				fail(name, err)
+			}
+		case Frontend:
+			r, err := frontend.Measure(ctx, frontend.Config{
+				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir,
+				Concurrency: set.FrontendClients, Warmup: time.Duration(set.FrontendSeconds * float64(time.Second) / 4),
+				Duration: time.Duration(set.FrontendSeconds * float64(time.Second)),
+				Logger:   cfg.Logger, Log: logf,
+			})
+			res.Frontend = r
+			if err != nil {
+				fail(name, err)
+			}
+		case Queue:
+			jobs := map[family.Family]circuits.Circuit{}
+			for _, n := range []string{circuits.Register, circuits.DSC, circuits.Disclose} {
+				c, err := circuits.Find(dirs, n)
+				if err != nil {
+					fail(name, err)
+					break
+				}
+				jobs[c.Family] = c
+			}
+			if len(jobs) < 3 {
+				continue
+			}
+			r, err := queuepath.Measure(ctx, queuepath.Config{
+				CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
+				Jobs: jobs, Smallest: smallest, JobsPerFamily: set.QueueJobsPerFamily,
+				Slots: set.QueueSlots, Publishers: max(2, set.QueueSlots/2),
+				WorkDir: work, Logger: cfg.Logger, Log: logf,
+			})
+			res.Queue = r
+			if err != nil {
+				fail(name, err)
+			}
+		case Provers:
+			var cs []circuits.Circuit
+			for _, n := range set.ProverCircuits {
+				c, err := circuits.Find(dirs, n)
+				if err != nil {
+					fail(name, err)
+					break
+				}
+				cs = append(cs, c)
+			}
+			if len(cs) < len(set.ProverCircuits) {
+				continue
+			}
+			budget := 90 * time.Second
+			if cfg.Quick {
+				budget = 10 * time.Second
+			}
+			r, err := provers.Measure(ctx, provers.Config{
+				Circuits: cs, Snarkjs: cfg.Snarkjs, Rapidsnark: cfg.Rapidsnark, Zkprove: bins.Zkprove,
+				Meter: child.Meter{Helper: bins.Rusage}, WarmProve: bins.WarmProve, Reps: set.ProverReps, Budget: budget, WorkDir: work, Log: logf,
+			})
+			res.Provers = r
+			if err != nil {
+				fail(name, err)
+			}
+		case Memory:
+			r, err := memory.Measure(ctx, memory.Config{
+				APIBinary: bins.API, WorkerBinary: bins.Worker,
+				CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
+				Sessions: set.Sessions, Circuit: smallest, Jobs: set.WorkerJobs, Concurrency: conc,
+				Prover: bins.Zkprove, Verifier: verifier, Fallback: fallback, NativeToo: true,
+				WorkDir: work, Logger: cfg.Logger, Log: logf,
+			})
+			res.Memory = r
+			if err != nil {
+				fail(name, err)
+			}
+		}
+		logf("%s: done in %.1fs", name, time.Since(t).Seconds())
+	}
+	res.DurationS = time.Since(start).Seconds()
+	return res, errors.Join(errs...)
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard one: the
+// memory benchmark holds thousands of WebSockets.
+func raiseFileLimit() {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+}
+
+// FindRapidsnark is a rapidsnark binary on PATH, or "".
+func FindRapidsnark() string {
+	if p, err := exec.LookPath("rapidsnark"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// FindSnarkjs is devfleet's snarkjs lookup, or "".
+func FindSnarkjs(circuitDir string) string {
+	p, err := devfleet.FindSnarkjs(circuitDir)
+	if err != nil {
+		return ""
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return abs
+}
+
+// Document renders res as results.md.
+func Document(res *Results) report.Document {
+	m := res.Machine
+	d := report.Document{
+		Title: "prover-fleet benchmarks",
+		Preamble: []string{
+			"Produced by `go run ./bench` (`make bench`; `make bench-quick` runs the same code on tiny sizes). " +
+				"Every figure that is judged is a ratio or a difference against a baseline measured in the same run on the same machine; absolute numbers are for this machine only. " +
+				"See bench/README.md for the definitions.",
+		},
+		Meta: [][2]string{
+			{"date (UTC)", m.Date},
+			{"commit", m.Commit + dirty(m.Dirty)},
+			{"Go", m.GoVersion},
+			{"CPU", fmt.Sprintf("%s, %d cores", m.CPUModel, m.Cores)},
+			{"memory", report.GiB(m.MemoryBytes)},
+			{"kernel", m.Kernel},
+			{"mode", mode(res.Quick)},
+			{"run time", fmt.Sprintf("%.0f s", res.DurationS)},
+		},
+		Errors: res.Errors,
+	}
+	for _, k := range sortedKeys(m.Tools) {
+		d.Meta = append(d.Meta, [2]string{k, m.Tools[k]})
+	}
+	if res.FleetOverhead != nil {
+		d.Sections = append(d.Sections, res.FleetOverhead.Section())
+	}
+	if res.Frontend != nil {
+		d.Sections = append(d.Sections, res.Frontend.Section())
+	}
+	if res.Queue != nil {
+		d.Sections = append(d.Sections, res.Queue.Section())
+	}
+	if res.Provers != nil {
+		d.Sections = append(d.Sections, res.Provers.Section())
+	}
+	if res.Memory != nil {
+		d.Sections = append(d.Sections, res.Memory.Section())
+	}
+	return d
+}
+
+func dirty(d bool) string {
+	if d {
+		return " (working tree had uncommitted changes)"
+	}
+	return ""
+}
+
+func mode(quick bool) string {
+	if quick {
+		return "-quick (tiny sizes: checks that every benchmark runs; the numbers mean little)"
+	}
+	return "full"
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

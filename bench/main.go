@@ -1,0 +1,131 @@
+// Command bench measures the prover fleet against its baselines, in one run
+// on one machine, and writes results.md and results.json:
+//
+//	go run ./bench -c circuits/build -k zkeys -out bench/results        (make bench)
+//	go run ./bench -quick -c circuits/build -k zkeys -out /tmp/bench-quick (make bench-quick, CI)
+//
+// 1. fleet overhead against a bare witness+prove+verify loop, 2. the
+// frontend against its crypto-only limit, 3. the queue and status path, 4.
+// every prover against snarkjs, 5. the programs' memory. See bench/README.md.
+// It exits 1 when a benchmark fails (the others still run and are written),
+// 2 on bad usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/openpassport/prover-fleet/bench/internal/report"
+	"github.com/openpassport/prover-fleet/bench/internal/suite"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg     suite.Config
+		only    string
+		verbose bool
+		timeout time.Duration
+		inputs  string
+		snarkjs string
+		rapid   string
+	)
+	fs.StringVar(&cfg.CircuitDir, "c", "circuits/build", "compiled circuits (<name>_cpp/<name>, <name>.r1cs)")
+	fs.StringVar(&cfg.ZkeyDir, "k", "zkeys", "proving keys (<name>.zkey, <name>.vkey.json)")
+	fs.StringVar(&inputs, "inputs", "", "sample inputs <name>.json (default: inputs/ beside the -c folder)")
+	fs.StringVar(&cfg.OutDir, "out", "bench/results", "folder for results.md and results.json")
+	fs.StringVar(&cfg.BinDir, "bin", "bin", "folder of the built programs (missing ones are built with go build)")
+	fs.BoolVar(&cfg.Quick, "quick", false, "tiny sizes: every benchmark runs in seconds (CI)")
+	fs.StringVar(&only, "only", "", "comma-separated benchmarks to run: "+strings.Join(suite.All(), ", ")+" (default all)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL database for the fleets (default: a throwaway server per fleet)")
+	fs.StringVar(&snarkjs, "snarkjs", "", "snarkjs command (default: $SNARKJS, circuits/node_modules/.bin/snarkjs, PATH)")
+	fs.StringVar(&rapid, "rapidsnark", "", "rapidsnark prover binary (default: rapidsnark on PATH; none: not measured)")
+	fs.StringVar(&cfg.FleetProver, "fleet-prover", "zkprove", "prover of the fleet-overhead and memory benchmarks: zkprove, native or snarkjs")
+	fs.StringVar(&cfg.Verifier, "verifier", "native", "verifier of the workers and the bare loop: native (falls back to snarkjs if the worker refuses it) or snarkjs")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "jobs at once in the fleet-overhead and worker-memory benchmarks (default: the number of CPUs)")
+	fs.DurationVar(&timeout, "timeout", 0, "give up after this long (default 40m, or 5m with -quick)")
+	fs.BoolVar(&verbose, "v", false, "log the fleets' warnings and errors to stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if only != "" {
+		cfg.Only = strings.Split(only, ",")
+	}
+	cfg.InputsDir = inputs
+	if cfg.InputsDir == "" {
+		abs, err := filepath.Abs(cfg.CircuitDir)
+		if err != nil {
+			return err
+		}
+		cfg.InputsDir = filepath.Join(filepath.Dir(abs), "inputs")
+	}
+	cfg.Snarkjs = snarkjs
+	if cfg.Snarkjs == "" {
+		cfg.Snarkjs = suite.FindSnarkjs(cfg.CircuitDir)
+	}
+	cfg.Rapidsnark = rapid
+	if cfg.Rapidsnark == "" {
+		cfg.Rapidsnark = suite.FindRapidsnark()
+	}
+	cfg.Stderr = stderr
+	level := slog.Level(100) // nothing
+	if verbose {
+		level = slog.LevelWarn
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if timeout == 0 {
+		timeout = 40 * time.Minute
+		if cfg.Quick {
+			timeout = 5 * time.Minute
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	res, runErr := suite.Run(ctx, cfg)
+	if res == nil {
+		return runErr
+	}
+	if err := report.WriteFiles(cfg.OutDir, suite.Document(res), res); err != nil {
+		return errors.Join(runErr, err)
+	}
+	fmt.Fprintf(stderr, "bench: wrote %s and %s\n", filepath.Join(cfg.OutDir, "results.md"), filepath.Join(cfg.OutDir, "results.json"))
+	return runErr
+}
