@@ -252,4 +252,3 @@ func TestBinaryUsageErrors(t *testing.T) {
 		})
 	}
 }
-

@@ -60,7 +60,10 @@ import (
 const (
 	// ProverCommand runs Config.Prover as a child process per proof.
 	ProverCommand = "command"
-	// ProverNative proves in process with warm keys (shared/groth16).
+	// ProverNative proves in process with shared/groth16, each circuit's
+	// key loaded on first use and kept warm. Timeouts and cancels are
+	// honoured between the prover's phases (it cannot be killed mid-phase
+	// like a child process).
 	ProverNative = "native"
 )
 
@@ -156,8 +159,9 @@ type Config struct {
 	ChildEnv []string
 }
 
-// DefaultVerifier is the verifier used when Config.Verifier is empty.
-const DefaultVerifier = "snarkjs groth16 verify"
+// DefaultVerifier is the verifier used when Config.Verifier is empty: the
+// in-process one (shared/groth16).
+const DefaultVerifier = VerifierNative
 
 // withDefaults fills zero fields.
 func (c Config) withDefaults() Config {
@@ -328,11 +332,20 @@ func New(cfg Config, d Deps) (*Service, error) {
 		}
 		s.prover = m.Prover(p)
 	case ProverNative:
-		return nil, errors.New("service: prover mode native needs shared/groth16's in-process prover, which this build does not have yet")
+		p, err := prover.NewNative(cfg.ZkeyDir, cfg.ProveTimeout, s.log)
+		if err != nil {
+			return nil, fmt.Errorf("service: %w", err)
+		}
+		s.prover = m.Prover(p)
 	}
 
 	if cfg.Verifier == VerifierNative {
-		return nil, errors.New("service: the native verifier needs shared/groth16's verifier, which this build does not have yet")
+		v, err := verifier.NewNative(cfg.ZkeyDir)
+		if err != nil {
+			return nil, fmt.Errorf("service: %w", err)
+		}
+		s.verifier = m.Verifier(v)
+		return s, nil
 	}
 	v, err := verifier.NewCommand(run, verifier.CommandConfig{
 		Command: cfg.Verifier, ZkeyDir: cfg.ZkeyDir, Timeout: cfg.VerifyTimeout, Env: env})

@@ -99,11 +99,10 @@ func (g *Generator) Generate(ctx context.Context, circuit, dir, input, output st
 		var exit *proc.ExitError
 		var sig *proc.SignalError
 		if errors.As(err, &exit) || (errors.As(err, &sig) && sig.Signal == syscall.SIGABRT) {
-			said := proc.Excerpt(res.Stderr)
-			if said == "" {
-				said = proc.Excerpt(res.Stdout) // circom prints failed asserts on stdout
-			}
-			return &RejectedError{Said: said, Err: err}
+			// circom prints the failed template and line on stdout, then
+			// the C assert on stderr.
+			out := append(append(append([]byte(nil), res.Stdout...), '\n'), res.Stderr...)
+			return &RejectedError{Said: proc.Excerpt(out), Err: err}
 		}
 		return err
 	}

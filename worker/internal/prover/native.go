@@ -1,0 +1,140 @@
+package prover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/openpassport/prover-fleet/shared/groth16"
+	"github.com/openpassport/prover-fleet/shared/groth16/wtns"
+)
+
+// Native proves in process with shared/groth16. Each circuit's proving key
+// is loaded once, on first use (concurrent first uses wait for one load), and
+// kept warm; a key file that changes on disk is loaded again. It writes
+// proof.json and public.json exactly as snarkjs and rapidsnark do.
+//
+// Unlike a child process, an in-process proof cannot be killed mid-phase:
+// the timeout and cancellation are honoured between the prover's phases.
+type Native struct {
+	zkeyDir string
+	timeout time.Duration
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	keys map[string]*warmKey
+}
+
+type warmKey struct {
+	ready   chan struct{} // closed when the load ended
+	pk      *groth16.ProvingKey
+	err     error
+	modTime time.Time
+	size    int64
+}
+
+// NewNative returns a Native prover reading <zkeyDir>/<name>.zkey.
+func NewNative(zkeyDir string, timeout time.Duration, log *slog.Logger) (*Native, error) {
+	if zkeyDir == "" {
+		return nil, errors.New("prover: zkey dir is empty")
+	}
+	if log == nil {
+		return nil, errors.New("prover: NewNative needs a logger")
+	}
+	abs, err := filepath.Abs(zkeyDir)
+	if err != nil {
+		return nil, fmt.Errorf("prover: %w", err)
+	}
+	return &Native{zkeyDir: abs, timeout: timeout, log: log, keys: map[string]*warmKey{}}, nil
+}
+
+// key returns circuit's warm proving key, loading it if needed.
+func (n *Native) key(ctx context.Context, circuit string) (*groth16.ProvingKey, error) {
+	path := filepath.Join(n.zkeyDir, circuit+".zkey")
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoKey, circuit, err)
+	}
+	n.mu.Lock()
+	k, ok := n.keys[circuit]
+	if ok {
+		select {
+		case <-k.ready:
+			if k.err != nil || !k.modTime.Equal(st.ModTime()) || k.size != st.Size() {
+				ok = false // failed or stale: load again
+			}
+		default: // loading: wait below
+		}
+	}
+	if !ok {
+		k = &warmKey{ready: make(chan struct{}), modTime: st.ModTime(), size: st.Size()}
+		n.keys[circuit] = k
+		go n.load(context.WithoutCancel(ctx), k, circuit, path)
+	}
+	n.mu.Unlock()
+	select {
+	case <-k.ready:
+		return k.pk, k.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("prove: waiting for the proving key: %w", context.Cause(ctx))
+	}
+}
+
+// load reads a key; it is not bound to the job that asked first, so a
+// cancelled job does not spoil the load for the others.
+func (n *Native) load(ctx context.Context, k *warmKey, circuit, path string) {
+	defer close(k.ready)
+	start := time.Now()
+	k.pk, k.err = groth16.LoadProvingKey(ctx, path)
+	if k.err != nil {
+		k.err = fmt.Errorf("load proving key of %s: %w", circuit, k.err)
+		n.log.Error("proving key not loaded", "circuit", circuit, "err", k.err)
+		return
+	}
+	n.log.Info("proving key loaded", "circuit", circuit, "duration_ms", time.Since(start).Milliseconds())
+}
+
+// Prove reads the witness wtns, proves and writes proof and public.
+func (n *Native) Prove(ctx context.Context, circuit, dir, wtnsPath, proof, public string) error {
+	if n.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, n.timeout, fmt.Errorf("prove: timed out after %s", n.timeout))
+		defer cancel()
+	}
+	pk, err := n.key(ctx, circuit)
+	if err != nil {
+		return err
+	}
+	w, err := wtns.ReadFile(ctx, wtnsPath)
+	if err != nil {
+		return &Failure{Err: fmt.Errorf("prove: read witness: %w", err)}
+	}
+	p, signals, err := groth16.Prove(ctx, pk, w)
+	clear(w)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			return &Failure{Err: cause}
+		}
+		return &Failure{Err: fmt.Errorf("prove: %w", err)}
+	}
+	proofJSON, err := p.MarshalJSON()
+	if err != nil {
+		return &Failure{Err: fmt.Errorf("prove: %w", err)}
+	}
+	publicJSON, err := signals.MarshalJSON()
+	if err != nil {
+		return &Failure{Err: fmt.Errorf("prove: %w", err)}
+	}
+	if err := os.WriteFile(proof, proofJSON, 0o600); err != nil {
+		return &Failure{Err: fmt.Errorf("prove: %w", err)}
+	}
+	if err := os.WriteFile(public, publicJSON, 0o600); err != nil {
+		return &Failure{Err: fmt.Errorf("prove: %w", err)}
+	}
+	return nil
+}
