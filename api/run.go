@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -22,11 +21,13 @@ import (
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/shared/vsockdial"
 )
 
-// run connects to Postgres and NATS, serves until ctx is done, then shuts
+// run connects to Postgres and NATS (through their targets when set, e.g.
+// vsock://3:5432 inside an enclave), serves until ctx is done, then shuts
 // down in order: stop accepting and finish calls in flight, then drain
-// NATS, then close the pool.
+// NATS, then close the pool. Both listeners take host:port or vsock://:PORT.
 func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	key, err := job.LoadKeyFile(cfg.JobKeyFile)
 	if err != nil {
@@ -44,7 +45,16 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer closeAttester()
 
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	pgCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	pgDialer, err := vsockdial.NewDialer(vsockdial.Config{Target: cfg.DatabaseTarget})
+	if err != nil {
+		return fmt.Errorf("--database-target: %w", err)
+	}
+	pgDialer.ConfigurePgx(pgCfg)
+	pool, err := pgxpool.NewWithConfig(ctx, pgCfg)
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
@@ -56,9 +66,14 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("database: %w", err)
 	}
 
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("prover-api"), nats.MaxReconnects(-1),
+	natsDialer, err := vsockdial.NewDialer(vsockdial.Config{Target: cfg.NATSTarget})
+	if err != nil {
+		return fmt.Errorf("--nats-target: %w", err)
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(natsDialer.NATSOptions(),
+		nats.Name("prover-api"), nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))...)
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
@@ -100,9 +115,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	m.WatchSessions(srv.Sessions)
-	ln, err := net.Listen("tcp", cfg.ServerAddress)
+	ln, err := vsockdial.Listen(cfg.ServerAddress)
 	if err != nil {
-		return err
+		return fmt.Errorf("--server-address: %w", err)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -143,7 +158,7 @@ func newAttester(cfg config.Config) (attest.Attester, func(), error) {
 }
 
 func serveAdmin(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := vsockdial.Listen(addr)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,8 +46,29 @@ func freeAddr(t *testing.T) string {
 
 // TestRun runs the program's run on real Postgres and NATS, submits a
 // request with the Go client, checks the admin endpoints, and shuts it down
-// by cancelling its context.
+// by cancelling its context. It runs twice: dialing the servers the URLs
+// name, and as inside an enclave, where the URLs name hosts that do not
+// exist (.invalid, RFC 6761) and --nats-target / --database-target send the
+// bytes to the real servers through shared/vsockdial's dialer (over TCP
+// here: no vsock peer on a development machine); its listeners are given as
+// tcp:// addresses, the form vsockdial.Listen shares with vsock://:PORT.
 func TestRun(t *testing.T) {
+	tests := []struct {
+		name    string
+		targets bool
+	}{
+		{name: "direct"},
+		{name: "through targets", targets: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testRun(t, tt.targets)
+		})
+	}
+}
+
+func testRun(t *testing.T, targets bool) {
 	ctx := context.Background()
 	dbURL := stacktest.PostgresURL(t)
 	_, js, natsURL := stacktest.NATS(t)
@@ -56,12 +78,29 @@ func TestRun(t *testing.T) {
 	must(t, os.WriteFile(keyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600))
 	circuits, zkeys := apitest.FakeCircuits(t)
 	attestDir := t.TempDir()
-	cfg, err := config.Parse([]string{
-		"-s", freeAddr(t), "-d", dbURL, "-c", circuits, "-k", zkeys, "--nats-url", natsURL,
-		"--attester", "dev", "--dev-attest-dir", attestDir, "--admin-address", freeAddr(t),
+	serverAddr, adminAddr := freeAddr(t), freeAddr(t)
+	args := []string{
+		"-s", serverAddr, "-c", circuits, "-k", zkeys,
+		"--attester", "dev", "--dev-attest-dir", attestDir, "--admin-address", adminAddr,
 		"--job-key-file", keyFile, "--families", "register,dsc",
-	}, func(string) (string, bool) { return "", false }, io.Discard)
+	}
+	if targets {
+		u, err := url.Parse(dbURL)
+		must(t, err)
+		dbTarget := u.Host // host:port
+		u.Host = "db.prover.invalid:5432"
+		dbURL = u.String()
+		natsTarget := natsURL // nats://127.0.0.1:PORT
+		natsURL = "nats://nats.prover.invalid:4222"
+		args = append(args, "--database-target", dbTarget, "--nats-target", natsTarget,
+			"-s", "tcp://"+serverAddr, "--admin-address", "tcp://"+adminAddr)
+	}
+	args = append(args, "-d", dbURL, "--nats-url", natsURL)
+	cfg, err := config.Parse(args, func(string) (string, bool) { return "", false }, io.Discard)
 	must(t, err)
+	if targets && (cfg.NATSTarget == "" || cfg.DatabaseTarget == "" || !strings.Contains(cfg.DatabaseURL, ".invalid")) {
+		t.Fatalf("config does not route through targets: %+v", cfg)
+	}
 
 	var logs apitest.Buffer
 	runCtx, stop := context.WithCancel(ctx)
@@ -80,14 +119,18 @@ func TestRun(t *testing.T) {
 	var c *client.Client
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err = client.Dial(ctx, "ws://"+cfg.ServerAddress+"/", client.Options{Verifier: verifier})
+		c, err = client.Dial(ctx, "ws://"+serverAddr+"/", client.Options{Verifier: verifier})
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("prover-api did not come up: %v\n%s", err, logs.String())
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case runErr := <-done:
+			t.Fatalf("run returned before serving: %v\n%s", runErr, logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	defer c.Close()
 	inputs := `{"a":"7"}`
@@ -117,7 +160,7 @@ func TestRun(t *testing.T) {
 	}
 
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200} {
-		resp, err := http.Get("http://" + cfg.AdminAddress + path)
+		resp, err := http.Get("http://" + adminAddr + path)
 		must(t, err)
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -147,7 +190,7 @@ func TestRun(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("run did not return after its context was cancelled")
 	}
-	if _, err := net.DialTimeout("tcp", cfg.ServerAddress, time.Second); err == nil {
+	if _, err := net.DialTimeout("tcp", serverAddr, time.Second); err == nil {
 		t.Fatal("the listener is still open after run returned")
 	}
 	if strings.Contains(logs.String(), inputs) || strings.Contains(logs.String(), hex.EncodeToString(key)) {
