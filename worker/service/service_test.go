@@ -251,15 +251,28 @@ func TestBadJobs(t *testing.T) {
 	if err := s.Pub.Publish(ctx, notJSON); err != nil {
 		t.Fatal(err)
 	}
+	// No row recorded under the id (deleted by retention, or never
+	// inserted): nothing to prove or record.
+	orphan := s.Envelope("register", "fake_ok", wt.FakeInputs("1"))
+	if _, err := s.Pool.Exec(ctx, "DELETE FROM proofs WHERE request_id = $1", orphan.RequestID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pub.Publish(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
 	if p := s.WaitStatus(bad.RequestID, store.Failed, 10*time.Second); p.Reason != "invalid circuit name" {
 		t.Fatalf("reason %q", p.Reason)
 	}
 	if p := s.WaitStatus(notJSON.RequestID, store.Failed, 10*time.Second); p.Reason != "circuit inputs are not valid JSON" {
 		t.Fatalf("reason %q", p.Reason)
 	}
-	info := s.WaitQueueEmpty(family.Register, 5*time.Second)
-	if info.Delivered.Consumer != 3 {
-		t.Fatalf("delivered %d, want 3 (no redelivery)", info.Delivered.Consumer)
+	s.WaitDelivered(family.Register, 4, 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // a redelivery would show by now
+	if info := s.ConsumerInfo(family.Register); info.Delivered.Consumer != 4 || info.NumPending != 0 || info.NumAckPending != 0 {
+		t.Fatalf("delivered %d, want 4 (no redelivery); pending %d ack pending %d", info.Delivered.Consumer, info.NumPending, info.NumAckPending)
+	}
+	if _, err := s.Store.Get(ctx, orphan.RequestID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("orphan job made a row: %v", err)
 	}
 	if n := f.Calls(t, "witness"); n != 0 {
 		t.Fatalf("witness generator ran %d times", n)
@@ -342,11 +355,7 @@ func TestDuplicatesProveOnce(t *testing.T) {
 	if _, err := s.JS.Publish(ctx, job.Subject(family.Register), data, jetstream.WithMsgID(env.RequestID+"-again")); err != nil {
 		t.Fatal(err)
 	}
-	info := s.WaitQueueEmpty(family.Register, 10*time.Second)
-	for info.Delivered.Consumer < 2 {
-		time.Sleep(50 * time.Millisecond)
-		info = s.ConsumerInfo(family.Register)
-	}
+	s.WaitDelivered(family.Register, 2, 10*time.Second)
 	again := s.WaitStatus(env.RequestID, store.ProofGenerated, time.Second)
 	if n := f.Calls(t, "prove"); n != 1 {
 		t.Fatalf("prover ran %d times, want 1", n)

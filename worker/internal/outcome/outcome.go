@@ -12,7 +12,16 @@
 //	any other error, deliveries left         Retry        untouched                    NakWithDelay(backoff)
 //	any other error, last delivery           GaveUp       status 3, "gave up after …"  TermWithReason
 //	context ended by ErrShutdown             Interrupted  untouched                    Nak (at once)
+//	  … on the last delivery                 GaveUp       status 3, "gave up after …"  TermWithReason
 //	context ended by ErrCancelled            Cancelled    status 3 "cancelled" if open DoubleAck
+//
+// "Any other error" includes a proof that does not verify: the witness
+// generator has already checked the constraints, so a bad proof points at the
+// prover or its key (provers have been seen to write such proofs), and
+// another attempt, maybe on another machine, may succeed. It includes a
+// sealed blob that does not open with this worker's fleet key, so a worker
+// with a stale key hands the job on instead of failing it, and a circuit or
+// key this worker does not have.
 //
 // Every status 3 write is guarded in SQL (only rows still 0 or 1), so a
 // cancel written by the frontend, or a proof written by another worker, is
@@ -193,6 +202,12 @@ func Decide(err, cause error, attempt, maxDeliver int, b Backoff) Decision {
 	case errors.Is(cause, ErrCancelled):
 		return Decision{Kind: Cancelled, Action: DoubleAck, Reason: "cancelled", Fail: true}
 	case errors.Is(cause, ErrShutdown):
+		if maxDeliver > 0 && attempt >= maxDeliver {
+			// JetStream would not deliver it again: a Nak would leave the
+			// job stuck in the stream and its row open forever.
+			return Decision{Kind: GaveUp, Action: Term, Fail: true,
+				Reason: fmt.Sprintf("gave up after %d attempts: interrupted by worker shutdown", attempt)}
+		}
 		return Decision{Kind: Interrupted, Action: Nak, Reason: ErrShutdown.Error()}
 	case errors.Is(err, ErrAlreadyDone):
 		return Decision{Kind: AlreadyDone, Action: DoubleAck}

@@ -170,6 +170,25 @@ func (s *Stack) WaitQueueEmpty(f family.Family, timeout time.Duration) *jetstrea
 	}
 }
 
+// WaitDelivered waits until the family's consumer has made at least n
+// deliveries and has nothing pending or unacknowledged, then returns its
+// info.
+func (s *Stack) WaitDelivered(f family.Family, n uint64, timeout time.Duration) *jetstream.ConsumerInfo {
+	s.T.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		info := s.ConsumerInfo(f)
+		if info.Delivered.Consumer >= n && info.NumPending == 0 && info.NumAckPending == 0 {
+			return info
+		}
+		if time.Now().After(deadline) {
+			s.T.Fatalf("queue %s after %s: %d deliveries (want %d), pending %d, ack pending %d",
+				f, timeout, info.Delivered.Consumer, n, info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Fakes is a circuits folder and a zkeys folder with shell-script stand-ins
 // for the witness generator, the prover and the verifier. Their behaviour
 // depends on the circuit name, so one set serves every case:
