@@ -134,4 +134,3 @@ func TestRedacted(t *testing.T) {
 		t.Fatalf("password in %s", got)
 	}
 }
-
