@@ -104,3 +104,21 @@ func BenchmarkDevSetup(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoadProvingKey measures what a cold zkprove pays before
+// proving: reading, checking and preparing the key (GROTH16_BENCH_ZKEY, or
+// the tiny test key).
+func BenchmarkLoadProvingKey(b *testing.B) {
+	path := os.Getenv("GROTH16_BENCH_ZKEY")
+	if path == "" {
+		path = snarkjsZkey
+	}
+	if st, err := os.Stat(path); err == nil {
+		b.SetBytes(st.Size())
+	}
+	for b.Loop() {
+		if _, err := LoadProvingKey(context.Background(), path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
