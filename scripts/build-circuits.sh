@@ -120,7 +120,8 @@ wait || true
 failed=0
 for name in "${names[@]}"; do
   if [[ ! -f "$OUTDIR/$name.stamp" ]]; then
-    echo "$name: FAILED (log: $OUTDIR/$name.log)" >&2
+    echo "$name: FAILED (log: $OUTDIR/$name.log), its last lines:" >&2
+    tail -n 20 "$OUTDIR/$name.log" >&2 || true
     failed=1
   fi
 done
