@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	)
 	fs.StringVar(&cfg.CircuitDir, "c", "circuits/build", "compiled circuits (<name>_cpp/<name>, <name>.r1cs)")
 	fs.StringVar(&cfg.ZkeyDir, "k", "zkeys", "proving keys (<name>.zkey, <name>.vkey.json)")
-	fs.StringVar(&inputs, "inputs", "", "sample inputs <name>.json (default: inputs/ beside the -c folder)")
+	fs.StringVar(&inputs, "inputs", "", "sample inputs <name>.json (default: inputs/ beside the -c folder, else circuits/inputs)")
 	fs.StringVar(&cfg.OutDir, "out", "bench/results", "folder for results.md and results.json")
 	fs.StringVar(&cfg.BinDir, "bin", "bin", "folder of the built programs (missing ones are built with go build)")
 	fs.BoolVar(&cfg.Quick, "quick", false, "tiny sizes: every benchmark runs in seconds (CI)")
@@ -95,6 +95,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		cfg.InputsDir = filepath.Join(filepath.Dir(abs), "inputs")
+		if _, err := os.Stat(cfg.InputsDir); err != nil {
+			cfg.InputsDir = filepath.Join("circuits", "inputs")
+		}
 	}
 	cfg.Snarkjs = snarkjs
 	if cfg.Snarkjs == "" {

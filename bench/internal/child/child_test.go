@@ -1,0 +1,133 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRun(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		cmd     Cmd
+		wantErr string
+	}{
+		{"ok", Cmd{Path: "/bin/sh", Args: []string{"-c", "exit 0"}}, ""},
+		{"exit status", Cmd{Path: "/bin/sh", Args: []string{"-c", "echo broken >&2; exit 3"}}, "exit status 3: broken"},
+		{"missing program", Cmd{Path: "/nonexistent/prover"}, "no such file"},
+		{"minimal environment", Cmd{Path: "/bin/sh", Args: []string{"-c", `test -z "$SECRET_FOR_TEST"`}}, ""},
+	}
+	t.Setenv("SECRET_FOR_TEST", "x")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Run(ctx, tt.cmd)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if res.Wall <= 0 || res.MaxRSS <= 0 {
+					t.Errorf("Result %+v: want wall time and peak memory", res)
+				}
+				return
+			}
+			var ce *Error
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Run error %v, want an *Error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRunCancel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Run(ctx, Cmd{Path: "/bin/sh", Args: []string{"-c", "sleep 30 & sleep 30"}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Run error %v, want the context's", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("cancel took %s: the group was not killed", d)
+	}
+}
+
+// buildHelper builds the rusage helper (bench/internal/cmd/rusage).
+func buildHelper(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	out := filepath.Join(t.TempDir(), "rusage")
+	cmd := exec.Command("go", "build", "-o", out, "../cmd/rusage")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build rusage: %v: %s", err, b)
+	}
+	return out
+}
+
+func TestMeter(t *testing.T) {
+	m := Meter{Helper: buildHelper(t)}
+	ctx := context.Background()
+	floor, err := m.Floor(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This test process is far larger than the helper: a direct child
+	// inherits our peak as its ru_maxrss, the meter's must not.
+	ballast := make([]byte, 256<<20)
+	for i := range ballast {
+		ballast[i] = 1
+	}
+	direct, err := Run(ctx, Cmd{Path: "/bin/true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metered, err := m.Run(ctx, Cmd{Path: "/bin/true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if metered.MaxRSS > 64<<20 || metered.MaxRSS < floor/2 {
+		t.Errorf("metered /bin/true peak %d bytes, floor %d: want a few MiB", metered.MaxRSS, floor)
+	}
+	t.Logf("peak RSS of /bin/true: direct child %d MiB, metered %d KiB (ballast[1]=%d)", direct.MaxRSS>>20, metered.MaxRSS>>10, ballast[1])
+
+	// A program that uses memory shows it.
+	res, err := m.Run(ctx, Cmd{Path: "/bin/sh", Args: []string{"-c", "x=$(head -c 50000000 /dev/zero | tr '\\0' a); echo ${#x} >/dev/null"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.MaxRSS < 40<<20 {
+		t.Errorf("shell holding 50 MB: metered peak %d bytes", res.MaxRSS)
+	}
+
+	// Failures carry the program's words.
+	_, err = m.Run(ctx, Cmd{Path: "/bin/sh", Args: []string{"-c", "echo nope >&2; exit 4"}})
+	if err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("failing program: error %v, want its stderr", err)
+	}
+}
+
+func TestStartStopReadMemory(t *testing.T) {
+	p, err := Start(context.Background(), Cmd{Path: "/bin/sleep", Args: []string{"30"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ReadMemory(p.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSS <= 0 || m.HWM < m.RSS {
+		t.Errorf("memory %+v", m)
+	}
+	if err := p.Stop(5 * time.Second); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if _, err := ReadMemory(p.Pid()); err == nil {
+		t.Error("ReadMemory of a stopped process succeeded")
+	}
+}
