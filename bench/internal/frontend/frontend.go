@@ -33,6 +33,8 @@ type Config struct {
 	Circuit    circuits.Circuit
 	CircuitDir string
 	ZkeyDir    string
+	// DatabaseURL is the fleet's database (empty: a throwaway server).
+	DatabaseURL string
 	// Concurrency is the number of clients (and of crypto goroutines).
 	Concurrency int
 	// Warmup is run and discarded before each Duration that is measured.
@@ -85,7 +87,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	q := jobqueue.DefaultConfig()
 	q.MaxMsgs, q.MaxBytes = 50_000_000, 32<<30 // every submit stays queued: no workers
 	fleet, err := devfleet.Start(ctx, devfleet.Config{
-		CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, NoWorkers: true, Queue: q,
+		CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL, NoWorkers: true, Queue: q,
 		Frontend: server.Config{MaxSessions: 1_000_000},
 		Logger:   cfg.Logger,
 	})

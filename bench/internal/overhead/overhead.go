@@ -45,6 +45,8 @@ type Config struct {
 	Circuit    circuits.Circuit
 	CircuitDir string // for the fleet
 	ZkeyDir    string
+	// DatabaseURL is the fleet's database (empty: a throwaway server).
+	DatabaseURL string
 	// Jobs per side (fleet and bare), spread over Rounds.
 	Jobs        int
 	Concurrency int
@@ -77,6 +79,7 @@ type Result struct {
 	Rounds      int    `json:"rounds"`
 	Prover      string `json:"prover"`
 	Verifier    string `json:"verifier"`
+	Postgres    string `json:"postgres"`
 	Fleet       Side   `json:"fleet"`
 	Bare        Side   `json:"bare"`
 	// ThroughputRatio is fleet jobs/s over bare jobs/s (target ≥ 0.98).
@@ -118,7 +121,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Circuit: c.Name, Concurrency: cfg.Concurrency, Rounds: cfg.Rounds}
 
 	fleet, err := devfleet.Start(ctx, devfleet.Config{
-		CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir,
+		CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
 		Families: []family.Family{c.Family}, NoWorkers: true, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -150,6 +153,10 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("overhead: %w", err)
 	}
 	res.Prover, res.Verifier = proverName(cfg), shortCmd(cfg.Verifier)
+	res.Postgres = "the database of -database-url"
+	if fleet.ThrowawayPostgres() {
+		res.Postgres = "a throwaway Postgres (fsync off)"
+	}
 
 	b, err := newBare(ctx, c, inputs, cfg.ProverMode, cfg.Prover, cfg.Verifier, cfg.WorkDir)
 	if err != nil {
@@ -418,9 +425,9 @@ func (r *Result) Section() report.Section {
 		Intro: []string{
 			fmt.Sprintf("%d proofs of %s per side, closed loop with concurrency %d, in %d alternating rounds, after an unmeasured warm-up of %d jobs per side. "+
 				"**Fleet**: %d Go clients (api/client over WebSocket: fresh P-256 key, hello, full attestation check, AES-GCM, submit, then follow the status by subscription) "+
-				"against the whole fleet in this process (internal/devfleet: frontend, embedded NATS JetStream, a throwaway Postgres, one worker pool with %d slots). "+
+				"against the whole fleet in this process (internal/devfleet: frontend, embedded NATS JetStream with file storage, %s, one worker pool with %d slots). "+
 				"**Bare**: %d goroutines each writing the input file and running the same witness generator, prover (%s) and verifier (%s) with the worker's child-process settings, no fleet.",
-				r.Fleet.Jobs, r.Circuit, r.Concurrency, r.Rounds, r.Concurrency, r.Concurrency, r.Concurrency, r.Concurrency, r.Prover, r.Verifier),
+				r.Fleet.Jobs, r.Circuit, r.Concurrency, r.Rounds, r.Concurrency, r.Concurrency, r.Postgres, r.Concurrency, r.Concurrency, r.Prover, r.Verifier),
 			"**Throughput ratio** = fleet jobs/s ÷ bare jobs/s, each = jobs ÷ the summed wall time of its phases (target ≥ 0.98). " +
 				"**Latency** of a fleet job = client-observed time from before the hello to the terminal status (proof generated); of a bare job = from writing the input to the verifier's exit. " +
 				"**Added latency** p50/p99 = fleet quantile − bare quantile (target ≤ 3 ms / 15 ms): the quantile shift of the per-job distribution. " +

@@ -214,7 +214,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		switch name {
 		case Overhead:
 			r, err := overhead.Measure(ctx, overhead.Config{
-				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir,
+				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
 				Jobs: set.OverheadJobs, Concurrency: conc, Rounds: set.OverheadRounds,
 				ProverMode: proverMode, Prover: prover, Verifier: verifier, Fallback: fallback,
 				WorkDir: work, Logger: cfg.Logger, Log: logf,
@@ -225,7 +225,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			}
 		case Frontend:
 			r, err := frontend.Measure(ctx, frontend.Config{
-				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir,
+				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
 				Concurrency: set.FrontendClients, Warmup: time.Duration(set.FrontendSeconds * float64(time.Second) / 4),
 				Duration: time.Duration(set.FrontendSeconds * float64(time.Second)),
 				Logger:   cfg.Logger, Log: logf,
