@@ -256,7 +256,7 @@ func frontend(ctx context.Context, cfg Config, fleet *devfleet.Fleet, transport 
 	}
 	fe.RSS, fe.PeakRSS = m.RSS, m.HWM
 	fe.BytesPerSess = float64(m.RSS-idle.RSS) / float64(cfg.Sessions)
-	if n, ok := gauge(ctx, "http://"+admin+"/metrics", "prover_api_sessions"); ok {
+	if n, ok := gauge(ctx, "http://"+admin+"/metrics", "prover_api_sessions_open"); ok {
 		fe.LiveSessions = int(n)
 		if fe.LiveSessions != cfg.Sessions {
 			return fe, fmt.Errorf("memory: prover-api reports %d live sessions after %d hellos", fe.LiveSessions, cfg.Sessions)
