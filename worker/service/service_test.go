@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
@@ -68,6 +69,34 @@ func TestConfigValidation(t *testing.T) {
 	c := svc.Config()
 	if c.Concurrency != 1 || c.Stream != job.StreamName || c.ShutdownGrace != service.DefaultShutdownGrace || c.WorkerID == "" {
 		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+// Services of different families can share a registry; a second Service
+// of the same family there is refused with a clear message.
+func TestSharedRegistry(t *testing.T) {
+	t.Parallel()
+	s := wt.Setup(t, jobqueue.Config{})
+	f := wt.NewFakes(t)
+	reg := prometheus.NewRegistry()
+	deps := service.Deps{Pool: s.Pool, JS: s.JS, NC: s.NC, Logger: wt.Discard(), Registry: reg}
+	for _, fam := range family.All() {
+		if _, err := service.New(s.Config(f, fam), deps); err != nil {
+			t.Fatalf("%s: %v", fam, err)
+		}
+	}
+	_, err := service.New(s.Config(f, family.DSC), deps)
+	if err == nil || !strings.Contains(err.Error(), "the dsc family's worker metrics are already registered here") {
+		t.Fatalf("second dsc Service on one registry: %v", err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "prover_worker_slots" && len(mf.GetMetric()) != 3 {
+			t.Fatalf("prover_worker_slots has %d series, want one per family", len(mf.GetMetric()))
+		}
 	}
 }
 

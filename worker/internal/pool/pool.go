@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -281,7 +282,7 @@ func (p *Pool) handle(hard context.Context, msg jetstream.Msg) {
 	defer cancel(nil)
 	untrack := p.track(env.RequestID, &runningJob{cancel: cancel})
 	beatDone := p.heartbeat(ctx, log, msg, env.RequestID)
-	err = p.d.Job.Run(ctx, env, attempt)
+	err = p.run(ctx, log, env, attempt)
 	beatDone()
 	untrack()
 
@@ -301,6 +302,19 @@ func (p *Pool) handle(hard context.Context, msg jetstream.Msg) {
 		log.Debug("job error", "err", err)
 	}
 	p.d.Observer.Finished(env, d, elapsed)
+}
+
+// run runs the job; a panic is logged and becomes a transient failure, so
+// one poisonous job is retried and finally given up instead of crashing every
+// worker that takes it.
+func (p *Pool) run(ctx context.Context, log *slog.Logger, env job.Envelope, attempt int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("job panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = outcome.Retry("internal error in the worker", fmt.Errorf("panic: %v", r))
+		}
+	}()
+	return p.d.Job.Run(ctx, env, attempt)
 }
 
 // heartbeat sends InProgress and refreshes the row's heartbeat every
