@@ -74,7 +74,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
 	nc, err := nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to nats %s: %w", cfg.NATSURL, err)
+		return fmt.Errorf("connect to nats %s: %w", config.Redacted(cfg.NATSURL), err)
 	}
 	defer func() {
 		if err := nc.Drain(); err != nil {

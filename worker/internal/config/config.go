@@ -176,7 +176,7 @@ func (c Config) Logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// Redacted is the database URL without its password, for logs.
+// Redacted is a server URL without its password, for logs and errors.
 func Redacted(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
