@@ -43,7 +43,9 @@ func Example() {
 		return
 	}
 
-	done := make(chan error, len(family.All()))
+	// Build every pool first, so a bad setting stops the program before any
+	// job runs.
+	var svcs []*service.Service
 	for _, f := range family.All() {
 		svc, err := service.New(service.Config{
 			Family:      f,
@@ -57,9 +59,13 @@ func Example() {
 			logger.Error("worker", "family", f, "err", err)
 			return
 		}
+		svcs = append(svcs, svc)
+	}
+	done := make(chan error, len(svcs))
+	for _, svc := range svcs {
 		go func() { done <- svc.Run(ctx) }() // returns after a graceful stop
 	}
-	for range family.All() {
+	for range svcs {
 		if err := <-done; err != nil {
 			logger.Error("worker stopped", "err", err)
 		}
