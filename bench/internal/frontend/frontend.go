@@ -282,6 +282,7 @@ func (r *Result) Section() report.Section {
 				"**Crypto-only limit, both ends**: the same number of goroutines, same process, doing only the pair's cryptography: client key, server session key, server ECDH, the dev attester's Attest (one ECDSA P-384 signature), client ECDH, AES-GCM encrypt and decrypt. " +
 				"Each crypto loop runs once before and once after the frontend loops (rates averaged, latencies pooled), so drift on the machine hits both sides. " +
 				"**Server only**: the server's share alone (session key, ECDH, Attest, AES-GCM decrypt) with a fixed client key. " +
+				"Only the crypto loops' rates are compared: their latencies are of CPU-bound goroutines that Go's scheduler runs in time slices, not of requests. " +
 				"**Ratio** = pairs/s ÷ the both-ends crypto limit (target ≥ 0.8): this process is both the frontend and the load generator, so both ends' cryptography is the ceiling it can reach; the ratio to the server-only limit is shown too.",
 		},
 	}

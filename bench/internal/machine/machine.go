@@ -27,6 +27,11 @@ type Info struct {
 	Dirty    bool              `json:"dirty"`
 	Date     string            `json:"date"`
 	Tools    map[string]string `json:"tools,omitempty"`
+	// LoadAvgStart and LoadAvgEnd are /proc/loadavg's 1, 5 and 15 minute
+	// averages when the run started and ended: other work on the machine
+	// shows here.
+	LoadAvgStart string `json:"load_avg_start"`
+	LoadAvgEnd   string `json:"load_avg_end,omitempty"`
 	Hostname string            `json:"-"`
 }
 
@@ -40,6 +45,7 @@ func Describe(ctx context.Context, tools map[string][]string) Info {
 		Date:      time.Now().UTC().Format(time.RFC3339),
 	}
 	in.MemoryBytes = memTotal()
+	in.LoadAvgStart = LoadAvg()
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		in.Kernel = strings.TrimSpace(string(b))
 	}
@@ -110,4 +116,17 @@ func memTotal() int64 {
 		}
 	}
 	return 0
+}
+
+// LoadAvg is the 1, 5 and 15 minute load averages from /proc/loadavg.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -298,6 +298,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		logf("%s: done in %.1fs", name, time.Since(t).Seconds())
 	}
 	res.DurationS = time.Since(start).Seconds()
+	res.Machine.LoadAvgEnd = machine.LoadAvg()
 	return res, errors.Join(errs...)
 }
 
@@ -349,6 +350,7 @@ func Document(res *Results) report.Document {
 			{"CPU", fmt.Sprintf("%s, %d cores", m.CPUModel, m.Cores)},
 			{"memory", report.GiB(m.MemoryBytes)},
 			{"kernel", m.Kernel},
+			{"load average (1/5/15 min) at start, at end", m.LoadAvgStart + "; " + m.LoadAvgEnd + " (on " + fmt.Sprint(m.Cores) + " cores; above that, other work shared the machine)"},
 			{"mode", mode(res.Quick)},
 			{"run time", fmt.Sprintf("%.0f s", res.DurationS)},
 		},
