@@ -24,15 +24,15 @@ type Info struct {
 	GoVersion   string `json:"go_version"`
 	Commit      string `json:"commit"`
 	// Dirty: the working tree had uncommitted changes (anywhere in it).
-	Dirty    bool              `json:"dirty"`
-	Date     string            `json:"date"`
-	Tools    map[string]string `json:"tools,omitempty"`
+	Dirty bool              `json:"dirty"`
+	Date  string            `json:"date"`
+	Tools map[string]string `json:"tools,omitempty"`
 	// LoadAvgStart and LoadAvgEnd are /proc/loadavg's 1, 5 and 15 minute
 	// averages when the run started and ended: other work on the machine
 	// shows here.
 	LoadAvgStart string `json:"load_avg_start"`
 	LoadAvgEnd   string `json:"load_avg_end,omitempty"`
-	Hostname string            `json:"-"`
+	Hostname     string `json:"-"`
 }
 
 // Describe collects Info. tools maps a tool's name to a command that
