@@ -197,17 +197,19 @@ func (p *Pool) Run(ctx context.Context) error {
 		// Not bound to ctx: a pull cancelled on the client stays open on
 		// the server, and a job it delivers would wait out AckWait. It
 		// expires after FetchWait; what it brings after ctx ended is
-		// handed back at once.
+		// handed back at once (Nak).
 		batch, err := p.d.Fetcher.Fetch(1, jetstream.FetchMaxWait(p.cfg.FetchWait))
 		if err == nil {
 			got := false
 			for msg := range batch.Messages() {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil && !p.lastDelivery(msg) {
 					if err := msg.Nak(); err != nil {
 						log.Warn("hand back message fetched during shutdown", "err", err)
 					}
 					continue
 				}
+				// (A job on its last delivery is not handed back: JetStream
+				// would not deliver it again. It runs within the grace.)
 				got = true
 				jobs.Add(1)
 				go func() {
@@ -251,6 +253,12 @@ func (p *Pool) Run(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// lastDelivery reports whether msg is on its last allowed delivery.
+func (p *Pool) lastDelivery(msg jetstream.Msg) bool {
+	meta, err := msg.Metadata()
+	return err == nil && p.cfg.MaxDeliver > 0 && int(meta.NumDelivered) >= p.cfg.MaxDeliver
 }
 
 // handle runs one delivered message to its acknowledgement.
