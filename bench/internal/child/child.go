@@ -8,10 +8,10 @@
 package child
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,9 +28,11 @@ type Cmd struct {
 	Dir  string
 	// Env is the child's whole environment; nil means Env().
 	Env []string
-	// Stdout, when set, receives the child's standard output (otherwise
-	// only its last bytes are kept for errors).
-	Stdout *bytes.Buffer
+	// Stdin is the child's standard input (nil: none). Stdout, when set,
+	// receives its standard output (otherwise only its last bytes are kept
+	// for errors).
+	Stdin  io.Reader
+	Stdout io.Writer
 }
 
 // Result describes a finished child.
@@ -106,6 +108,7 @@ func configure(ctx context.Context, c Cmd) (*exec.Cmd, *tail) {
 	}
 	t := &tail{n: 2048}
 	cmd.Stderr = t
+	cmd.Stdin = c.Stdin
 	if c.Stdout != nil {
 		cmd.Stdout = c.Stdout
 	} else {

@@ -32,7 +32,7 @@ type usage struct {
 }
 
 // TrampolineMain is the helper: it runs args[0] with args[1:] (same
-// directory, environment, stdout and stderr), waits, writes a usage to fd
+// directory, environment, stdin, stdout and stderr), waits, writes a usage to fd
 // 3 and returns the program's exit status.
 func TrampolineMain(args []string) int {
 	report := os.NewFile(3, "rusage")
@@ -41,7 +41,7 @@ func TrampolineMain(args []string) int {
 		return 2
 	}
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	err := cmd.Run()
@@ -84,7 +84,7 @@ func (m Meter) Run(ctx context.Context, c Cmd) (Result, error) {
 		b, _ := io.ReadAll(r)
 		done <- b
 	}()
-	outer := Cmd{Path: m.Helper, Args: append([]string{c.Path}, c.Args...), Dir: c.Dir, Env: c.Env, Stdout: c.Stdout}
+	outer := Cmd{Path: m.Helper, Args: append([]string{c.Path}, c.Args...), Dir: c.Dir, Env: c.Env, Stdin: c.Stdin, Stdout: c.Stdout}
 	cmd, t := configure(ctx, outer)
 	cmd.ExtraFiles = []*os.File{w}
 	if err := cmd.Start(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openpassport/prover-fleet/api/client"
@@ -104,16 +105,13 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 		Type: c.ProofType, Circuit: c.Name, Inputs: inputs, Onchain: true,
 		EndpointType: "staging_https", Endpoint: "https://bench.example/verify",
 	}
-	var submitted sync.Mutex
-	total := 0
+	var accepted atomic.Int64 // every accepted submit, warm-ups included
 	submit := func(cl *client.Client) func(context.Context) error {
 		return func(ctx context.Context) error {
 			if _, err := cl.Submit(ctx, req, nil); err != nil {
 				return fmt.Errorf("frontend: submit: %w", err)
 			}
-			submitted.Lock()
-			total++
-			submitted.Unlock()
+			accepted.Add(1)
 			return nil
 		}
 	}
@@ -199,8 +197,8 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	for _, b := range backlogs {
 		res.Enqueued += b.Pending
 	}
-	if res.Enqueued != uint64(total) {
-		return nil, fmt.Errorf("frontend: %d submits were accepted but %d jobs are queued", total, res.Enqueued)
+	if n := accepted.Load(); res.Enqueued != uint64(n) {
+		return nil, fmt.Errorf("frontend: %d submits were accepted but %d jobs are queued", n, res.Enqueued)
 	}
 	return res, nil
 }

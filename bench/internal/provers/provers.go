@@ -8,11 +8,12 @@
 package provers
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,10 +47,11 @@ type Config struct {
 	// program (bench/internal/cmd/warmprove).
 	Meter     child.Meter
 	WarmProve string
-	// Reps is the number of proofs per prover and circuit (at least 1).
+	// Reps is the number of rounds per circuit (at least 1); each round
+	// runs every prover once, in turn.
 	Reps int
-	// Budget bounds one prover's time on one circuit: after the first
-	// proof, only as many more run as fit.
+	// Budget bounds one circuit's rounds: after the first, only as many
+	// more run as fit.
 	Budget  time.Duration
 	WorkDir string
 	Log     func(format string, args ...any)
@@ -140,6 +142,11 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 type prover struct {
 	name string
 	argv []string // command prefix; nil for the warm prover
+	out  string   // its output directory
+
+	walls   []time.Duration
+	cpu     time.Duration
+	peakRSS int64
 }
 
 func measureCircuit(ctx context.Context, cfg Config, c circuits.Circuit) (CircuitResult, error) {
@@ -168,47 +175,105 @@ func measureCircuit(ctx context.Context, cfg Config, c circuits.Circuit) (Circui
 		return cr, fmt.Errorf("provers: %s: %w", c.VKey, err)
 	}
 
-	var ps []prover
+	var ps []*prover
 	if cfg.Snarkjs != "" {
-		ps = append(ps, prover{Snarkjs, []string{cfg.Snarkjs, "groth16", "prove"}})
+		ps = append(ps, &prover{name: Snarkjs, argv: []string{cfg.Snarkjs, "groth16", "prove"}})
 	}
 	if cfg.Rapidsnark != "" {
-		ps = append(ps, prover{Rapidsnark, []string{cfg.Rapidsnark}})
+		ps = append(ps, &prover{name: Rapidsnark, argv: []string{cfg.Rapidsnark}})
 	}
 	if cfg.Zkprove != "" {
-		ps = append(ps, prover{NativeCold, []string{cfg.Zkprove}})
+		ps = append(ps, &prover{name: NativeCold, argv: []string{cfg.Zkprove}})
 	}
-	ps = append(ps, prover{NativeWarm, nil})
+	warmP := &prover{name: NativeWarm}
+	ps = append(ps, warmP)
+	for i, p := range ps {
+		p.out = filepath.Join(dir, fmt.Sprintf("out-%d", i))
+		if err := os.Mkdir(p.out, 0o755); err != nil {
+			return cr, fmt.Errorf("provers: %w", err)
+		}
+	}
+
+	// The warm prover: load the key, prove once unmeasured.
+	cfg.Log("provers: %s: loading the warm prover", c.Name)
+	w, err := startWarm(ctx, cfg, c, wtnsPath, warmP.out)
+	if err != nil {
+		return cr, err
+	}
+	defer w.stop()
+	first, err := w.prove(ctx)
+	if err != nil {
+		return cr, err
+	}
+
+	// Rounds: every prover once per round, in turn, so that drift on the
+	// machine hits all of them. The first round tells how many fit in the
+	// budget.
+	n := cfg.Reps
+	for rep := 0; rep < n; rep++ {
+		start := time.Now()
+		for _, p := range ps {
+			cfg.Log("provers: %s with %s (%d/%d)", c.Name, p.name, rep+1, n)
+			if p == warmP {
+				d, err := w.prove(ctx)
+				if err != nil {
+					return cr, err
+				}
+				p.walls = append(p.walls, d)
+				continue
+			}
+			args := append(slices.Clone(p.argv[1:]), c.Zkey, wtnsPath, filepath.Join(p.out, "proof.json"), filepath.Join(p.out, "public.json"))
+			res, err := cfg.Meter.Run(ctx, child.Cmd{Path: p.argv[0], Args: args, Dir: p.out})
+			if err != nil {
+				return cr, fmt.Errorf("provers: %s on %s: %w", p.name, c.Name, err)
+			}
+			p.walls = append(p.walls, res.Wall)
+			p.cpu += res.UserCPU + res.SysCPU
+			p.peakRSS = max(p.peakRSS, res.MaxRSS)
+		}
+		if rep == 0 {
+			n = reps(cfg, time.Since(start))
+		}
+	}
+	wres2, err := w.finish()
+	if err != nil {
+		return cr, err
+	}
+	warmP.peakRSS = wres2.MaxRSS
+	// The warm process's CPU time covers the load and every proof; per
+	// proof it is shared out by wall time, which is the best this side can
+	// do.
+	var proving time.Duration
+	for _, d := range warmP.walls {
+		proving += d
+	}
+	if whole := w.load + first + proving; whole > 0 {
+		warmP.cpu = time.Duration(float64(wres2.UserCPU+wres2.SysCPU) * float64(proving) / float64(whole))
+	}
 
 	var wantPublic []string
 	var snarkjsMedian, coldMedian time.Duration
 	var snarkjsCPU float64
 	for _, p := range ps {
-		out := filepath.Join(dir, fmt.Sprintf("out-%d", len(cr.Runs)))
-		if err := os.Mkdir(out, 0o755); err != nil {
-			return cr, fmt.Errorf("provers: %w", err)
-		}
-		cfg.Log("provers: %s with %s", c.Name, p.name)
-		var run Run
-		var walls []time.Duration
-		if p.argv != nil {
-			run, walls, err = measureCommand(ctx, cfg, c, p, wtnsPath, out)
-		} else {
-			run, walls, err = measureWarm(ctx, cfg, c, wtnsPath, out, coldMedian)
-		}
-		if err != nil {
-			return cr, err
-		}
-		public, err := checkOutput(vk, out)
+		public, err := checkOutput(vk, p.out)
 		if err != nil {
 			return cr, fmt.Errorf("provers: %s on %s: %w", p.name, c.Name, err)
 		}
 		if wantPublic == nil {
 			wantPublic = public
 		} else if !slices.Equal(public, wantPublic) {
-			return cr, fmt.Errorf("provers: %s on %s: public signals %v differ from %s's %v", p.name, c.Name, public, cr.Runs[0].Prover, wantPublic)
+			return cr, fmt.Errorf("provers: %s on %s: public signals %v differ from %s's %v", p.name, c.Name, public, ps[0].name, wantPublic)
 		}
-		med := stats.Median(walls)
+		run := Run{
+			Prover: p.name, Mode: "command", Wall: stats.Summarize(p.walls), PeakRSS: p.peakRSS,
+			CPUms: stats.Round(stats.MS(p.cpu)/float64(len(p.walls)), 1),
+		}
+		if p == warmP {
+			run.Mode = "in-process"
+			run.LoadMS = stats.Round(stats.MS(w.load), 1)
+			run.FirstMS = stats.Round(stats.MS(first), 1)
+		}
+		med := stats.Median(p.walls)
 		switch p.name {
 		case Snarkjs:
 			snarkjsMedian, snarkjsCPU = med, run.CPUms
@@ -221,7 +286,7 @@ func measureCircuit(ctx context.Context, cfg Config, c circuits.Circuit) (Circui
 		if snarkjsCPU > 0 && run.CPUms > 0 {
 			run.CPUSpeedupVsSnarkjs = stats.Round(snarkjsCPU/run.CPUms, 2)
 		}
-		if p.name == NativeWarm && coldMedian > 0 {
+		if p == warmP && coldMedian > 0 {
 			cr.WarmOverCold = stats.Round(float64(med)/float64(coldMedian), 3)
 		}
 		if c.ZkeyBytes > 0 {
@@ -232,8 +297,8 @@ func measureCircuit(ctx context.Context, cfg Config, c circuits.Circuit) (Circui
 	return cr, nil
 }
 
-// reps is how many proofs fit: cfg.Reps, or fewer when the first one shows
-// they would not fit in the budget (at least 1).
+// reps is how many rounds fit: cfg.Reps, or fewer when the first round
+// shows they would not fit in the budget (at least 1).
 func reps(cfg Config, first time.Duration) int {
 	if cfg.Budget <= 0 || first <= 0 {
 		return cfg.Reps
@@ -241,66 +306,102 @@ func reps(cfg Config, first time.Duration) int {
 	return max(1, min(cfg.Reps, int(cfg.Budget/first)))
 }
 
-func measureCommand(ctx context.Context, cfg Config, c circuits.Circuit, p prover, wtnsPath, out string) (Run, []time.Duration, error) {
-	run := Run{Prover: p.name, Mode: "command"}
-	var walls []time.Duration
-	var cpu time.Duration
-	n := cfg.Reps
-	for i := 0; i < n; i++ {
-		args := append(slices.Clone(p.argv[1:]), c.Zkey, wtnsPath, filepath.Join(out, "proof.json"), filepath.Join(out, "public.json"))
-		res, err := cfg.Meter.Run(ctx, child.Cmd{Path: p.argv[0], Args: args, Dir: out})
-		if err != nil {
-			return run, nil, fmt.Errorf("provers: %s on %s: %w", p.name, c.Name, err)
-		}
-		walls = append(walls, res.Wall)
-		cpu += res.UserCPU + res.SysCPU
-		run.PeakRSS = max(run.PeakRSS, res.MaxRSS)
-		if i == 0 {
-			n = reps(cfg, res.Wall)
-		}
-	}
-	run.Wall = stats.Summarize(walls)
-	run.CPUms = stats.Round(stats.MS(cpu)/float64(len(walls)), 1)
-	return run, walls, nil
+// warmProcess is the warm prover running under the meter, asked for one
+// proof at a time.
+type warmProcess struct {
+	in     *io.PipeWriter
+	lines  chan warm.Line
+	done   chan struct{}
+	res    child.Result
+	err    error
+	load   time.Duration
+	cancel context.CancelFunc
 }
 
-func measureWarm(ctx context.Context, cfg Config, c circuits.Circuit, wtnsPath, out string, coldEstimate time.Duration) (Run, []time.Duration, error) {
-	run := Run{Prover: NativeWarm, Mode: "in-process"}
-	n := cfg.Reps
-	if coldEstimate > 0 {
-		n = reps(cfg, coldEstimate)
-	}
-	// One more proof than measured: the first after the load is reported
-	// on its own.
-	var stdout bytes.Buffer
-	res, err := cfg.Meter.Run(ctx, child.Cmd{
-		Path: cfg.WarmProve, Args: []string{c.Zkey, wtnsPath, out, fmt.Sprint(n + 1)},
-		Dir: out, Stdout: &stdout,
-	})
+func startWarm(ctx context.Context, cfg Config, c circuits.Circuit, wtnsPath, out string) (*warmProcess, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	w := &warmProcess{in: inW, lines: make(chan warm.Line, 16), done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(w.done)
+		w.res, w.err = cfg.Meter.Run(ctx, child.Cmd{
+			Path: cfg.WarmProve, Args: []string{c.Zkey, wtnsPath, out}, Dir: out, Stdin: inR, Stdout: outW,
+		})
+		outW.Close()
+		inR.Close()
+	}()
+	go func() {
+		defer close(w.lines)
+		sc := bufio.NewScanner(outR)
+		for sc.Scan() {
+			var l warm.Line
+			if json.Unmarshal(sc.Bytes(), &l) == nil {
+				w.lines <- l
+			}
+		}
+		_, _ = io.Copy(io.Discard, outR)
+	}()
+	l, err := w.next(ctx)
 	if err != nil {
-		return run, nil, fmt.Errorf("provers: warm prover on %s: %w", c.Name, err)
+		w.stop()
+		return nil, err
 	}
-	var rep warm.Report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || len(rep.ProveNS) != n+1 {
-		return run, nil, fmt.Errorf("provers: warm prover on %s: unreadable report %q: %v", c.Name, stdout.String(), err)
+	if l.LoadNS == 0 {
+		w.stop()
+		return nil, fmt.Errorf("provers: warm prover on %s: no key load report", c.Name)
 	}
-	walls := make([]time.Duration, n)
-	var sum time.Duration
-	for i, ns := range rep.ProveNS[1:] {
-		walls[i] = time.Duration(ns)
-		sum += walls[i]
+	w.load = time.Duration(l.LoadNS)
+	return w, nil
+}
+
+func (w *warmProcess) next(ctx context.Context) (warm.Line, error) {
+	select {
+	case l, ok := <-w.lines:
+		if ok {
+			return l, nil
+		}
+	case <-ctx.Done():
+		return warm.Line{}, ctx.Err()
 	}
-	run.Wall = stats.Summarize(walls)
-	run.LoadMS = stats.Round(stats.MS(time.Duration(rep.LoadNS)), 1)
-	run.FirstMS = stats.Round(stats.MS(time.Duration(rep.ProveNS[0])), 1)
-	run.PeakRSS = res.MaxRSS
-	// The process's CPU time covers the load and every proof; per proof it
-	// is shared out by wall time, which is the best this side can do.
-	total := res.UserCPU + res.SysCPU
-	if whole := time.Duration(rep.LoadNS+rep.ProveNS[0]) + sum; whole > 0 {
-		run.CPUms = stats.Round(stats.MS(total)*float64(sum)/float64(whole)/float64(n), 1)
+	<-w.done
+	if w.err != nil {
+		return warm.Line{}, fmt.Errorf("provers: warm prover: %w", w.err)
 	}
-	return run, walls, nil
+	return warm.Line{}, errors.New("provers: warm prover stopped answering")
+}
+
+// prove asks for one proof and returns its time.
+func (w *warmProcess) prove(ctx context.Context) (time.Duration, error) {
+	if _, err := io.WriteString(w.in, "prove\n"); err != nil {
+		return 0, fmt.Errorf("provers: warm prover: %w", err)
+	}
+	l, err := w.next(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if l.ProveNS == 0 {
+		return 0, errors.New("provers: warm prover: answer without a proof time")
+	}
+	return time.Duration(l.ProveNS), nil
+}
+
+// finish closes the warm prover's input, waits for it to exit and returns
+// its run (peak memory, CPU time).
+func (w *warmProcess) finish() (child.Result, error) {
+	w.in.Close()
+	<-w.done
+	if w.err != nil {
+		return w.res, fmt.Errorf("provers: warm prover: %w", w.err)
+	}
+	return w.res, nil
+}
+
+// stop ends the warm prover however it is doing.
+func (w *warmProcess) stop() {
+	w.in.Close()
+	w.cancel()
+	<-w.done
 }
 
 // checkOutput verifies out/proof.json against out/public.json and returns
@@ -336,7 +437,8 @@ func (r *Result) Section() report.Section {
 				"Command provers run with the worker's argument shape `<zkey> <wtns> <proof.json> <public.json>` and its minimal environment; " +
 				"wall time is from start to exit, peak memory is the program's maximum resident set from wait4's rusage, taken by a small helper process that runs it as its own child " +
 				"(a direct child of a Go process inherits the parent's peak RSS as its ru_maxrss, through vfork + exec; see child.Meter). " +
-				"The warm prover runs in a separate process that loads the key once, proves once unmeasured, then proves repeatedly; its time per proof covers reading the witness, proving and writing the two JSON files, " +
+				"The provers take turns: each round runs every prover once, so drift on the machine hits all of them alike. " +
+				"The warm prover is a separate process that loads the key once, proves once unmeasured, then proves once per round when asked; its time per proof covers reading the witness, proving and writing the two JSON files, " +
 				"and its peak memory is that whole process's (key included). " +
 				"Every prover's output is checked with shared/groth16's verifier, and all must give the same public signals. " +
 				"Speedup (wall) = snarkjs's median wall time / the prover's median (issue 7: ≥ 5× on the largest circuit); speedup (CPU) = the same with CPU time per proof, a cross-check that other load on the machine cannot skew. " +

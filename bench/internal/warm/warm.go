@@ -1,10 +1,11 @@
 // Package warm is the native prover held warm in one process: it loads a
 // proving key once and proves the same witness repeatedly, reporting the
-// load and each proof's time. It runs as its own small program
+// load and each proof's time, one proof per request on stdin. It runs as its own small program
 // (bench/internal/cmd/warmprove) so that its peak memory is its own.
 package warm
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,46 +13,50 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/openpassport/prover-fleet/shared/groth16"
 	"github.com/openpassport/prover-fleet/shared/groth16/wtns"
 )
 
-// Report is what the warm prover prints on stdout.
-type Report struct {
-	LoadNS  int64   `json:"load_ns"`
-	ProveNS []int64 `json:"prove_ns"`
+// Line is one line the warm prover prints on stdout: first the key load
+// (LoadNS), then one per proof asked for (ProveNS).
+type Line struct {
+	LoadNS  int64 `json:"load_ns,omitempty"`
+	ProveNS int64 `json:"prove_ns,omitempty"`
 }
 
-// Main loads the proving key once and then proves n times: each proof
+// Main loads the proving key, prints its load time, then proves once for
+// every line read from stdin until EOF, printing each proof's time. A proof
 // reads the .wtns file, proves (groth16.Prove checks its own proof) and
 // writes proof.json and public.json into outdir, as a worker holding the key
-// warm would per job. It prints a warmReport on stdout.
-func Main(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) != 4 {
-		return errors.New("usage: warmprove <zkey> <wtns> <outdir> <n>")
+// warm does per job. Asking line by line lets the benchmark interleave warm
+// proofs with the other provers' runs.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) != 3 {
+		return errors.New("usage: warmprove <zkey> <wtns> <outdir>  (one proof per line on stdin)")
 	}
 	zkeyPath, wtnsPath, outDir := args[0], args[1], args[2]
-	n, err := strconv.Atoi(args[3])
-	if err != nil || n < 1 {
-		return fmt.Errorf("n must be a positive integer, got %q", args[3])
-	}
 	start := time.Now()
 	pk, err := groth16.LoadProvingKey(ctx, zkeyPath)
 	if err != nil {
 		return fmt.Errorf("load proving key: %w", err)
 	}
-	rep := Report{LoadNS: int64(time.Since(start))}
-	for range n {
+	enc := json.NewEncoder(stdout)
+	if err := enc.Encode(Line{LoadNS: max(1, int64(time.Since(start)))}); err != nil {
+		return err
+	}
+	in := bufio.NewScanner(stdin)
+	for in.Scan() {
 		t := time.Now()
 		if err := proveOnce(ctx, pk, wtnsPath, outDir); err != nil {
 			return err
 		}
-		rep.ProveNS = append(rep.ProveNS, int64(time.Since(t)))
+		if err := enc.Encode(Line{ProveNS: max(1, int64(time.Since(t)))}); err != nil {
+			return err
+		}
 	}
-	return json.NewEncoder(stdout).Encode(rep)
+	return in.Err()
 }
 
 func proveOnce(ctx context.Context, pk *groth16.ProvingKey, wtnsPath, outDir string) error {

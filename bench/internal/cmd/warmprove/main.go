@@ -1,7 +1,7 @@
 // Command warmprove is the benchmark's warm in-process prover (package
 // bench/internal/warm) as a small program of its own:
 //
-//	warmprove <zkey> <wtns> <outdir> <n>
+//	warmprove <zkey> <wtns> <outdir>    (then one line on stdin per proof)
 package main
 
 import (
@@ -16,7 +16,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := warm.Main(ctx, os.Args[1:], os.Stdout)
+	err := warm.Main(ctx, os.Args[1:], os.Stdin, os.Stdout)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "warmprove:", err)
