@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -60,6 +61,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		inputs  string
 		snarkjs string
 		rapid   string
+		cpuProf string
 	)
 	fs.StringVar(&cfg.CircuitDir, "c", "circuits/build", "compiled circuits (<name>_cpp/<name>, <name>.r1cs)")
 	fs.StringVar(&cfg.ZkeyDir, "k", "zkeys", "proving keys (<name>.zkey, <name>.vkey.json)")
@@ -76,6 +78,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "jobs at once in the fleet-overhead and worker-memory benchmarks (default: the number of CPUs)")
 	fs.DurationVar(&timeout, "timeout", 0, "give up after this long (default 40m, or 5m with -quick)")
 	fs.BoolVar(&verbose, "v", false, "log the fleets' warnings and errors to stderr")
+	fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of this process (fleets, clients, loops; not the child programs) to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -122,6 +125,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	if cpuProf != "" {
+		f, err := os.Create(cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, runErr := suite.Run(ctx, cfg)
 	if res == nil {
 		return runErr
