@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -108,7 +107,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	var admin *http.Server
 	if cfg.AdminAddress != "" {
-		ln, err := net.Listen("tcp", cfg.AdminAddress)
+		ln, err := vsockdial.Listen(cfg.AdminAddress) // host:port, or vsock://:PORT inside an enclave
 		if err != nil {
 			return fmt.Errorf("--admin-address: %w", err)
 		}
