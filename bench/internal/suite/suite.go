@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	tools := map[string][]string{"postgres": {"sh", "-c", "ls /usr/lib/postgresql/*/bin/postgres >/dev/null && /usr/lib/postgresql/*/bin/postgres --version"}}
 	if cfg.Snarkjs != "" {
 		tools["node"] = []string{"node", "--version"}
-		tools["snarkjs"] = []string{"sh", "-c", "grep -m1 '\"version\"' " + filepath.Join(filepath.Dir(cfg.Snarkjs), "..", "snarkjs", "package.json")}
+		tools["snarkjs"] = []string{"sed", "-n", `s/^  "version": "\(.*\)",$/\1/p`, filepath.Join(filepath.Dir(cfg.Snarkjs), "..", "snarkjs", "package.json")}
 	}
 	res := &Results{Machine: machine.Describe(ctx, tools), Quick: cfg.Quick, Settings: set}
 
