@@ -15,7 +15,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/internal/admin"
 	"github.com/openpassport/prover-fleet/api/internal/config"
-	"github.com/openpassport/prover-fleet/api/internal/metrics"
+	"github.com/openpassport/prover-fleet/api/metrics"
 	"github.com/openpassport/prover-fleet/api/server"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/job"

@@ -47,7 +47,7 @@ func (f *Fleet) startAdmin() error {
 // started so far.
 func (f *Fleet) Gatherer() prometheus.Gatherer {
 	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-		gs := prometheus.Gatherers{f.registry}
+		gs := prometheus.Gatherers{f.metrics.Gatherer()}
 		for _, w := range f.Workers() {
 			gs = append(gs, w.registry)
 		}

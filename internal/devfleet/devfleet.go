@@ -51,8 +51,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/openpassport/prover-fleet/api/metrics"
 	"github.com/openpassport/prover-fleet/api/server"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/devstack"
@@ -151,7 +151,7 @@ type Fleet struct {
 	js      jetstream.JetStream
 
 	attester *attest.Dev
-	registry *prometheus.Registry
+	metrics  *metrics.Metrics // the frontend's, as prover-api defines them
 	frontend *server.Server
 	feAddr   string
 	feStop   context.CancelFunc
@@ -337,12 +337,9 @@ func (f *Fleet) start(ctx context.Context) error {
 		return fmt.Errorf("devfleet: %w", err)
 	}
 
-	// Metrics and the frontend.
-	f.registry = prometheus.NewRegistry()
-	obs, err := newFrontendMetrics(f.registry)
-	if err != nil {
-		return err
-	}
+	// Metrics (prover-api's own, with the Go and process collectors) and
+	// the frontend.
+	f.metrics = metrics.New()
 	publisher, err := jobqueue.NewPublisher(f.js, cfg.Queue)
 	if err != nil {
 		return fmt.Errorf("devfleet: %w", err)
@@ -351,19 +348,17 @@ func (f *Fleet) start(ctx context.Context) error {
 	fcfg.CircuitFolder, fcfg.ZkeyFolder, fcfg.Families = cfg.CircuitDir, cfg.ZkeyDir, cfg.Families
 	f.frontend, err = server.New(server.Deps{
 		Store:    store.New(f.pool),
-		Queue:    obs.wrapQueue(publisher),
+		Queue:    f.metrics.WrapQueue(publisher),
 		Events:   jobqueue.NewEvents(f.nc),
 		Attester: f.attester,
 		Sealer:   sealer,
 		Logger:   cfg.Logger,
-		Observer: obs,
+		Observer: f.metrics,
 	}, fcfg)
 	if err != nil {
 		return fmt.Errorf("devfleet: %w", err)
 	}
-	if err := obs.watchSessions(f.registry, f.frontend.Sessions); err != nil {
-		return err
-	}
+	f.metrics.WatchSessions(f.frontend.Sessions)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("devfleet: frontend listener: %w", err)

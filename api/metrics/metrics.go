@@ -1,6 +1,12 @@
 // Package metrics defines every Prometheus metric of prover-api, in this
-// one file. They are recorded by wrappers (the wire's Observer, a Queue
+// one file. They are recorded by wrappers (the server's Observer, a Queue
 // wrapper) so the core packages do not import Prometheus.
+//
+// It sits outside api/internal so that whatever embeds the frontend
+// (api/server) records the same metrics prover-api does, with one
+// definition: internal/devfleet (proverctl dev, the demo, benchmarks)
+// gathers it beside its worker pools' registries, so the dashboards read a
+// dev fleet like a production one.
 //
 //	prover_api_requests_total{method,outcome}         calls; outcome "ok" or the JSON-RPC error code
 //	prover_api_request_duration_seconds{method}       call latency (hello = handshake, submit = decrypt+record+enqueue)
@@ -67,6 +73,10 @@ func New() *Metrics {
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
+
+// Gatherer is the registry, for a program that serves it together with
+// other registries (prometheus.Gatherers).
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 
 // WatchSessions exports the number of open handshake sessions.
 func (m *Metrics) WatchSessions(open func() int) {
