@@ -16,7 +16,10 @@
 // the circuit's witness generator, the configured prover and a verification
 // of the proof, recording status in Postgres and announcing each status
 // change on NATS. See worker/internal/outcome for how each result is
-// acknowledged. Handler serves /metrics, /healthz and /readyz.
+// acknowledged. A job whose last delivery was never acknowledged (its worker
+// was lost) is marked failed by a rescuer listening for JetStream's
+// max-deliveries advisory (worker/internal/rescue). Handler serves /metrics,
+// /healthz and /readyz.
 //
 // Several Services may run in one process, for different families or the
 // same family; each keeps its own temporary directories and its own metrics
@@ -51,6 +54,7 @@ import (
 	"github.com/openpassport/prover-fleet/worker/internal/pool"
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
 	"github.com/openpassport/prover-fleet/worker/internal/prover"
+	"github.com/openpassport/prover-fleet/worker/internal/rescue"
 	"github.com/openpassport/prover-fleet/worker/internal/verifier"
 	"github.com/openpassport/prover-fleet/worker/internal/witness"
 	"github.com/openpassport/prover-fleet/worker/internal/workdir"
@@ -474,6 +478,15 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.pool.Store(p)
 
+	stopRescue, err := s.startRescue(ctx, info.Config.MaxDeliver)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return err
+	}
+	defer stopRescue()
+
 	unsubscribe, err := s.events.SubscribeCancels(func(id string) {
 		if n := p.Cancel(id); n > 0 {
 			log.Info("cancel: stopping running job", "request_id", id, "jobs", n)
@@ -501,6 +514,30 @@ func (s *Service) Run(ctx context.Context) error {
 	s.ready.Store(false)
 	log.Info("worker stopped")
 	return err
+}
+
+// startRescue listens for the advisories of jobs that ran out of
+// deliveries without a result (worker/internal/rescue) and counts the ones it
+// fails. The returned stop waits for the rescue in hand.
+func (s *Service) startRescue(ctx context.Context, maxDeliver int) (stop func(), err error) {
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.SettleTimeout)
+	stream, err := s.d.JS.Stream(sctx, s.cfg.Stream)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("service: stream %s: %w", s.cfg.Stream, err)
+	}
+	r, err := rescue.New(rescue.Deps{
+		NC: s.d.NC, Stream: stream, Store: s.store, Events: s.events, Logger: s.d.Logger,
+		Rescued: func(res rescue.Result) {
+			if res.Failed {
+				s.metrics.Rescued.Inc()
+			}
+		},
+	}, rescue.Config{Family: s.cfg.Family, Stream: s.cfg.Stream, MaxDeliver: maxDeliver, Timeout: s.cfg.SettleTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	return r.Listen(ctx)
 }
 
 // waitConsumer finds the family's consumer, waiting (with a log line) while

@@ -45,6 +45,10 @@ type Metrics struct {
 	BacklogErrors prometheus.Counter
 	// StoreOps is the latency of status store calls by operation and result.
 	StoreOps *prometheus.HistogramVec
+	// Rescued counts jobs that ran out of deliveries without a result
+	// (worker lost on the last attempt) and were marked failed by the
+	// rescuer (worker/internal/rescue; recorded by worker/service).
+	Rescued prometheus.Counter
 }
 
 // New creates one family's metrics and registers them on reg.
@@ -110,9 +114,13 @@ func New(reg prometheus.Registerer, f family.Family, slots int) (*Metrics, error
 			Help:    "Latency of status store calls.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"op", "result"}),
+		Rescued: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "rescued_total", ConstLabels: fam,
+			Help: "Jobs whose last delivery went unacknowledged (worker lost), marked failed by the rescuer.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.Jobs, m.QueueWait, m.Stage, m.EndToEnd, m.Redeliveries,
-		m.ChildMaxRSS, m.BusySlots, m.Slots, m.Pending, m.AckPending, m.BacklogErrors, m.StoreOps} {
+		m.ChildMaxRSS, m.BusySlots, m.Slots, m.Pending, m.AckPending, m.BacklogErrors, m.StoreOps, m.Rescued} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
