@@ -6,7 +6,7 @@ CIRCUITS_OUT ?= circuits/build
 ZKEYS ?= zkeys
 # Development key seed for circuits whose keys are not committed (see zkeys/README.md).
 DEV_KEY_SEED ?= prover-fleet development key - NOT FOR PRODUCTION
-GOTESTFLAGS ?= -count=1 -timeout 30m
+GOTESTFLAGS ?= -race -count=1 -timeout 30m
 
 PROGRAMS := prover-api prover-worker proverctl zkprove zkeygen
 
