@@ -3,6 +3,7 @@ package child
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -129,5 +130,26 @@ func TestStartStopReadMemory(t *testing.T) {
 	}
 	if _, err := ReadMemory(p.Pid()); err == nil {
 		t.Error("ReadMemory of a stopped process succeeded")
+	}
+}
+
+func TestTreeCPU(t *testing.T) {
+	before, err := TreeCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A child that burns about 300 ms of CPU and is waited for counts.
+	if _, err := Run(context.Background(), Cmd{Path: "/bin/sh", Args: []string{"-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"}}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := TreeCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after - before; d < 50*time.Millisecond {
+		t.Errorf("tree CPU grew by %s across a busy child", d)
+	}
+	if _, err := TreeCPU(1 << 30); err == nil {
+		t.Error("TreeCPU of a missing process succeeded")
 	}
 }

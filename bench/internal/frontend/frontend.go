@@ -15,12 +15,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/openpassport/prover-fleet/api/client"
 	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/bench/internal/child"
 	"github.com/openpassport/prover-fleet/bench/internal/circuits"
 	"github.com/openpassport/prover-fleet/bench/internal/report"
 	"github.com/openpassport/prover-fleet/bench/internal/stats"
@@ -55,8 +57,17 @@ type Load struct {
 	// (target ≥ 0.8); RatioToServerCrypto over the server-only one's.
 	RatioToCrypto       float64 `json:"ratio_to_crypto,omitempty"`
 	RatioToServerCrypto float64 `json:"ratio_to_server_crypto,omitempty"`
+	// CPUPerPairMS is the CPU time of this process's whole tree (Postgres
+	// included) over the loop, warm-up included, per pair finished in it.
+	// CPURatio is the both-ends crypto limit's CPU per pair over this
+	// loop's: the pairs/s ratio a machine saturated by this work alone would
+	// show.
+	CPUPerPairMS float64 `json:"cpu_per_pair_ms"`
+	CPURatio     float64 `json:"cpu_ratio,omitempty"`
 
-	lat []time.Duration
+	lat   []time.Duration
+	cpu   time.Duration
+	pairs int // warm-up included
 }
 
 // Result is the benchmark's outcome.
@@ -187,6 +198,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	for _, l := range []*Load{&res.WebSocket, &res.HTTP} {
 		l.RatioToCrypto = stats.Round(stats.Ratio(l.PairsPerSecond, res.Crypto.PairsPerSecond), 3)
 		l.RatioToServerCrypto = stats.Round(stats.Ratio(l.PairsPerSecond, res.ServerCrypto.PairsPerSecond), 3)
+		l.CPURatio = stats.Round(stats.Ratio(res.Crypto.CPUPerPairMS, l.CPUPerPairMS), 3)
 	}
 
 	// Every accepted submit must be on the queue.
@@ -210,6 +222,8 @@ func merge(a, b Load) Load {
 		Name: a.Name, Pairs: a.Pairs + b.Pairs,
 		PairsPerSecond: stats.Round((a.PairsPerSecond+b.PairsPerSecond)/2, 1),
 		Latency:        stats.Summarize(append(append([]time.Duration(nil), a.lat...), b.lat...)),
+		CPUPerPairMS:   stats.Round(stats.MS(a.cpu+b.cpu)/float64(a.pairs+b.pairs), 4),
+		cpu:            a.cpu + b.cpu, pairs: a.pairs + b.pairs,
 	}
 }
 
@@ -223,10 +237,15 @@ func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) f
 	for i := range ops {
 		ops[i] = newOp(i)
 	}
+	cpu0, err := child.TreeCPU(os.Getpid())
+	if err != nil {
+		return Load{}, err
+	}
 	start := time.Now()
 	from, to := start.Add(cfg.Warmup), start.Add(cfg.Warmup+cfg.Duration)
 	lat := make([][]time.Duration, cfg.Concurrency)
 	done := make([]int, cfg.Concurrency)
+	all := make([]int, cfg.Concurrency)
 	var wg sync.WaitGroup
 	for w := range cfg.Concurrency {
 		wg.Add(1)
@@ -242,6 +261,7 @@ func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) f
 					return
 				}
 				end := time.Now()
+				all[w]++
 				if end.After(from) && !end.After(to) {
 					done[w]++
 					if !t.Before(from) {
@@ -255,14 +275,22 @@ func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) f
 	if err := context.Cause(ctx); err != nil {
 		return Load{}, fmt.Errorf("frontend: %s: %w", name, err)
 	}
-	l := Load{Name: name}
-	var all []time.Duration
+	cpu1, err := child.TreeCPU(os.Getpid())
+	if err != nil {
+		return Load{}, err
+	}
+	l := Load{Name: name, cpu: cpu1 - cpu0}
+	var lats []time.Duration
 	for w := range cfg.Concurrency {
 		l.Pairs += done[w]
-		all = append(all, lat[w]...)
+		l.pairs += all[w]
+		lats = append(lats, lat[w]...)
 	}
 	l.PairsPerSecond = stats.Round(float64(l.Pairs)/cfg.Duration.Seconds(), 1)
-	l.Latency, l.lat = stats.Summarize(all), all
+	l.Latency, l.lat = stats.Summarize(lats), lats
+	if l.pairs > 0 {
+		l.CPUPerPairMS = stats.Round(stats.MS(l.cpu)/float64(l.pairs), 4)
+	}
 	return l, nil
 }
 
@@ -281,18 +309,21 @@ func (r *Result) Section() report.Section {
 				"Each crypto loop runs once before and once after the frontend loops (rates averaged, latencies pooled), so drift on the machine hits both sides. " +
 				"**Server only**: the server's share alone (session key, ECDH, Attest, AES-GCM decrypt) with a fixed client key. " +
 				"Only the crypto loops' rates are compared: their latencies are of CPU-bound goroutines that Go's scheduler runs in time slices, not of requests. " +
+				"**CPU per pair** = CPU time of this process's whole tree (Postgres included) over the loop, warm-up included, per pair finished in it; " +
+				"**CPU ratio** = the both-ends crypto loop's CPU per pair ÷ this loop's: the pairs/s ratio a machine saturated by this work alone would show, hardly moved by other load on a shared machine. " +
 				"**Ratio** = pairs/s ÷ the both-ends crypto limit (target ≥ 0.8): this process is both the frontend and the load generator, so both ends' cryptography is the ceiling it can reach; the ratio to the server-only limit is shown too.",
 		},
 	}
-	t := report.Table{Header: []string{"loop", "pairs", "pairs/s", "latency p50", "p90", "p99", "ratio to crypto (both ends)", "ratio to crypto (server only)"}}
+	t := report.Table{Header: []string{"loop", "pairs", "pairs/s", "latency p50", "p90", "p99", "CPU per pair", "ratio to crypto (both ends)", "ratio to crypto (server only)", "CPU ratio"}}
 	for _, l := range []Load{r.WebSocket, r.HTTP, r.Crypto, r.ServerCrypto} {
-		r1, r2 := "—", "—"
+		r1, r2, r3 := "—", "—", "—"
 		if l.RatioToCrypto > 0 {
 			r1 = report.F(l.RatioToCrypto, 3) + " (" + report.Target(l.RatioToCrypto >= 0.8, "≥ 0.8") + ")"
 			r2 = report.F(l.RatioToServerCrypto, 3)
+			r3 = report.F(l.CPURatio, 3)
 		}
 		t.Row(l.Name, fmt.Sprint(l.Pairs), report.F(l.PairsPerSecond, 0), report.F(l.Latency.P50MS, 2)+" ms",
-			report.F(l.Latency.P90MS, 2)+" ms", report.F(l.Latency.P99MS, 2)+" ms", r1, r2)
+			report.F(l.Latency.P90MS, 2)+" ms", report.F(l.Latency.P99MS, 2)+" ms", report.F(l.CPUPerPairMS, 3)+" ms", r1, r2, r3)
 	}
 	s.Tables = append(s.Tables, t)
 	s.Notes = append(s.Notes, fmt.Sprintf("Check: every accepted submit is on the queue (%d jobs pending after the run, warm-ups included).", r.Enqueued))

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/client"
 	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/bench/internal/child"
 	"github.com/openpassport/prover-fleet/bench/internal/circuits"
 	"github.com/openpassport/prover-fleet/bench/internal/report"
 	"github.com/openpassport/prover-fleet/bench/internal/stats"
@@ -70,6 +72,10 @@ type Side struct {
 	WallS         float64       `json:"wall_s"`
 	JobsPerSecond float64       `json:"jobs_per_second"`
 	Latency       stats.Summary `json:"latency"`
+	// CPUPerJobMS is the CPU time of this process's whole tree (the bench
+	// with the embedded fleet and clients, Postgres, every witness
+	// generator and prover) during the phases, per job.
+	CPUPerJobMS float64 `json:"cpu_per_job_ms"`
 }
 
 // Result is the benchmark's outcome.
@@ -92,6 +98,10 @@ type Result struct {
 	// also waits for its client's next submit.
 	ThroughputRatio float64 `json:"throughput_ratio"`
 	ClosedLoopRatio float64 `json:"closed_loop_throughput_ratio"`
+	// CPURatio is the bare loop's CPU per job over the fleet's (with a
+	// backlog): the throughput ratio a machine saturated by this work alone
+	// would show, and one that other load on the machine hardly moves.
+	CPURatio float64 `json:"cpu_ratio"`
 	// Added latency: fleet quantile minus bare quantile (targets p50 ≤ 3 ms,
 	// p99 ≤ 15 ms).
 	AddedP50MS  float64 `json:"added_p50_ms"`
@@ -228,6 +238,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 		job     func(context.Context, int) error
 		lat     []time.Duration
 		wall    time.Duration
+		cpu     time.Duration
 	}{
 		{name: "bare", clients: cfg.Concurrency, job: bareJob},
 		{name: "fleet", clients: cfg.Concurrency, job: f.job},
@@ -249,10 +260,19 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 			if err != nil {
 				return nil, err
 			}
+			cpu0, err := child.TreeCPU(os.Getpid())
+			if err != nil {
+				return nil, err
+			}
 			lat, wall, err := runPhase(ctx, n, ph.clients, ph.job)
 			if err != nil {
 				return nil, err
 			}
+			cpu1, err := child.TreeCPU(os.Getpid())
+			if err != nil {
+				return nil, err
+			}
+			ph.cpu += cpu1 - cpu0
 			if ph.name == "fleet" {
 				st1, err := stageSums(workers)
 				if err != nil {
@@ -272,9 +292,9 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}
 	}
-	bareLat, bareWall := phases[0].lat, phases[0].wall
-	fleetLat, fleetWall := phases[1].lat, phases[1].wall
-	backlogLat, backlogWall := phases[2].lat, phases[2].wall
+	bareLat, bareWall, bareCPU := phases[0].lat, phases[0].wall, phases[0].cpu
+	fleetLat, fleetWall, fleetCPU := phases[1].lat, phases[1].wall, phases[1].cpu
+	backlogLat, backlogWall, backlogCPU := phases[2].lat, phases[2].wall, phases[2].cpu
 	sub, att, n := f.clientTimes()
 	sub, att, n = sub-backlogSub, att-backlogAtt, n-backlogN
 	if n > 0 {
@@ -292,9 +312,10 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 		res.Sequential.ClientAttestMeanMS = stats.Round(stats.MS(att)/float64(n), 2)
 	}
 
-	res.Fleet = side(fleetLat, fleetWall)
-	res.Backlog = side(backlogLat, backlogWall)
-	res.Bare = side(bareLat, bareWall)
+	res.Fleet = side(fleetLat, fleetWall, fleetCPU)
+	res.Backlog = side(backlogLat, backlogWall, backlogCPU)
+	res.Bare = side(bareLat, bareWall, bareCPU)
+	res.CPURatio = stats.Round(stats.Ratio(res.Bare.CPUPerJobMS, res.Backlog.CPUPerJobMS), 4)
 	res.ThroughputRatio = stats.Round(stats.Ratio(res.Backlog.JobsPerSecond, res.Bare.JobsPerSecond), 4)
 	res.ClosedLoopRatio = stats.Round(stats.Ratio(res.Fleet.JobsPerSecond, res.Bare.JobsPerSecond), 4)
 	res.AddedP50MS = stats.Round(res.Fleet.Latency.P50MS-res.Bare.Latency.P50MS, 2)
@@ -317,11 +338,12 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-func side(lat []time.Duration, wall time.Duration) Side {
+func side(lat []time.Duration, wall, cpu time.Duration) Side {
 	return Side{
 		Jobs: len(lat), WallS: stats.Round(wall.Seconds(), 3),
 		JobsPerSecond: stats.Round(float64(len(lat))/wall.Seconds(), 3),
 		Latency:       stats.Summarize(lat),
+		CPUPerJobMS:   stats.Round(stats.MS(cpu)/float64(len(lat)), 2),
 	}
 }
 
@@ -546,6 +568,8 @@ func (r *Result) Section() report.Section {
 				r.Bare.Jobs, r.Circuit, r.Rounds, r.Concurrency, r.Prover, r.Verifier, r.Postgres, r.Concurrency, r.Concurrency, 2*r.Concurrency),
 			"**Throughput ratio** = the fleet's jobs/s with a backlog ÷ the bare loop's jobs/s, each = jobs ÷ the summed wall time of its phases: capacity against capacity (target ≥ 0.98). " +
 				"The closed loop's ratio is shown too; it also loses the client's round trip between jobs. " +
+				"**CPU per job** = CPU time (user + system) of this process's whole tree during a phase — the bench with the embedded fleet and clients, Postgres, every witness generator and prover — per job, from /proc; " +
+				"**CPU ratio** = bare CPU per job ÷ fleet-with-backlog CPU per job: the throughput ratio a machine saturated by this work alone would show, and one that other load on a shared machine hardly moves. " +
 				"**Latency** of a fleet job = client-observed time from before the hello to the terminal status (proof generated); of a bare job = from writing the input to the verifier's exit. " +
 				"**Added latency** p50/p99 = closed-loop fleet quantile − bare quantile (target ≤ 3 ms / 15 ms): the shift of the per-job distribution at the same concurrency. " +
 				"**Outside stages** = closed-loop fleet mean latency − the worker's own mean witness + prove + verify time over exactly those jobs (its stage_seconds histogram): " +
@@ -554,7 +578,7 @@ func (r *Result) Section() report.Section {
 				"Both include the client's own work (key generation, attestation check, encryption), which a phone does on its own cores; with a backlog, that client work also competes with the provers for this machine's cores.",
 		},
 	}
-	t := report.Table{Header: []string{"phase", "jobs", "wall", "jobs/s", "latency p50", "p90", "p99", "mean"}}
+	t := report.Table{Header: []string{"phase", "jobs", "wall", "jobs/s", "latency p50", "p90", "p99", "mean", "CPU per job"}}
 	for _, row := range []struct {
 		name string
 		s    Side
@@ -565,12 +589,13 @@ func (r *Result) Section() report.Section {
 	} {
 		t.Row(row.name, fmt.Sprint(row.s.Jobs), report.F(row.s.WallS, 2)+" s", report.F(row.s.JobsPerSecond, 2),
 			report.F(row.s.Latency.P50MS, 1)+" ms", report.F(row.s.Latency.P90MS, 1)+" ms",
-			report.F(row.s.Latency.P99MS, 1)+" ms", report.F(row.s.Latency.MeanMS, 1)+" ms")
+			report.F(row.s.Latency.P99MS, 1)+" ms", report.F(row.s.Latency.MeanMS, 1)+" ms", report.F(row.s.CPUPerJobMS, 1)+" ms")
 	}
 	s.Tables = append(s.Tables, t)
 	m := report.Table{Header: []string{"measure", "value", "target"}}
 	m.Row("throughput ratio (fleet with a backlog / bare)", report.F(r.ThroughputRatio, 3), report.Target(r.ThroughputRatio >= 0.98, "≥ 0.98"))
 	m.Row("throughput ratio (closed loop / bare)", report.F(r.ClosedLoopRatio, 3), "")
+	m.Row("CPU ratio (bare CPU per job / fleet-with-backlog CPU per job)", report.F(r.CPURatio, 3), "cross-check of the throughput ratio")
 	m.Row("added latency p50 (closed loop − bare)", report.F(r.AddedP50MS, 1)+" ms", report.Target(r.AddedP50MS <= 3, "≤ 3 ms"))
 	m.Row("added latency p99 (closed loop − bare)", report.F(r.AddedP99MS, 1)+" ms", report.Target(r.AddedP99MS <= 15, "≤ 15 ms"))
 	m.Row("added latency mean", report.F(r.AddedMeanMS, 1)+" ms", "")

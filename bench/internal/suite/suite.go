@@ -109,7 +109,7 @@ func sizes(quick bool, conc int) Settings {
 		}
 	}
 	return Settings{
-		OverheadJobs: 400, OverheadRounds: 8, Concurrency: conc,
+		OverheadJobs: 400, OverheadRounds: 40, Concurrency: conc,
 		FrontendClients: 64, FrontendSeconds: 8,
 		QueueJobsPerFamily: 2000, QueueSlots: 16,
 		ProverCircuits: []string{circuits.Disclose, circuits.DSC, circuits.Register}, ProverReps: 3,
