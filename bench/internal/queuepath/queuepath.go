@@ -24,6 +24,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/openpassport/prover-fleet/bench/internal/child"
 	"github.com/openpassport/prover-fleet/bench/internal/circuits"
 	"github.com/openpassport/prover-fleet/bench/internal/report"
 	"github.com/openpassport/prover-fleet/bench/internal/stats"
@@ -70,6 +71,9 @@ type Scenario struct {
 	Handle    stats.Summary                   `json:"handle"`
 	EndToEnd  stats.Summary                   `json:"end_to_end"`
 	PerFamily map[family.Family]FamilyOutcome `json:"per_family,omitempty"`
+	// CPUPerJobMS is the CPU time of the bench's whole process tree
+	// (producers, consumers, embedded NATS, Postgres) per job.
+	CPUPerJobMS float64 `json:"cpu_per_job_ms"`
 }
 
 // FamilyOutcome is one family's share of a scenario.
@@ -247,6 +251,10 @@ func (r *runner) scenario(ctx context.Context, fams []family.Family, n int) (Sce
 	for _, f := range fams {
 		timing[f] = &famTiming{}
 	}
+	cpu0, err := child.TreeCPU(os.Getpid())
+	if err != nil {
+		return Scenario{}, err
+	}
 	start := time.Now()
 	for _, f := range fams {
 		cons, err := r.fleet.JetStream().Consumer(ctx, r.stream, jobqueue.ConsumerName(f))
@@ -306,6 +314,10 @@ func (r *runner) scenario(ctx context.Context, fams []family.Family, n int) (Sce
 	if err := context.Cause(ctx); err != nil {
 		return Scenario{}, err
 	}
+	cpu1, err := child.TreeCPU(os.Getpid())
+	if err != nil {
+		return Scenario{}, err
+	}
 	var last time.Time
 	sc := Scenario{Families: fams, Jobs: n * len(fams), PerFamily: map[family.Family]FamilyOutcome{}}
 	for _, f := range fams {
@@ -321,6 +333,7 @@ func (r *runner) scenario(ctx context.Context, fams []family.Family, n int) (Sce
 	sc.JobsPerSecond = stats.Round(float64(sc.Jobs)/last.Sub(start).Seconds(), 1)
 	sc.EnqueuePerSecond = stats.Round(float64(sc.Jobs)/pubDone.Sub(start).Seconds(), 1)
 	sc.Enqueue, sc.Handle, sc.EndToEnd = stats.Summarize(enqLat), stats.Summarize(handle), stats.Summarize(e2e)
+	sc.CPUPerJobMS = stats.Round(stats.MS(cpu1-cpu0)/float64(sc.Jobs), 3)
 	return sc, nil
 }
 
@@ -443,11 +456,12 @@ func (r *Result) Section() report.Section {
 				fmt.Sprintf("mark proof generated with a real %s proof and its public signals; announce; double-ack). Each family's jobs carry its own demo circuit's sample input. ", r.ProofOf) +
 				"No witness generator or prover runs: with any real circuit those stages set the rate (section 1 has the whole path with a real prover).",
 			"**jobs/s** = jobs ÷ (last acknowledgement − first publish), producers and consumers running at once; **enqueue/s** = jobs ÷ the producers' time. " +
+				"**CPU per job** = CPU time of the bench's whole process tree (producers, consumers, embedded NATS, Postgres) ÷ jobs: what the path costs the machine per job, which the proving stages must dwarf. " +
 				"Latencies: enqueue = one insert + publish; handle = delivery → acknowledgement; end to end = insert → acknowledgement (it includes the time a job waits in the queue while producers run ahead). " +
 				"Postgres: " + r.Postgres + "; NATS: embedded, JetStream file storage.",
 		},
 	}
-	t := report.Table{Header: []string{"families", "jobs", "jobs/s", "enqueue/s", "enqueue p50 / p99", "handle p50 / p99", "end to end p50 / p99", "per family jobs/s"}}
+	t := report.Table{Header: []string{"families", "jobs", "jobs/s", "enqueue/s", "CPU per job", "enqueue p50 / p99", "handle p50 / p99", "end to end p50 / p99", "per family jobs/s"}}
 	for _, sc := range r.Scenarios {
 		per := ""
 		for _, f := range sc.Families {
@@ -464,7 +478,7 @@ func (r *Result) Section() report.Section {
 			}
 			names += string(f)
 		}
-		t.Row(names, fmt.Sprint(sc.Jobs), report.F(sc.JobsPerSecond, 0), report.F(sc.EnqueuePerSecond, 0),
+		t.Row(names, fmt.Sprint(sc.Jobs), report.F(sc.JobsPerSecond, 0), report.F(sc.EnqueuePerSecond, 0), report.F(sc.CPUPerJobMS, 2)+" ms",
 			report.F(sc.Enqueue.P50MS, 2)+" / "+report.F(sc.Enqueue.P99MS, 2)+" ms",
 			report.F(sc.Handle.P50MS, 2)+" / "+report.F(sc.Handle.P99MS, 2)+" ms",
 			report.F(sc.EndToEnd.P50MS, 1)+" / "+report.F(sc.EndToEnd.P99MS, 1)+" ms", per)
