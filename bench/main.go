@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.CircuitDir, "c", "circuits/build", "compiled circuits (<name>_cpp/<name>, <name>.r1cs)")
 	fs.StringVar(&cfg.ZkeyDir, "k", "zkeys", "proving keys (<name>.zkey, <name>.vkey.json)")
 	fs.StringVar(&inputs, "inputs", "", "sample inputs <name>.json (default: inputs/ beside the -c folder, else circuits/inputs)")
-	fs.StringVar(&cfg.OutDir, "out", "bench/results", "folder for results.md and results.json")
+	fs.StringVar(&cfg.OutDir, "out", "", "folder for results.md and results.json (default bench/results, or $TMPDIR/bench-quick with -quick)")
 	fs.StringVar(&cfg.BinDir, "bin", "bin", "folder of the built programs (missing ones are built with go build)")
 	fs.BoolVar(&cfg.Quick, "quick", false, "tiny sizes: every benchmark runs in seconds (CI)")
 	fs.StringVar(&only, "only", "", "comma-separated benchmarks to run: "+strings.Join(suite.All(), ", ")+" (default all)")
@@ -90,6 +90,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if only != "" {
 		cfg.Only = strings.Split(only, ",")
+	}
+	if cfg.OutDir == "" {
+		// A quick run never overwrites the committed full results.
+		cfg.OutDir = filepath.Join("bench", "results")
+		if cfg.Quick {
+			cfg.OutDir = filepath.Join(os.TempDir(), "bench-quick")
+		}
 	}
 	cfg.InputsDir = inputs
 	if cfg.InputsDir == "" {
