@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&rapid, "rapidsnark", "", "rapidsnark prover binary (default: rapidsnark on PATH; none: not measured)")
 	fs.StringVar(&cfg.FleetProver, "fleet-prover", "zkprove", "prover of the fleet-overhead and memory benchmarks: zkprove, native or snarkjs")
 	fs.StringVar(&cfg.Verifier, "verifier", "native", "verifier of the workers and the bare loop: native (falls back to snarkjs if the worker refuses it) or snarkjs")
+	fs.StringVar(&cfg.OverheadCircuit, "overhead-circuit", "disclose_demo", "circuit of the fleet-overhead benchmark (disclose_demo, dsc_demo or register_demo)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "jobs at once in the fleet-overhead and worker-memory benchmarks (default: the number of CPUs)")
 	fs.DurationVar(&timeout, "timeout", 0, "give up after this long (default 40m, or 5m with -quick)")
 	fs.BoolVar(&verbose, "v", false, "log the fleets' warnings and errors to stderr")

@@ -65,6 +65,9 @@ type Config struct {
 	// Concurrency of the fleet-overhead benchmark and the memory
 	// benchmark's worker (0: the number of CPUs).
 	Concurrency int
+	// OverheadCircuit is the fleet-overhead benchmark's circuit (default
+	// the smallest, disclose_demo).
+	OverheadCircuit string
 	Logger      *slog.Logger
 	Stderr      io.Writer
 }
@@ -213,8 +216,15 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		logf("%s: start", name)
 		switch name {
 		case Overhead:
+			oc := smallest
+			if cfg.OverheadCircuit != "" && cfg.OverheadCircuit != smallest.Name {
+				if oc, err = circuits.Find(dirs, cfg.OverheadCircuit); err != nil {
+					fail(name, err)
+					continue
+				}
+			}
 			r, err := overhead.Measure(ctx, overhead.Config{
-				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
+				Circuit: oc, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
 				Jobs: set.OverheadJobs, Concurrency: conc, Rounds: set.OverheadRounds,
 				ProverMode: proverMode, Prover: prover, Verifier: verifier, Fallback: fallback,
 				WorkDir: work, Logger: cfg.Logger, Log: logf,
