@@ -68,8 +68,8 @@ type Config struct {
 	// OverheadCircuit is the fleet-overhead benchmark's circuit (default
 	// the smallest, disclose_demo).
 	OverheadCircuit string
-	Logger      *slog.Logger
-	Stderr      io.Writer
+	Logger          *slog.Logger
+	Stderr          io.Writer
 }
 
 // Results is results.json.
