@@ -18,8 +18,10 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -47,8 +49,11 @@ type Cmd struct {
 // Result describes a finished child.
 type Result struct {
 	Duration time.Duration
-	// MaxRSS is the peak resident memory of the child (and its waited-for
-	// descendants) in bytes, from getrusage; 0 if unknown.
+	// MaxRSS is the peak resident memory of the child in bytes: its VmHWM
+	// in /proc, sampled while it runs (growth in its last sampling interval
+	// can be missed); 0 if it exited before the first sample. getrusage's
+	// ru_maxrss cannot be used: Go starts children with vfork, so a child's
+	// figure starts at the worker's own peak (its memory before exec).
 	MaxRSS int64
 	// Stdout and Stderr are the last bytes the child wrote.
 	Stdout, Stderr []byte
@@ -161,17 +166,15 @@ func (x Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 		return Result{}, &StartError{Stage: c.Stage, Path: c.Path, Err: err}
 	}
 	pgid := cmd.Process.Pid
+	peak := watchPeakRSS(cmd.Process.Pid)
 	waitErr := cmd.Wait()
+	maxRSS := peak()
 	// Whatever the child left in its group (a daemonised helper, a
 	// grandchild still sleeping) goes with it.
 	_ = killGroup(pgid)
 
 	res := Result{Duration: time.Since(start), Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
-	if st := cmd.ProcessState; st != nil {
-		if ru, ok := st.SysUsage().(*syscall.Rusage); ok && ru != nil {
-			res.MaxRSS = ru.Maxrss * 1024 // Linux reports KiB
-		}
-	}
+	res.MaxRSS = maxRSS
 	if waitErr == nil {
 		return res, nil
 	}
@@ -200,6 +203,61 @@ func (x Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 }
 
 // killGroup sends SIGKILL to every process in the group pgid.
+// peakSample is how often a running child's peak memory is read.
+const peakSample = 50 * time.Millisecond
+
+// watchPeakRSS samples the high-water mark of pid's resident memory until
+// the returned function is called (after the child has exited), which
+// returns the largest value seen, in bytes.
+func watchPeakRSS(pid int) func() int64 {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	var peak atomic.Int64
+	sample := func() {
+		if v := readVmHWM(path); v > peak.Load() {
+			peak.Store(v)
+		}
+	}
+	sample()
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(peakSample)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				sample()
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		return peak.Load()
+	}
+}
+
+// readVmHWM returns the VmHWM line of a /proc/<pid>/status file in bytes,
+// or 0 (the process is gone, or is a zombie without memory).
+func readVmHWM(path string) int64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
 func killGroup(pgid int) error {
 	if pgid <= 0 {
 		return nil
