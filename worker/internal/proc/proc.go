@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -203,6 +204,57 @@ func (x Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 }
 
 // killGroup sends SIGKILL to every process in the group pgid.
+// ErrEmptyCommand: a command setting holds no program.
+var ErrEmptyCommand = errors.New("command is empty")
+
+// ParseCommand splits a command prefix on white space (no quoting), as
+// the worker's --prover and --verifier settings are written, and resolves
+// its program with Resolve.
+func ParseCommand(command string, env []string) ([]string, error) {
+	argv := strings.Fields(command)
+	if len(argv) == 0 {
+		return nil, ErrEmptyCommand
+	}
+	path, err := Resolve(argv[0], env)
+	if err != nil {
+		return nil, err
+	}
+	argv[0] = path
+	return argv, nil
+}
+
+// Resolve finds a program: a name with a slash is taken as a path (made
+// absolute), a bare name is looked up in the PATH of env (or of this
+// process when env has none).
+func Resolve(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("program %s: %w", name, err)
+		}
+		return abs, nil
+	}
+	pathList := os.Getenv("PATH")
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathList = v
+		}
+	}
+	for _, d := range filepath.SplitList(pathList) {
+		if d == "" {
+			continue
+		}
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("program %q not found in PATH", name)
+}
+
 // peakSample is how often a running child's peak memory is read.
 const peakSample = 50 * time.Millisecond
 

@@ -274,3 +274,38 @@ func TestMaxRSSIsTheChilds(t *testing.T) {
 	}
 	ballast[len(ballast)-1]++
 }
+
+func TestParseCommand(t *testing.T) {
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "myprover")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pathEnv := []string{"PATH=/nonexistent:" + dir}
+	cases := []struct {
+		name, command string
+		env           []string
+		want          []string
+		wantErr       string
+	}{
+		{name: "bare name from the child's PATH", command: "myprover groth16  prove", env: pathEnv, want: []string{prog, "groth16", "prove"}},
+		{name: "path", command: prog, want: []string{prog}},
+		{name: "empty", command: "  ", wantErr: proc.ErrEmptyCommand.Error()},
+		{name: "not in PATH", command: "myprover", env: []string{"PATH=/nonexistent"}, wantErr: `program "myprover" not found in PATH`},
+		{name: "missing path", command: dir + "/nope", wantErr: "no such file"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := proc.ParseCommand(c.command, c.env)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil || strings.Join(got, " ") != strings.Join(c.want, " ") {
+				t.Fatalf("ParseCommand = %q, %v; want %q", got, err, c.want)
+			}
+		})
+	}
+}

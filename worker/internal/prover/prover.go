@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
@@ -66,18 +65,16 @@ func NewCommand(run proc.Runner, cfg CommandConfig) (*Command, error) {
 	if run == nil {
 		return nil, errors.New("prover: NewCommand needs a proc.Runner")
 	}
-	argv := strings.Fields(cfg.Command)
-	if len(argv) == 0 {
+	argv, err := proc.ParseCommand(cfg.Command, cfg.Env)
+	if errors.Is(err, proc.ErrEmptyCommand) {
 		return nil, errors.New("prover: CommandConfig.Command is empty")
 	}
 	if cfg.ZkeyDir == "" {
 		return nil, errors.New("prover: CommandConfig.ZkeyDir is empty")
 	}
-	path, err := Resolve(argv[0], cfg.Env)
 	if err != nil {
 		return nil, fmt.Errorf("prover: %w", err)
 	}
-	argv[0] = path
 	if cfg.ZkeyDir, err = filepath.Abs(cfg.ZkeyDir); err != nil {
 		return nil, fmt.Errorf("prover: %w", err)
 	}
@@ -108,36 +105,4 @@ func (c *Command) Prove(ctx context.Context, circuit, dir, wtns, proof, public s
 		}
 	}
 	return nil
-}
-
-// Resolve finds a program: a name with a slash is taken as a path (made
-// absolute), a bare name is looked up in the PATH of env (or of this
-// process when env has none).
-func Resolve(name string, env []string) (string, error) {
-	if strings.Contains(name, "/") {
-		abs, err := filepath.Abs(name)
-		if err != nil {
-			return "", err
-		}
-		if _, err := os.Stat(abs); err != nil {
-			return "", fmt.Errorf("program %s: %w", name, err)
-		}
-		return abs, nil
-	}
-	pathList := os.Getenv("PATH")
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			pathList = v
-		}
-	}
-	for _, d := range filepath.SplitList(pathList) {
-		if d == "" {
-			continue
-		}
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("program %q not found in PATH", name)
 }

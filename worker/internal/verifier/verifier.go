@@ -14,11 +14,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
-	"github.com/openpassport/prover-fleet/worker/internal/prover"
 )
 
 // ErrInvalid: the proof does not verify against the verification key.
@@ -57,18 +55,16 @@ func NewCommand(run proc.Runner, cfg CommandConfig) (*Command, error) {
 	if run == nil {
 		return nil, errors.New("verifier: NewCommand needs a proc.Runner")
 	}
-	argv := strings.Fields(cfg.Command)
-	if len(argv) == 0 {
+	argv, err := proc.ParseCommand(cfg.Command, cfg.Env)
+	if errors.Is(err, proc.ErrEmptyCommand) {
 		return nil, errors.New("verifier: CommandConfig.Command is empty")
 	}
 	if cfg.ZkeyDir == "" {
 		return nil, errors.New("verifier: CommandConfig.ZkeyDir is empty")
 	}
-	path, err := prover.Resolve(argv[0], cfg.Env)
 	if err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
-	argv[0] = path
 	if cfg.ZkeyDir, err = filepath.Abs(cfg.ZkeyDir); err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
