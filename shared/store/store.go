@@ -198,12 +198,13 @@ func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
 	return ok, nil
 }
 
-const selectProof = `
-	SELECT request_id::text, proof_type, status, coalesce(circuit_name, ''), coalesce(onchain, false),
+// proofColumns are the columns scanProof reads, in its order.
+const proofColumns = `request_id::text, proof_type, status, coalesce(circuit_name, ''), coalesce(onchain, false),
 	       coalesce(endpoint_type, ''), coalesce(endpoint, ''), coalesce(version, 0), created_at,
 	       witness_generated_at, proof_generated_at, updated_at, proof, public_inputs,
-	       coalesce(reason, ''), attempts, coalesce(worker_id, '')
-	FROM proofs WHERE request_id = $1`
+	       coalesce(reason, ''), attempts, coalesce(worker_id, '')`
+
+const selectProof = `SELECT ` + proofColumns + ` FROM proofs WHERE request_id = $1`
 
 // Get reads one row.
 func (s *Store) Get(ctx context.Context, id string) (Proof, error) {
@@ -236,6 +237,22 @@ func scanProof(row pgx.Row, id string) (Proof, error) {
 	return p, nil
 }
 
+// claimProof updates a non-terminal row and returns it as updated; a row
+// the guard leaves alone (a terminal one) is returned as it is. One
+// statement, one round trip: the second branch reads the statement's
+// snapshot, which is the row before the update, so it is only taken when
+// the update matched nothing.
+const claimProof = `
+	WITH claimed AS (
+		UPDATE proofs SET attempts = greatest(attempts, $2), worker_id = $3, heartbeat_at = now(), updated_at = now()
+		WHERE request_id = $1 AND status IN (0, 1)
+		RETURNING ` + proofColumns + `
+	)
+	SELECT * FROM claimed
+	UNION ALL
+	SELECT ` + proofColumns + ` FROM proofs
+	WHERE request_id = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`
+
 // Claim records that workerID starts delivery attempt of a job and returns
 // the row as it is now. It changes nothing on a terminal row, so the caller
 // can see that the job is already done (or cancelled) and acknowledge it.
@@ -244,12 +261,11 @@ func (s *Store) Claim(ctx context.Context, id, workerID string, attempt int) (Pr
 	if err != nil {
 		return Proof{}, err
 	}
-	if _, err := s.pool.Exec(ctx, `
-		UPDATE proofs SET attempts = greatest(attempts, $2), worker_id = $3, heartbeat_at = now(), updated_at = now()
-		WHERE request_id = $1 AND status IN (0, 1)`, u, attempt, workerID); err != nil {
+	p, err := scanProof(s.pool.QueryRow(ctx, claimProof, u, attempt, workerID), id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Proof{}, fmt.Errorf("store: claim %s: %w", id, err)
 	}
-	return s.Get(ctx, id)
+	return p, err
 }
 
 // Heartbeat refreshes heartbeat_at of a job a worker still holds.

@@ -134,6 +134,75 @@ func TestTransitionsAreGuarded(t *testing.T) {
 	}
 }
 
+func TestClaim(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	proof := json.RawMessage(`{"protocol":"groth16"}`)
+	tests := []struct {
+		name         string
+		prepare      func(id string) // after the insert
+		attempt      int
+		wantStatus   store.Status
+		wantWorker   string
+		wantAttempts int
+	}{
+		{name: "pending row is claimed", prepare: func(string) {}, attempt: 1,
+			wantStatus: store.Pending, wantWorker: "w-new", wantAttempts: 1},
+		{name: "witness generated row is claimed", attempt: 2,
+			prepare: func(id string) {
+				_, _ = s.Claim(ctx, id, "w-old", 1)
+				_, _ = s.MarkWitnessGenerated(ctx, id)
+			},
+			wantStatus: store.WitnessGenerated, wantWorker: "w-new", wantAttempts: 2},
+		{name: "attempts never go down", attempt: 1,
+			prepare:    func(id string) { _, _ = s.Claim(ctx, id, "w-old", 3) },
+			wantStatus: store.Pending, wantWorker: "w-new", wantAttempts: 3},
+		{name: "proved row is returned unchanged", attempt: 2,
+			prepare: func(id string) {
+				_, _ = s.Claim(ctx, id, "w-old", 1)
+				_, _ = s.MarkProofGenerated(ctx, id, proof, []string{"1"})
+			},
+			wantStatus: store.ProofGenerated, wantWorker: "w-old", wantAttempts: 1},
+		{name: "failed row is returned unchanged", attempt: 2,
+			prepare: func(id string) {
+				_, _ = s.Claim(ctx, id, "w-old", 1)
+				_, _ = s.MarkFailed(ctx, id, "bad input")
+			},
+			wantStatus: store.Failed, wantWorker: "w-old", wantAttempts: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRequest()
+			if err := s.Insert(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			tt.prepare(r.ID)
+			p, err := s.Claim(ctx, r.ID, "w-new", tt.attempt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.ID != r.ID || p.Status != tt.wantStatus || p.WorkerID != tt.wantWorker ||
+				p.Attempts != tt.wantAttempts || p.Circuit != r.Circuit || p.ProofType != r.ProofType {
+				t.Fatalf("Claim = %+v; want status %v, worker %q, attempts %d", p, tt.wantStatus, tt.wantWorker, tt.wantAttempts)
+			}
+			got, err := s.Get(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != p.Status || got.WorkerID != p.WorkerID || got.Attempts != p.Attempts || !got.UpdatedAt.Equal(p.UpdatedAt) {
+				t.Fatalf("Claim returned %+v, the row is %+v", p, got)
+			}
+		})
+	}
+	if _, err := s.Claim(ctx, uuid.NewString(), "w", 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Claim unknown: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Claim(ctx, "not-a-uuid", "w", 1); !errors.Is(err, store.ErrBadID) {
+		t.Fatalf("Claim bad id: %v, want ErrBadID", err)
+	}
+}
+
 func TestMigrateIsIdempotent(t *testing.T) {
 	t.Parallel()
 	pool := stacktest.Postgres(t)
