@@ -16,8 +16,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/openpassport/prover-fleet/api/client"
@@ -64,9 +66,14 @@ type Load struct {
 	// show.
 	CPUPerPairMS float64 `json:"cpu_per_pair_ms"`
 	CPURatio     float64 `json:"cpu_ratio,omitempty"`
+	// ProcessCPUPerPairMS is the part of CPUPerPairMS spent in this
+	// process (frontend, load generator and the embedded NATS server);
+	// the rest is its child processes (Postgres).
+	ProcessCPUPerPairMS float64 `json:"process_cpu_per_pair_ms"`
 
 	lat   []time.Duration
 	cpu   time.Duration
+	self  time.Duration
 	pairs int // warm-up included
 }
 
@@ -151,7 +158,10 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 		return func(ctx context.Context) error { return pair.serverOnly(ctx, cpub) }
 	}
 
-	// WebSocket: one connection per client.
+	// WebSocket: one connection per client. The clients' own goroutines
+	// (reading the socket) are labelled bench=client for profiles.
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("bench", "client")))
+	defer pprof.SetGoroutineLabels(ctx)
 	wsClients := make([]*client.Client, cfg.Concurrency)
 	for i := range wsClients {
 		if wsClients[i], err = client.Dial(ctx, fleet.WSURL(), client.Options{Verifier: docReader{}}); err != nil {
@@ -220,10 +230,11 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 func merge(a, b Load) Load {
 	return Load{
 		Name: a.Name, Pairs: a.Pairs + b.Pairs,
-		PairsPerSecond: stats.Round((a.PairsPerSecond+b.PairsPerSecond)/2, 1),
-		Latency:        stats.Summarize(append(append([]time.Duration(nil), a.lat...), b.lat...)),
-		CPUPerPairMS:   stats.Round(stats.MS(a.cpu+b.cpu)/float64(a.pairs+b.pairs), 4),
-		cpu:            a.cpu + b.cpu, pairs: a.pairs + b.pairs,
+		PairsPerSecond:      stats.Round((a.PairsPerSecond+b.PairsPerSecond)/2, 1),
+		Latency:             stats.Summarize(append(append([]time.Duration(nil), a.lat...), b.lat...)),
+		CPUPerPairMS:        stats.Round(stats.MS(a.cpu+b.cpu)/float64(a.pairs+b.pairs), 4),
+		ProcessCPUPerPairMS: stats.Round(stats.MS(a.self+b.self)/float64(a.pairs+b.pairs), 4),
+		cpu:                 a.cpu + b.cpu, self: a.self + b.self, pairs: a.pairs + b.pairs,
 	}
 }
 
@@ -241,16 +252,25 @@ func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) f
 	if err != nil {
 		return Load{}, err
 	}
+	self0, err := selfCPU()
+	if err != nil {
+		return Load{}, err
+	}
 	start := time.Now()
 	from, to := start.Add(cfg.Warmup), start.Add(cfg.Warmup+cfg.Duration)
 	lat := make([][]time.Duration, cfg.Concurrency)
 	done := make([]int, cfg.Concurrency)
 	all := make([]int, cfg.Concurrency)
 	var wg sync.WaitGroup
+	// The loop's goroutines carry a profiler label (bench=<loop>), so that
+	// a -cpuprofile tells the load generator's and the crypto loops' CPU
+	// apart from the frontend's, which has no label.
+	labels := pprof.WithLabels(ctx, pprof.Labels("bench", name))
 	for w := range cfg.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			pprof.SetGoroutineLabels(labels)
 			for ctx.Err() == nil {
 				t := time.Now()
 				if !t.Before(to) {
@@ -279,7 +299,11 @@ func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) f
 	if err != nil {
 		return Load{}, err
 	}
-	l := Load{Name: name, cpu: cpu1 - cpu0}
+	self1, err := selfCPU()
+	if err != nil {
+		return Load{}, err
+	}
+	l := Load{Name: name, cpu: cpu1 - cpu0, self: self1 - self0}
 	var lats []time.Duration
 	for w := range cfg.Concurrency {
 		l.Pairs += done[w]
@@ -290,8 +314,19 @@ func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) f
 	l.Latency, l.lat = stats.Summarize(lats), lats
 	if l.pairs > 0 {
 		l.CPUPerPairMS = stats.Round(stats.MS(l.cpu)/float64(l.pairs), 4)
+		l.ProcessCPUPerPairMS = stats.Round(stats.MS(l.self)/float64(l.pairs), 4)
 	}
 	return l, nil
+}
+
+// selfCPU is the CPU time (user and system) of this process alone, all
+// its threads, without its children.
+func selfCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("frontend: getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // Section renders the result.
@@ -310,11 +345,12 @@ func (r *Result) Section() report.Section {
 				"**Server only**: the server's share alone (session key, ECDH, Attest, AES-GCM decrypt) with a fixed client key. " +
 				"Only the crypto loops' rates are compared: their latencies are of CPU-bound goroutines that Go's scheduler runs in time slices, not of requests. " +
 				"**CPU per pair** = CPU time of this process's whole tree (Postgres included) over the loop, warm-up included, per pair finished in it; " +
+				"**Of which this process**: the part of it spent in this process (frontend, load generator, embedded NATS server); the rest is Postgres. " +
 				"**CPU ratio** = the both-ends crypto loop's CPU per pair ÷ this loop's: the pairs/s ratio a machine saturated by this work alone would show, hardly moved by other load on a shared machine. " +
 				"**Ratio** = pairs/s ÷ the both-ends crypto limit (target ≥ 0.8): this process is both the frontend and the load generator, so both ends' cryptography is the ceiling it can reach; the ratio to the server-only limit is shown too.",
 		},
 	}
-	t := report.Table{Header: []string{"loop", "pairs", "pairs/s", "latency p50", "p90", "p99", "CPU per pair", "ratio to crypto (both ends)", "ratio to crypto (server only)", "CPU ratio"}}
+	t := report.Table{Header: []string{"loop", "pairs", "pairs/s", "latency p50", "p90", "p99", "CPU per pair", "of which this process", "ratio to crypto (both ends)", "ratio to crypto (server only)", "CPU ratio"}}
 	for _, l := range []Load{r.WebSocket, r.HTTP, r.Crypto, r.ServerCrypto} {
 		r1, r2, r3 := "—", "—", "—"
 		if l.RatioToCrypto > 0 {
@@ -323,7 +359,7 @@ func (r *Result) Section() report.Section {
 			r3 = report.F(l.CPURatio, 3)
 		}
 		t.Row(l.Name, fmt.Sprint(l.Pairs), report.F(l.PairsPerSecond, 0), report.F(l.Latency.P50MS, 2)+" ms",
-			report.F(l.Latency.P90MS, 2)+" ms", report.F(l.Latency.P99MS, 2)+" ms", report.F(l.CPUPerPairMS, 3)+" ms", r1, r2, r3)
+			report.F(l.Latency.P90MS, 2)+" ms", report.F(l.Latency.P99MS, 2)+" ms", report.F(l.CPUPerPairMS, 3)+" ms", report.F(l.ProcessCPUPerPairMS, 3)+" ms", r1, r2, r3)
 	}
 	s.Tables = append(s.Tables, t)
 	s.Notes = append(s.Notes, fmt.Sprintf("Check: every accepted submit is on the queue (%d jobs pending after the run, warm-ups included).", r.Enqueued))
