@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -36,7 +35,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/sourcegraph/jsonrpc2"
-	wsstream "github.com/sourcegraph/jsonrpc2/websocket"
 
 	"github.com/openpassport/prover-fleet/api/internal/handshake"
 	"github.com/openpassport/prover-fleet/api/protocol"
@@ -122,7 +120,7 @@ type Client struct {
 	opts Options
 
 	// WebSocket mode.
-	conn *jsonrpc2.Conn
+	conn *wsConn
 	subs *listeners
 
 	// HTTP mode, and the WebSocket's fallback once it has closed: the
@@ -167,12 +165,12 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", u.Redacted(), err)
 	}
-	logger := log.New(io.Discard, "", 0)
-	if opts.Logger != nil {
-		logger = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug)
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	c.subs = &listeners{m: make(map[string][]chan protocol.Status)}
-	c.conn = jsonrpc2.NewConn(context.Background(), wsstream.NewObjectStream(ws), c.subs, jsonrpc2.SetLogger(logger))
+	c.conn = newWSConn(ws, c.subs.notify, logger)
 	return c, nil
 }
 
@@ -552,7 +550,7 @@ func (c *Client) Wait(ctx context.Context, id string, progress Progress) (protoc
 }
 
 // listeners routes status notifications to the subscriptions waiting for
-// them. It is the WebSocket connection's jsonrpc2 handler.
+// them.
 type listeners struct {
 	mu sync.Mutex
 	m  map[string][]chan protocol.Status
@@ -583,15 +581,15 @@ func (l *listeners) remove(id string, ch chan protocol.Status) {
 	}
 }
 
-// Handle implements jsonrpc2.Handler: it runs on the connection's read
-// loop, so it never blocks (a full listener misses an update and catches
-// up through Wait's stall check).
-func (l *listeners) Handle(_ context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.Request) {
-	if !req.Notif || req.Method != protocol.NotifyStatusUpdate || req.Params == nil {
+// notify takes the server's notifications. It runs on the connection's
+// read loop, so it never blocks (a full listener misses an update and
+// catches up through Wait's stall check).
+func (l *listeners) notify(method string, params json.RawMessage) {
+	if method != protocol.NotifyStatusUpdate || isNull(params) {
 		return
 	}
 	var st protocol.Status
-	if json.Unmarshal(*req.Params, &st) != nil {
+	if json.Unmarshal(params, &st) != nil {
 		return
 	}
 	l.mu.Lock()
