@@ -37,9 +37,14 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 		return nil, nil, err
 	}
 
+	var warm warmSet // no tables, gnark-crypto's MultiExp, until Warm has run
+	if w := pk.warm.Load(); w != nil {
+		warm = *w
+	}
+
 	// Phase 1: A·w and B·w on the domain, C = A∘B, then A·B−C on the odd
 	// coset of the 2n domain.
-	h := pk.quotientEvals(witness)
+	h := pk.quotientEvals(witness, warm.domain)
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -50,20 +55,11 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 	var b2w bn254.G2Jac
 	private := witness[pk.nPublic+1:]
 	msms := []func() error{
-		func() error { return msmG1(&aw, pk.a.pts, pk.a.scalars(witness), cfg) },
-		func() error { return msmG1(&b1w, pk.b1.pts, pk.b1.scalars(witness), cfg) },
-		func() error {
-			if len(pk.b2.pts) == 0 {
-				b2w.X.SetOne()
-				b2w.Y.SetOne()
-				b2w.Z.SetZero()
-				return nil
-			}
-			_, err := b2w.MultiExp(pk.b2.pts, pk.b2.scalars(witness), cfg)
-			return err
-		},
-		func() error { return msmG1(&cw, pk.c.pts, pk.c.scalars(private), cfg) },
-		func() error { return msmG1(&hw, pk.hRev, h, cfg) },
+		func() error { return warm.a.multiExp(&aw, pk.a.pts, pk.a.scalars(witness), cfg) },
+		func() error { return warm.b1.multiExp(&b1w, pk.b1.pts, pk.b1.scalars(witness), cfg) },
+		func() error { return warm.b2.multiExp(&b2w, pk.b2.pts, pk.b2.scalars(witness), cfg) },
+		func() error { return warm.c.multiExp(&cw, pk.c.pts, pk.c.scalars(private), cfg) },
+		func() error { return warm.h.multiExp(&hw, pk.hRev, h, cfg) },
 	}
 	for _, m := range msms {
 		if err := m(); err != nil {
@@ -136,23 +132,9 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 	return proof, public, nil
 }
 
-// msmG1 is MultiExp that leaves res at infinity for an empty input (a
-// circuit whose wires are all public has no C points; a compacted set may
-// have no points at all).
-func msmG1(res *bn254.G1Jac, points []bn254.G1Affine, scalars []fr.Element, cfg ecc.MultiExpConfig) error {
-	if len(points) == 0 {
-		res.X.SetOne()
-		res.Y.SetOne()
-		res.Z.SetZero()
-		return nil
-	}
-	_, err := res.MultiExp(points, scalars, cfg)
-	return err
-}
-
 // quotientEvals returns A·B−C evaluated at the odd points w_2n^(2i+1) of the
 // 2n domain, in bit-reversed order of i (matching pk.hRev).
-func (pk *ProvingKey) quotientEvals(w []fr.Element) []fr.Element {
+func (pk *ProvingKey) quotientEvals(w []fr.Element, domain *fft.Domain) []fr.Element {
 	n := pk.domainSize
 	a := make([]fr.Element, n)
 	b := make([]fr.Element, n)
@@ -164,8 +146,11 @@ func (pk *ProvingKey) quotientEvals(w []fr.Element) []fr.Element {
 			c[i].Mul(&a[i], &b[i])
 		}
 	})
+	if domain == nil {
+		domain = pk.domain
+	}
 	for _, p := range [][]fr.Element{a, b, c} {
-		pk.toOddCoset(p)
+		pk.toOddCoset(domain, p)
 	}
 	parallel.Execute(n, func(start, end int) {
 		for i := start; i < end; i++ {
@@ -177,9 +162,9 @@ func (pk *ProvingKey) quotientEvals(w []fr.Element) []fr.Element {
 
 // toOddCoset turns evaluations on the n domain (natural order) into
 // evaluations at g·w_n^i, g the 2n-th root of unity, in bit-reversed order.
-func (pk *ProvingKey) toOddCoset(p []fr.Element) {
+func (pk *ProvingKey) toOddCoset(domain *fft.Domain, p []fr.Element) {
 	fft.BitReverse(p)
-	pk.domain.FFTInverse(p, fft.DIT) // coefficients, natural order
+	domain.FFTInverse(p, fft.DIT) // coefficients, natural order
 	g := pk.cosetShift
 	parallel.Execute(len(p), func(start, end int) {
 		var gi fr.Element
@@ -189,7 +174,7 @@ func (pk *ProvingKey) toOddCoset(p []fr.Element) {
 			gi.Mul(&gi, &g)
 		}
 	})
-	pk.domain.FFT(p, fft.DIF) // evaluations at g·w^i, bit-reversed
+	domain.FFT(p, fft.DIF) // evaluations at g·w^i, bit-reversed
 }
 
 // evalMatrix sets out[c] = Σ value·w[signal] over the coefficients of

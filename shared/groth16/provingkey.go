@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/consensys/gnark-crypto/ecc/bn254"
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
@@ -32,6 +33,8 @@ type ProvingKey struct {
 	cosetShift fr.Element // primitive 2n-th root of unity: the odd coset of the n domain
 
 	vk *VerifyingKey
+
+	warm atomic.Pointer[warmSet] // set by Warm
 }
 
 // bases are the points of one MSM. Wires that appear nowhere in a matrix
