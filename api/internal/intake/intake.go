@@ -42,6 +42,17 @@ type Store interface {
 	MarkFailed(ctx context.Context, id, reason string) (bool, error)
 }
 
+// BatchStore is the batched part of *store.Store. When Deps.Store has it,
+// concurrent hellos look their uuids up, and concurrent submits record
+// their rows, in shared round trips (a group commit without a timer: a lone
+// call runs at once and alone; see group). Every call keeps its own
+// outcome, and a submit is still answered only after its own row is
+// committed and its own job is enqueued.
+type BatchStore interface {
+	InsertBatch(ctx context.Context, rs []store.Request) []error
+	Recorded(ctx context.Context, ids []string) (map[string]bool, error)
+}
+
 // Queue enqueues jobs (*jobqueue.Publisher).
 type Queue interface {
 	Publish(ctx context.Context, env job.Envelope) error
@@ -82,6 +93,15 @@ type Config struct {
 	CompensateTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// StoreBatches is how many batched round trips of one kind (lookups,
+	// inserts) may run at once when the Store is a BatchStore (default 2);
+	// MaxBatch bounds the calls in one (default 128). Calls that arrive
+	// while all are running share the next one.
+	StoreBatches int
+	MaxBatch     int
+	// NoBatching makes every lookup and insert its own round trip even
+	// when the Store is a BatchStore.
+	NoBatching bool
 }
 
 // Service implements the frontend's methods. Safe for concurrent use.
@@ -89,6 +109,11 @@ type Service struct {
 	d   Deps
 	cfg Config
 	log *slog.Logger
+
+	// inserts and lookups group the Store's round trips; nil when the
+	// Store is not a BatchStore (or NoBatching).
+	inserts *group[store.Request, struct{}]
+	lookups *group[string, bool]
 }
 
 // New checks deps and cfg.
@@ -112,6 +137,14 @@ func New(d Deps, cfg Config) (*Service, error) {
 		return nil, errors.New("intake: Deps.Logger is nil")
 	case cfg.RecordTimeout < 0 || cfg.CompensateTimeout < 0:
 		return nil, errors.New("intake: timeouts must not be negative")
+	case cfg.StoreBatches < 0 || cfg.MaxBatch < 0:
+		return nil, errors.New("intake: StoreBatches and MaxBatch must not be negative")
+	}
+	if cfg.StoreBatches == 0 {
+		cfg.StoreBatches = 2
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 128
 	}
 	if cfg.RecordTimeout == 0 {
 		cfg.RecordTimeout = 15 * time.Second
@@ -122,7 +155,44 @@ func New(d Deps, cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{d: d, cfg: cfg, log: d.Logger.With("component", "intake")}, nil
+	s := &Service{d: d, cfg: cfg, log: d.Logger.With("component", "intake")}
+	if bs, ok := d.Store.(BatchStore); ok && !cfg.NoBatching {
+		s.inserts = newGroup(cfg.StoreBatches, cfg.MaxBatch, func(ctx context.Context, rs []store.Request) ([]struct{}, []error) {
+			return make([]struct{}, len(rs)), bs.InsertBatch(ctx, rs)
+		})
+		s.lookups = newGroup(cfg.StoreBatches, cfg.MaxBatch, func(ctx context.Context, ids []string) ([]bool, []error) {
+			found, err := bs.Recorded(ctx, ids)
+			out, errs := make([]bool, len(ids)), make([]error, len(ids))
+			for i, id := range ids {
+				var ok bool
+				switch out[i], ok = found[id]; {
+				case err != nil:
+					errs[i] = err
+				case !ok:
+					errs[i] = fmt.Errorf("%w: %q", store.ErrBadID, id)
+				}
+			}
+			return out, errs
+		})
+	}
+	return s, nil
+}
+
+// insert records r, in a batch when the Store allows.
+func (s *Service) insert(ctx context.Context, r store.Request) error {
+	if s.inserts == nil {
+		return s.d.Store.Insert(ctx, r)
+	}
+	_, err := s.inserts.do(ctx, r)
+	return err
+}
+
+// exists reports whether id is recorded, in a batch when the Store allows.
+func (s *Service) exists(ctx context.Context, id string) (bool, error) {
+	if s.lookups == nil {
+		return s.d.Store.Exists(ctx, id)
+	}
+	return s.lookups.do(ctx, id)
 }
 
 // Errors the transport maps to the app's messages.
@@ -187,7 +257,7 @@ func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (proto
 	if err != nil {
 		return protocol.HelloResult{}, err
 	}
-	recorded, err := s.d.Store.Exists(ctx, id)
+	recorded, err := s.exists(ctx, id)
 	if err != nil {
 		return protocol.HelloResult{}, &InternalError{Public: msgLookup, Err: err}
 	}
@@ -266,7 +336,7 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 	start := s.cfg.Now()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RecordTimeout)
 	defer cancel()
-	err = s.d.Store.Insert(ctx, store.Request{
+	err = s.insert(ctx, store.Request{
 		ID:              id,
 		ProofType:       req.Type,
 		Circuit:         req.Circuit,
