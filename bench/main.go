@@ -54,14 +54,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfg     suite.Config
-		only    string
-		verbose bool
-		timeout time.Duration
-		inputs  string
-		snarkjs string
-		rapid   string
-		cpuProf string
+		cfg       suite.Config
+		only      string
+		verbose   bool
+		timeout   time.Duration
+		inputs    string
+		snarkjs   string
+		rapid     string
+		cpuProf   string
+		tablesMiB int64
 	)
 	fs.StringVar(&cfg.CircuitDir, "c", "circuits/build", "compiled circuits (<name>_cpp/<name>, <name>.r1cs)")
 	fs.StringVar(&cfg.ZkeyDir, "k", "zkeys", "proving keys (<name>.zkey, <name>.vkey.json)")
@@ -76,6 +77,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.FleetProver, "fleet-prover", "zkprove", "prover of the fleet-overhead and memory benchmarks: zkprove, native or snarkjs")
 	fs.StringVar(&cfg.Verifier, "verifier", "native", "verifier of the workers and the bare loop: native (falls back to snarkjs if the worker refuses it) or snarkjs")
 	fs.StringVar(&cfg.OverheadCircuit, "overhead-circuit", "disclose_demo", "circuit of the fleet-overhead benchmark (disclose_demo, dsc_demo or register_demo)")
+	fs.Int64Var(&tablesMiB, "warm-tables-mib", 2048, "table budget (MiB) of the warm prover with window tables in the provers benchmark (0: leave it out)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "jobs at once in the fleet-overhead and worker-memory benchmarks (default: the number of CPUs)")
 	fs.DurationVar(&timeout, "timeout", 0, "give up after this long (default 40m, or 5m with -quick)")
 	fs.BoolVar(&verbose, "v", false, "log the fleets' warnings and errors to stderr")
@@ -92,6 +94,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if only != "" {
 		cfg.Only = strings.Split(only, ",")
 	}
+	if tablesMiB < 0 {
+		return fmt.Errorf("%w: -warm-tables-mib %d is negative", errUsage, tablesMiB)
+	}
+	cfg.TableBudget = tablesMiB << 20
 	if cfg.OutDir == "" {
 		// A quick run never overwrites the committed full results.
 		cfg.OutDir = filepath.Join("bench", "results")

@@ -68,8 +68,11 @@ type Config struct {
 	// OverheadCircuit is the fleet-overhead benchmark's circuit (default
 	// the smallest, disclose_demo).
 	OverheadCircuit string
-	Logger          *slog.Logger
-	Stderr          io.Writer
+	// TableBudget is the table memory budget (bytes) of the warm prover
+	// with window tables in the provers benchmark (0: not measured).
+	TableBudget int64
+	Logger      *slog.Logger
+	Stderr      io.Writer
 }
 
 // Results is results.json.
@@ -286,7 +289,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			}
 			r, err := provers.Measure(ctx, provers.Config{
 				Circuits: cs, Snarkjs: cfg.Snarkjs, Rapidsnark: cfg.Rapidsnark, Zkprove: bins.Zkprove,
-				Meter: child.Meter{Helper: bins.Rusage}, WarmProve: bins.WarmProve, Reps: set.ProverReps, Budget: budget, WorkDir: work, Log: logf,
+				Meter: child.Meter{Helper: bins.Rusage}, WarmProve: bins.WarmProve, TableBudget: cfg.TableBudget, Reps: set.ProverReps, Budget: budget, WorkDir: work, Log: logf,
 			})
 			res.Provers = r
 			if err != nil {

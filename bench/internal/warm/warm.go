@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/openpassport/prover-fleet/shared/groth16"
@@ -24,6 +25,11 @@ import (
 type Line struct {
 	LoadNS  int64 `json:"load_ns,omitempty"`
 	ProveNS int64 `json:"prove_ns,omitempty"`
+	// With a table budget, the load line also says what groth16's Warm
+	// built and how long it took (not included in LoadNS).
+	WarmNS     int64    `json:"warm_ns,omitempty"`
+	TableBytes int64    `json:"table_bytes,omitempty"`
+	Tables     []string `json:"tables,omitempty"`
 }
 
 // Main loads the proving key, prints its load time, then proves once for
@@ -33,17 +39,32 @@ type Line struct {
 // warm does per job. Asking line by line lets the benchmark interleave warm
 // proofs with the other provers' runs.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) != 3 {
-		return errors.New("usage: warmprove <zkey> <wtns> <outdir>  (one proof per line on stdin)")
+	if len(args) != 3 && len(args) != 4 {
+		return errors.New("usage: warmprove <zkey> <wtns> <outdir> [table-budget-bytes]  (one proof per line on stdin)")
 	}
 	zkeyPath, wtnsPath, outDir := args[0], args[1], args[2]
+	var budget int64
+	if len(args) == 4 {
+		var err error
+		if budget, err = strconv.ParseInt(args[3], 10, 64); err != nil || budget < 0 {
+			return fmt.Errorf("table budget %q: want a number of bytes >= 0", args[3])
+		}
+	}
 	start := time.Now()
 	pk, err := groth16.LoadProvingKey(ctx, zkeyPath)
 	if err != nil {
 		return fmt.Errorf("load proving key: %w", err)
 	}
+	first := Line{LoadNS: max(1, int64(time.Since(start)))}
+	if budget > 0 {
+		st, err := pk.Warm(ctx, budget)
+		if err != nil {
+			return fmt.Errorf("warm the proving key: %w", err)
+		}
+		first.WarmNS, first.TableBytes, first.Tables = max(1, int64(st.Duration)), st.TableBytes, st.Tables
+	}
 	enc := json.NewEncoder(stdout)
-	if err := enc.Encode(Line{LoadNS: max(1, int64(time.Since(start)))}); err != nil {
+	if err := enc.Encode(first); err != nil {
 		return err
 	}
 	in := bufio.NewScanner(stdin)

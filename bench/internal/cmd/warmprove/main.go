@@ -1,7 +1,7 @@
 // Command warmprove is the benchmark's warm in-process prover (package
 // bench/internal/warm) as a small program of its own:
 //
-//	warmprove <zkey> <wtns> <outdir>    (then one line on stdin per proof)
+//	warmprove <zkey> <wtns> <outdir> [table-budget-bytes]    (then one line on stdin per proof)
 package main
 
 import (
