@@ -94,9 +94,12 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// StoreBatches is how many batched round trips of one kind (lookups,
-	// inserts) may run at once when the Store is a BatchStore (default 2);
-	// MaxBatch bounds the calls in one (default 128). Calls that arrive
-	// while all are running share the next one.
+	// inserts) may run at once when the Store is a BatchStore (default 1,
+	// as Postgres's own group commit: measured with 64 concurrent clients,
+	// one slot formed batches large enough to cut Postgres's CPU per pair
+	// by about two thirds, two slots by a third); MaxBatch bounds the
+	// calls in one (default 128). Calls that arrive while all are running
+	// share the next one.
 	StoreBatches int
 	MaxBatch     int
 	// NoBatching makes every lookup and insert its own round trip even
@@ -141,7 +144,7 @@ func New(d Deps, cfg Config) (*Service, error) {
 		return nil, errors.New("intake: StoreBatches and MaxBatch must not be negative")
 	}
 	if cfg.StoreBatches == 0 {
-		cfg.StoreBatches = 2
+		cfg.StoreBatches = 1
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 128
