@@ -458,7 +458,7 @@ func (s *Server) serveProof(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, err := json.Marshal(v)
+	data, err := marshal(v)
 	if err != nil {
 		data, _ = json.Marshal(errorResponse(nil, rpcError(protocol.CodeInternalError, "Internal error", "")))
 		status = http.StatusInternalServerError
