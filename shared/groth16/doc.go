@@ -5,6 +5,10 @@
 //     witness (see package wtns) into a proof and its public signals, using
 //     gnark-crypto's multi-scalar multiplication and FFT on all cores. Prove
 //     refuses (ErrUnsatisfied) a witness that does not satisfy the circuit.
+//   - ProvingKey.Warm prepares a key that stays loaded for many proofs:
+//     fixed-base window tables for its multi-scalar multiplications (see
+//     warm.go) and FFT twiddles, within a memory budget, for about 30% less
+//     CPU per proof; it may run while proofs are in flight.
 //   - Proof and PublicSignals marshal to exactly the proof.json and
 //     public.json that snarkjs and rapidsnark write.
 //   - ParseVerifyingKey reads a snarkjs vkey.json and Verify / VerifyJSON check
