@@ -16,10 +16,11 @@ import (
 // MSM. The price is memory (numWindows(c) copies of the bases) and the time
 // to build the tables, paid once when the key is prepared.
 //
-// warmmsm_g1.go is the source; warmmsm_g2.go is generated from it (G1 → G2)
-// by go generate, and TestWarmG2IsGenerated keeps the two in step.
+// The code over points (this MSM, and batchMulG1 for the development key
+// generation) is written once for G1 in g1.go; g2.go is generated from it
+// (G1 → G2) by go generate, and TestG2IsGenerated keeps the two in step.
 
-//go:generate sh -c "{ echo '// Code generated from warmmsm_g1.go by go generate; DO NOT EDIT.'; echo; sed -e 's/G1/G2/g' -e 's/g1/g2/g' warmmsm_g1.go; } > warmmsm_g2.go"
+//go:generate sh -c "{ echo '// Code generated from g1.go by go generate; DO NOT EDIT.'; echo; sed -e 's/G1/G2/g' -e 's/g1/g2/g' g1.go; } > g2.go"
 
 // The coordinate fields of G1 and G2.
 type (

@@ -118,20 +118,20 @@ func TestWarmMSMAllZero(t *testing.T) {
 	}
 }
 
-// TestWarmG2IsGenerated fails when warmmsm_g2.go is not what go generate
-// makes of warmmsm_g1.go.
-func TestWarmG2IsGenerated(t *testing.T) {
-	src, err := os.ReadFile("warmmsm_g1.go")
+// TestG2IsGenerated fails when g2.go is not what go generate makes of
+// g1.go.
+func TestG2IsGenerated(t *testing.T) {
+	src, err := os.ReadFile("g1.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile("warmmsm_g2.go")
+	got, err := os.ReadFile("g2.go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body := strings.NewReplacer("G1", "G2", "g1", "g2").Replace(string(src))
-	want := "// Code generated from warmmsm_g1.go by go generate; DO NOT EDIT.\n\n" + body
+	want := "// Code generated from g1.go by go generate; DO NOT EDIT.\n\n" + body
 	if string(got) != want {
-		t.Fatal("warmmsm_g2.go is stale: run go generate ./shared/groth16")
+		t.Fatal("g2.go is stale: run go generate ./shared/groth16")
 	}
 }

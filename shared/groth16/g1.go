@@ -11,6 +11,69 @@ import (
 	"github.com/consensys/gnark-crypto/parallel"
 )
 
+// batchMulG1 returns s_i·base for every scalar, in affine form.
+func batchMulG1(base *bn254.G1Affine, scalars []fr.Element) []bn254.G1Affine {
+	out := make([]bn254.G1Affine, len(scalars))
+	if len(scalars) == 0 {
+		return out
+	}
+	c := fixedBaseWindow(len(scalars))
+	nw := numWindows(c)
+	half := 1 << (c - 1)
+	// table[k][d-1] = d·2^(c·k)·base, d = 1..2^(c-1)
+	table := make([][]bn254.G1Affine, nw)
+	starts := make([]bn254.G1Jac, nw)
+	starts[0].FromAffine(base)
+	for k := 1; k < nw; k++ {
+		starts[k] = starts[k-1]
+		for range c {
+			starts[k].DoubleAssign()
+		}
+	}
+	parallel.Execute(nw, func(lo, hi int) {
+		for k := lo; k < hi; k++ {
+			row := make([]bn254.G1Jac, half)
+			row[0] = starts[k]
+			var b bn254.G1Affine
+			b.FromJacobian(&starts[k])
+			for d := 1; d < half; d++ {
+				row[d] = row[d-1]
+				row[d].AddMixed(&b)
+			}
+			table[k] = make([]bn254.G1Affine, half)
+			batchToAffineG1(row, table[k])
+		}
+	})
+	const chunk = 1 << 12
+	nChunks := (len(scalars) + chunk - 1) / chunk
+	parallel.Execute(nChunks, func(lo, hi int) {
+		digits := make([]int32, nw)
+		acc := make([]bn254.G1Jac, chunk)
+		for ch := lo; ch < hi; ch++ {
+			from, to := ch*chunk, min((ch+1)*chunk, len(scalars))
+			for i := from; i < to; i++ {
+				signedDigits(&scalars[i], c, digits)
+				p := &acc[i-from]
+				p.X.SetOne()
+				p.Y.SetOne()
+				p.Z.SetZero()
+				for k, d := range digits {
+					switch {
+					case d > 0:
+						p.AddMixed(&table[k][d-1])
+					case d < 0:
+						var q bn254.G1Affine
+						q.Neg(&table[k][-d-1])
+						p.AddMixed(&q)
+					}
+				}
+			}
+			batchToAffineG1(acc[:to-from], out[from:to])
+		}
+	})
+	return out
+}
+
 // warmG1 holds tables[i·w+j] = 2^(c·j)·P_i for the n bases of one MSM
 // (w = numWindows(c)): the multiples of one base are adjacent, so a pass over
 // the scalars reads the tables in order.
