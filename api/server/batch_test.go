@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -42,45 +43,60 @@ func post(url, method string, params any) (reply, error) {
 	return r, nil
 }
 
-// pair runs hello and submit for id; it returns the error reply, if any.
+// pair runs hello and submit for id over HTTP; it returns the error
+// reply, if any.
 func (e *env) pair(id, plain string) (*reply, error) {
+	url := e.HTTP.URL + "/"
+	s, r, err := e.helloAt(url, id)
+	if err != nil || r != nil {
+		return r, err
+	}
+	return s.submitAt(url, plain)
+}
+
+// helloAt runs a handshake for id with the frontend at url.
+func (e *env) helloAt(url, id string) (session, *reply, error) {
 	priv, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, err
+		return session{}, nil, err
 	}
 	pub := priv.PublicKey().Bytes()
-	url := e.HTTP.URL + "/"
 	r, err := post(url, protocol.MethodHello, map[string]any{"user_pubkey": protocol.Bytes(pub), "uuid": id})
 	if err != nil || r.Error != nil {
-		return &r, err
+		return session{}, &r, err
 	}
 	var res protocol.HelloResult
 	if err := json.Unmarshal(r.Result, &res); err != nil {
-		return nil, err
+		return session{}, nil, err
 	}
 	doc, err := e.Verifier.Verify(res.Attestation, pub)
 	if err != nil {
-		return nil, err
+		return session{}, nil, err
 	}
 	serverPub, err := ecdh.P256().NewPublicKey(doc.PublicKey)
 	if err != nil {
-		return nil, err
+		return session{}, nil, err
 	}
 	key, err := priv.ECDH(serverPub)
 	if err != nil {
-		return nil, err
+		return session{}, nil, err
 	}
-	nonce, ct, tag, err := handshake.Encrypt(key, []byte(plain))
+	return session{uuid: res.UUID, key: key}, nil, nil
+}
+
+// submitAt sends the session's one submit to the frontend at url.
+func (s session) submitAt(url, plain string) (*reply, error) {
+	nonce, ct, tag, err := handshake.Encrypt(s.key, []byte(plain))
 	if err != nil {
 		return nil, err
 	}
-	r, err = post(url, protocol.MethodSubmit, protocol.SubmitParams{UUID: res.UUID, Nonce: nonce, CipherText: ct, AuthTag: tag})
+	r, err := post(url, protocol.MethodSubmit, protocol.SubmitParams{UUID: s.uuid, Nonce: nonce, CipherText: ct, AuthTag: tag})
 	if err != nil || r.Error != nil {
 		return &r, err
 	}
 	var got string
-	if err := json.Unmarshal(r.Result, &got); err != nil || got != id {
-		return nil, fmt.Errorf("submit answered %s, want %q (%v)", r.Result, id, err)
+	if err := json.Unmarshal(r.Result, &got); err != nil || got != s.uuid {
+		return nil, fmt.Errorf("submit answered %s, want %q (%v)", r.Result, s.uuid, err)
 	}
 	return nil, nil
 }
@@ -148,4 +164,66 @@ func TestConcurrentPairs(t *testing.T) {
 	if n := e.StreamCount(t); n != fresh {
 		t.Fatalf("%d jobs queued, want %d", n, fresh)
 	}
+}
+
+// TestShutdownDrainsSubmits: submits in flight when Serve is told to stop
+// are finished (their batched inserts included) before it returns, and a
+// submit is answered with success exactly when its row is recorded and its
+// job queued.
+func TestShutdownDrainsSubmits(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- e.Server.Serve(ctx, ln) }()
+	url := "http://" + ln.Addr().String() + "/"
+	plain := request("register", "register_demo", `{"x":"9"}`, nil)
+
+	const n = 32
+	sessions := make([]session, n)
+	for i := range sessions {
+		s, r, err := e.helloAt(url, uuid.NewString())
+		if err != nil || r != nil {
+			t.Fatalf("hello: %v %+v", err, r)
+		}
+		sessions[i] = s
+	}
+	answered := make([]bool, n)
+	first := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Go(func() {
+			r, err := s.submitAt(url, plain)
+			answered[i] = err == nil && r == nil
+			if answered[i] {
+				once.Do(func() { close(first) })
+			}
+		})
+	}
+	go func() { wg.Wait(); once.Do(func() { close(first) }) }() // none succeeded: fail below, don't hang
+	<-first
+	stop() // while the other submits are on their way or in flight
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	wg.Wait()
+	ok := 0
+	for i, s := range sessions {
+		recorded, err := e.Store.Exists(context.Background(), s.uuid)
+		must(t, err)
+		if recorded != answered[i] {
+			t.Errorf("%s: answered with success %v, recorded %v", s.uuid, answered[i], recorded)
+		}
+		if answered[i] {
+			ok++
+		}
+	}
+	if q := e.StreamCount(t); q != uint64(ok) {
+		t.Fatalf("%d jobs queued for %d accepted submits", q, ok)
+	}
+	t.Logf("%d of %d submits were accepted before the shutdown", ok, n)
 }
