@@ -95,11 +95,11 @@ type Config struct {
 	Now func() time.Time
 	// StoreBatches is how many batched round trips of one kind (lookups,
 	// inserts) may run at once when the Store is a BatchStore (default 1,
-	// as Postgres's own group commit: measured with 64 concurrent clients,
-	// one slot formed batches large enough to cut Postgres's CPU per pair
-	// by about two thirds, two slots by a third); MaxBatch bounds the
-	// calls in one (default 128). Calls that arrive while all are running
-	// share the next one.
+	// as Postgres's own group commit: in the frontend bench's 64 clients
+	// on a shared 2-core machine, one slot cut Postgres's CPU per pair by
+	// a fifth to a half depending on the load, two slots (batches of about
+	// 3) by less); MaxBatch bounds the calls in one (default 128). Calls
+	// that arrive while all are running share the next one.
 	StoreBatches int
 	MaxBatch     int
 	// NoBatching makes every lookup and insert its own round trip even
