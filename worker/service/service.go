@@ -114,6 +114,11 @@ type Config struct {
 	ZkeyDir string
 	// ProverMode is ProverCommand (default) or ProverNative.
 	ProverMode string
+	// NativeTableBudget is, in native mode, the memory (bytes) each
+	// circuit's key may spend on window tables built in the background
+	// after it loads (groth16's ProvingKey.Warm: ~30% less CPU per proof
+	// for ~10× the zkey's size); 0 (the default here) builds none.
+	NativeTableBudget int64
 	// Prover is the prover command prefix in command mode (default
 	// "rapidsnark"): any program taking <zkey> <wtns> <proof.json>
 	// <public.json> after it, e.g. "/opt/rapidsnark/prover",
@@ -229,6 +234,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("service: Config.ProverMode must be %q or %q, got %q", ProverCommand, ProverNative, c.ProverMode)
 	case len(c.JobKey) != job.KeySize:
 		return fmt.Errorf("service: Config.JobKey must be %d bytes, got %d", job.KeySize, len(c.JobKey))
+	case c.NativeTableBudget < 0:
+		return fmt.Errorf("service: Config.NativeTableBudget must not be negative, got %d", c.NativeTableBudget)
 	case c.WitnessTimeout < 0 || c.ProveTimeout < 0 || c.VerifyTimeout < 0:
 		return errors.New("service: stage timeouts must be positive")
 	case c.Heartbeat < 0:
@@ -277,6 +284,7 @@ type Service struct {
 	witness  pipeline.Witness
 	prover   pipeline.Prover
 	verifier pipeline.Verifier
+	native   *prover.Native // in native mode: its table builds stop with Run
 	runs     atomic.Bool
 	ready    atomic.Bool
 	pool     atomic.Pointer[pool.Pool]
@@ -336,10 +344,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 		}
 		s.prover = m.Prover(p)
 	case ProverNative:
-		p, err := prover.NewNative(cfg.ZkeyDir, cfg.ProveTimeout, s.log)
+		p, err := prover.NewNative(cfg.ZkeyDir, cfg.ProveTimeout, cfg.NativeTableBudget, s.log)
 		if err != nil {
 			return nil, fmt.Errorf("service: %w", err)
 		}
+		s.native = p
 		s.prover = m.Prover(p)
 	}
 
@@ -423,6 +432,9 @@ func (s *Service) Run(ctx context.Context) error {
 		return errors.New("service: Run called twice")
 	}
 	log := s.log
+	if s.native != nil {
+		defer s.native.Close()
+	}
 	root, removed, err := workdir.Open(s.cfg.WorkDir)
 	for _, dir := range removed {
 		log.Warn("removed temporary directory left by a dead worker", "dir", dir)

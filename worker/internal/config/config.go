@@ -27,6 +27,10 @@ import (
 // EnvPrefix prefixes every environment variable.
 const EnvPrefix = "PROVER_WORKER_"
 
+// DefaultNativeTableMiB is --native-table-mib's default: enough for every
+// table of a ~200k-constraint circuit; larger keys get the tables that fit.
+const DefaultNativeTableMiB = 2048
+
 // Config is the whole program configuration.
 type Config struct {
 	// Service configures the worker pool; JobKey is loaded by the program
@@ -60,12 +64,13 @@ var fallbackEnv = map[string]string{"database-url": "DATABASE_URL", "nats-url": 
 // to out for -h/--help.
 func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Config, error) {
 	var (
-		c     Config
-		s     = &c.Service
-		fam   string
-		mode  string
-		level string
-		fs    = pflag.NewFlagSet("prover-worker", pflag.ContinueOnError)
+		c        Config
+		s        = &c.Service
+		fam      string
+		mode     string
+		tableMiB int64
+		level    string
+		fs       = pflag.NewFlagSet("prover-worker", pflag.ContinueOnError)
 	)
 	fs.SetOutput(out)
 	fs.SortFlags = false
@@ -76,6 +81,8 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 	fs.StringVarP(&s.Prover, "prover", "r", service.DefaultProver,
 		`prover command taking <zkey> <wtns> <proof.json> <public.json>: a rapidsnark path, "snarkjs groth16 prove", zkprove`)
 	fs.StringVar(&mode, "prover-mode", service.ProverCommand, "command (run --prover per proof) or native (in-process, warm keys)")
+	fs.Int64Var(&tableMiB, "native-table-mib", DefaultNativeTableMiB,
+		"native mode: MiB of window tables each circuit's key may build in the background after loading (~10x the zkey for all of them; 0: none)")
 	fs.StringVar(&s.Verifier, "verifier", service.DefaultVerifier,
 		`proof verifier: native, or a command taking <vkey.json> <public.json> <proof.json> ("snarkjs groth16 verify")`)
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL")
@@ -135,6 +142,10 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 		return Config{}, errors.New("--family is required: register, dsc or disclose")
 	}
 	s.ProverMode = mode
+	if tableMiB < 0 || tableMiB > 1<<30 {
+		return Config{}, fmt.Errorf("--native-table-mib must be between 0 and %d, got %d", 1<<30, tableMiB)
+	}
+	s.NativeTableBudget = tableMiB << 20
 	if s.ShutdownGrace == 0 {
 		s.ShutdownGrace = -1 // explicitly none (zero means "default" to service.Config)
 	}

@@ -19,15 +19,25 @@ import (
 // kept warm; a key file that changes on disk is loaded again. It writes
 // proof.json and public.json exactly as snarkjs and rapidsnark do.
 //
+// With a table budget, once a key is loaded Native builds its fixed-base
+// window tables in the background (groth16's ProvingKey.Warm: seconds of
+// CPU, up to the budget in memory); proofs run meanwhile without them and
+// pick them up when they are ready. Close stops the builds.
+//
 // Unlike a child process, an in-process proof cannot be killed mid-phase:
 // the timeout and cancellation are honoured between the prover's phases.
 type Native struct {
-	zkeyDir string
-	timeout time.Duration
-	log     *slog.Logger
+	zkeyDir     string
+	timeout     time.Duration
+	tableBudget int64
+	log         *slog.Logger
 
 	mu   sync.Mutex
 	keys map[string]*warmKey
+
+	ctx    context.Context // cancelled by Close: stops table builds
+	cancel context.CancelFunc
+	builds sync.WaitGroup
 }
 
 type warmKey struct {
@@ -38,10 +48,14 @@ type warmKey struct {
 	size    int64
 }
 
-// NewNative returns a Native prover reading <zkeyDir>/<name>.zkey.
-func NewNative(zkeyDir string, timeout time.Duration, log *slog.Logger) (*Native, error) {
+// NewNative returns a Native prover reading <zkeyDir>/<name>.zkey, giving
+// each key up to tableBudget bytes of window tables (0: none).
+func NewNative(zkeyDir string, timeout time.Duration, tableBudget int64, log *slog.Logger) (*Native, error) {
 	if zkeyDir == "" {
 		return nil, errors.New("prover: zkey dir is empty")
+	}
+	if tableBudget < 0 {
+		return nil, fmt.Errorf("prover: table budget %d is negative", tableBudget)
 	}
 	if log == nil {
 		return nil, errors.New("prover: NewNative needs a logger")
@@ -50,7 +64,28 @@ func NewNative(zkeyDir string, timeout time.Duration, log *slog.Logger) (*Native
 	if err != nil {
 		return nil, fmt.Errorf("prover: %w", err)
 	}
-	return &Native{zkeyDir: abs, timeout: timeout, log: log, keys: map[string]*warmKey{}}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Native{
+		zkeyDir: abs, timeout: timeout, tableBudget: tableBudget, log: log, keys: map[string]*warmKey{},
+		ctx: ctx, cancel: cancel,
+	}, nil
+}
+
+// WaitTables blocks until the table builds in progress have ended; key
+// loads wait meanwhile (no new build can start during the wait).
+func (n *Native) WaitTables() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.builds.Wait()
+}
+
+// Close stops the table builds in progress and waits for them. Proving
+// still works afterwards, without tables for keys loaded from then on.
+func (n *Native) Close() {
+	n.mu.Lock()
+	n.cancel()
+	n.mu.Unlock()
+	n.builds.Wait()
 }
 
 // key returns circuit's warm proving key, loading it if needed.
@@ -97,6 +132,24 @@ func (n *Native) load(ctx context.Context, k *warmKey, circuit, path string) {
 		return
 	}
 	n.log.Info("proving key loaded", "circuit", circuit, "duration_ms", time.Since(start).Milliseconds())
+	if n.tableBudget <= 0 {
+		return
+	}
+	n.mu.Lock() // Close cancels under mu: no build starts once it has
+	defer n.mu.Unlock()
+	if n.ctx.Err() != nil {
+		return
+	}
+	pk := k.pk
+	n.builds.Go(func() {
+		st, err := pk.Warm(n.ctx, n.tableBudget)
+		if err != nil {
+			n.log.Warn("window tables not built", "circuit", circuit, "err", err)
+			return
+		}
+		n.log.Info("window tables built", "circuit", circuit, "tables", st.Tables,
+			"mib", st.TableBytes>>20, "duration_ms", st.Duration.Milliseconds())
+	})
 }
 
 // Prove reads the witness wtns, proves and writes proof and public.
