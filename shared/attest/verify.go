@@ -47,6 +47,7 @@ type Verifier struct {
 	skew        time.Duration
 	now         func() time.Time
 	dec         cbor.DecMode
+	chains      chainCache
 }
 
 // NewVerifier validates cfg and returns a Verifier.
@@ -275,10 +276,21 @@ func (v *Verifier) decodePayload(body []byte) (*Document, error) {
 
 // verifyChain requires cabundle[0] to be a pinned root and the leaf to chain
 // from it through the rest of the cabundle, valid at the document's time.
+//
+// A chain that verified once is remembered (bytes of the leaf and the
+// cabundle, and the window in which all its certificates are valid), as TLS
+// stacks do: the same enclave sends the same chain with every document, and
+// its check costs as much as the document's own signature. A remembered
+// chain still needs the document's time inside its window; anything else
+// goes through the full check.
 func (v *Verifier) verifyChain(d *Document) error {
 	rootIdx := slices.IndexFunc(v.roots, func(r *x509.Certificate) bool { return bytes.Equal(r.Raw, d.CABundle[0]) })
 	if rootIdx < 0 {
 		return ErrUntrustedRoot
+	}
+	key := chainKey(rootIdx, d.Certificate.Raw, d.CABundle)
+	if v.chains.valid(key, d.Timestamp) {
+		return nil
 	}
 	intermediates := x509.NewCertPool()
 	for i, der := range d.CABundle[1:] {
@@ -288,7 +300,7 @@ func (v *Verifier) verifyChain(d *Document) error {
 		}
 		intermediates.AddCert(cert)
 	}
-	_, err := d.Certificate.Verify(x509.VerifyOptions{
+	chains, err := d.Certificate.Verify(x509.VerifyOptions{
 		Roots:         v.rootPools[rootIdx],
 		Intermediates: intermediates,
 		CurrentTime:   d.Timestamp,
@@ -297,6 +309,7 @@ func (v *Verifier) verifyChain(d *Document) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrChain, err)
 	}
+	v.chains.add(key, chains)
 	return nil
 }
 
