@@ -77,22 +77,30 @@ type Config struct {
 
 // Results is results.json.
 type Results struct {
-	Machine       machine.Info      `json:"machine"`
-	Quick         bool              `json:"quick"`
-	Settings      Settings          `json:"settings"`
-	DurationS     float64           `json:"duration_s"`
-	FleetOverhead *overhead.Result  `json:"fleet_overhead,omitempty"`
-	Frontend      *frontend.Result  `json:"frontend,omitempty"`
-	Queue         *queuepath.Result `json:"queue_path,omitempty"`
-	Provers       *provers.Result   `json:"provers,omitempty"`
-	Memory        *memory.Result    `json:"memory,omitempty"`
-	Errors        []string          `json:"errors,omitempty"`
+	Machine       machine.Info     `json:"machine"`
+	Quick         bool             `json:"quick"`
+	Settings      Settings         `json:"settings"`
+	DurationS     float64          `json:"duration_s"`
+	FleetOverhead *overhead.Result `json:"fleet_overhead,omitempty"`
+	// FleetOverheadMore is the same benchmark on Settings.OverheadMore.
+	FleetOverheadMore []*overhead.Result `json:"fleet_overhead_more,omitempty"`
+	Frontend          *frontend.Result   `json:"frontend,omitempty"`
+	Queue             *queuepath.Result  `json:"queue_path,omitempty"`
+	Provers           *provers.Result    `json:"provers,omitempty"`
+	Memory            *memory.Result     `json:"memory,omitempty"`
+	Errors            []string           `json:"errors,omitempty"`
 }
 
 // Settings are the sizes used.
 type Settings struct {
-	OverheadJobs       int      `json:"overhead_jobs"`
-	OverheadRounds     int      `json:"overhead_rounds"`
+	OverheadJobs   int `json:"overhead_jobs"`
+	OverheadRounds int `json:"overhead_rounds"`
+	// OverheadMore are further circuits for the fleet-overhead benchmark,
+	// with OverheadMoreJobs jobs per phase in OverheadMoreRounds rounds: a
+	// longer proof shows the fleet's fixed cost per job shrinking.
+	OverheadMore       []string `json:"overhead_more,omitempty"`
+	OverheadMoreJobs   int      `json:"overhead_more_jobs,omitempty"`
+	OverheadMoreRounds int      `json:"overhead_more_rounds,omitempty"`
 	Concurrency        int      `json:"concurrency"`
 	FrontendClients    int      `json:"frontend_clients"`
 	FrontendSeconds    float64  `json:"frontend_seconds"`
@@ -116,6 +124,7 @@ func sizes(quick bool, conc int) Settings {
 	}
 	return Settings{
 		OverheadJobs: 400, OverheadRounds: 40, Concurrency: conc,
+		OverheadMore: []string{circuits.DSC}, OverheadMoreJobs: 200, OverheadMoreRounds: 20,
 		FrontendClients: 64, FrontendSeconds: 8,
 		QueueJobsPerFamily: 2000, QueueSlots: 16,
 		ProverCircuits: []string{circuits.Disclose, circuits.DSC, circuits.Register}, ProverReps: 3,
@@ -226,15 +235,35 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 					continue
 				}
 			}
-			r, err := overhead.Measure(ctx, overhead.Config{
-				Circuit: oc, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
-				Jobs: set.OverheadJobs, Concurrency: conc, Rounds: set.OverheadRounds,
-				ProverMode: proverMode, Prover: prover, Verifier: verifier, Fallback: fallback,
-				WorkDir: work, Logger: cfg.Logger, Log: logf,
-			})
+			measure := func(c circuits.Circuit, jobs, rounds int) (*overhead.Result, error) {
+				return overhead.Measure(ctx, overhead.Config{
+					Circuit: c, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
+					Jobs: jobs, Concurrency: conc, Rounds: rounds,
+					ProverMode: proverMode, Prover: prover, Verifier: verifier, Fallback: fallback,
+					WorkDir: work, Logger: cfg.Logger, Log: logf,
+				})
+			}
+			r, err := measure(oc, set.OverheadJobs, set.OverheadRounds)
 			res.FleetOverhead = r
 			if err != nil {
 				fail(name, err)
+			}
+			for _, n := range set.OverheadMore {
+				if n == oc.Name || ctx.Err() != nil {
+					continue
+				}
+				c, err := circuits.Find(dirs, n)
+				if err != nil {
+					fail(name, err)
+					continue
+				}
+				r, err := measure(c, set.OverheadMoreJobs, set.OverheadMoreRounds)
+				if r != nil {
+					res.FleetOverheadMore = append(res.FleetOverheadMore, r)
+				}
+				if err != nil {
+					fail(name, err)
+				}
 			}
 		case Frontend:
 			r, err := frontend.Measure(ctx, frontend.Config{
@@ -374,6 +403,11 @@ func Document(res *Results) report.Document {
 	}
 	if res.FleetOverhead != nil {
 		d.Sections = append(d.Sections, res.FleetOverhead.Section())
+	}
+	for i, r := range res.FleetOverheadMore {
+		sec := r.Section()
+		sec.Title = fmt.Sprintf("1%c. Fleet overhead on %s (a longer proof)", 'b'+rune(i), r.Circuit)
+		d.Sections = append(d.Sections, sec)
 	}
 	if res.Frontend != nil {
 		d.Sections = append(d.Sections, res.Frontend.Section())
