@@ -29,5 +29,8 @@
 // checks what the server's callers need: user_data equals the expected bytes
 // and the timestamp is recent. Each failure wraps its own sentinel error
 // (ErrSignature, ErrPCR0, ...), and field-level failures are a *FieldError
-// naming the field.
+// naming the field. A Verifier remembers the certificate chains that
+// verified (the exact bytes, with the window in which all their
+// certificates are valid), so the same enclave's next document costs its
+// own signature check only; everything else is checked every time.
 package attest
