@@ -427,24 +427,12 @@ func (p *xyzzG2) addMixed(q *bn254.G2Affine) {
 	p.ZZZ.Mul(&p.ZZZ, &ppp)
 }
 
-// doubleMixed sets p = 2q (mdbl-2008-s-1).
+// doubleMixed sets p = 2q, q affine (rare: a point added to itself).
 func (p *xyzzG2) doubleMixed(q *bn254.G2Affine) {
-	var u, v, w, s, m, t fieldG2
-	u.Double(&q.Y)
-	v.Square(&u)
-	w.Mul(&u, &v)
-	s.Mul(&q.X, &v)
-	m.Square(&q.X)
-	t.Double(&m)
-	m.Add(&m, &t)
-	p.X.Square(&m)
-	t.Double(&s)
-	p.X.Sub(&p.X, &t)
-	s.Sub(&s, &p.X)
-	t.Mul(&w, &q.Y)
-	p.Y.Mul(&m, &s)
-	p.Y.Sub(&p.Y, &t)
-	p.ZZ, p.ZZZ = v, w
+	p.X, p.Y = q.X, q.Y
+	p.ZZ.SetOne()
+	p.ZZZ.SetOne()
+	p.double()
 }
 
 // add sets p += q (add-2008-s).

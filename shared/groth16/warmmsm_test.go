@@ -135,3 +135,24 @@ func TestG2IsGenerated(t *testing.T) {
 		t.Fatal("g2.go is stale: run go generate ./shared/groth16")
 	}
 }
+
+// TestWarmMSMSamePoint adds a point to itself, in the ones shortcut and in a
+// bucket: the doubling paths.
+func TestWarmMSMSamePoint(t *testing.T) {
+	t.Parallel()
+	_, _, g1, _ := bn254.Generators()
+	pts := []bn254.G1Affine{g1, g1, g1, g1}
+	tab := newWarmG1(pts, 8)
+	for _, k := range []uint64{1, 7, 300} {
+		s := make([]fr.Element, len(pts))
+		for i := range s {
+			s[i].SetUint64(k)
+		}
+		got := tab.msm(s)
+		var want bn254.G1Jac
+		want.ScalarMultiplication(new(bn254.G1Jac).FromAffine(&g1), new(big.Int).SetUint64(4*k))
+		if !got.Equal(&want) {
+			t.Fatalf("%d·G four times is not %d·G", k, 4*k)
+		}
+	}
+}
