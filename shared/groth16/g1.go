@@ -1,6 +1,7 @@
 package groth16
 
 import (
+	"context"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -116,7 +117,11 @@ func (t *warmG1) size() int { return len(t.tables) * int(unsafe.Sizeof(bn254.G1A
 // multiExp sets res = Σ scalars[i]·points[i]: with t's tables when t is not
 // nil (t must have been built from points), with gnark-crypto's MultiExp
 // otherwise. No points give the point at infinity.
-func (t *warmG1) multiExp(res *bn254.G1Jac, points []bn254.G1Affine, scalars []fr.Element, cfg ecc.MultiExpConfig) error {
+//
+// With tables the MSM stops early when ctx ends (checked every few thousand
+// scalars) and returns ctx's error; gnark-crypto's MultiExp cannot be
+// stopped.
+func (t *warmG1) multiExp(ctx context.Context, res *bn254.G1Jac, points []bn254.G1Affine, scalars []fr.Element, cfg ecc.MultiExpConfig) error {
 	if len(points) == 0 {
 		res.X.SetOne()
 		res.Y.SetOne()
@@ -124,7 +129,11 @@ func (t *warmG1) multiExp(res *bn254.G1Jac, points []bn254.G1Affine, scalars []f
 		return nil
 	}
 	if t != nil {
-		*res = t.msm(scalars)
+		r, err := t.msm(ctx, scalars)
+		if err != nil {
+			return err
+		}
+		*res = r
 		return nil
 	}
 	_, err := res.MultiExp(points, scalars, cfg)
@@ -142,7 +151,7 @@ func (t *warmG1) multiExp(res *bn254.G1Jac, points []bn254.G1Affine, scalars []f
 // T-th of the cache footprint. Task g's share is
 // Σ_m (T·m+g+1)·B_m = T·W + (g+1−T)·S, with W = Σ_m (m+1)·B_m and S = Σ_m B_m
 // from its running-sum reduction.
-func (t *warmG1) msm(scalars []fr.Element) bn254.G1Jac {
+func (t *warmG1) msm(ctx context.Context, scalars []fr.Element) (bn254.G1Jac, error) {
 	n := t.n
 	if len(scalars) != n {
 		panic("groth16: warm MSM scalar count does not match its tables")
@@ -161,6 +170,11 @@ func (t *warmG1) msm(scalars []fr.Element) bn254.G1Jac {
 			digits := make([]int32, nw)
 			tt, gg := int32(tasks), int32(g)
 			for i := range n {
+				if i%warmCheck == 0 && ctx.Err() != nil {
+					acc.clearAll()
+					t.pool.Put(acc)
+					return
+				}
 				s := &scalars[i]
 				row := t.tables[i*nw : (i+1)*nw]
 				if s.IsZero() || row[0].IsInfinity() {
@@ -191,15 +205,18 @@ func (t *warmG1) msm(scalars []fr.Element) bn254.G1Jac {
 			w.add(&sum)
 			w.add(&acc.ones)
 			results[g] = w
-			acc.reset()
+			acc.clearAll()
 			t.pool.Put(acc)
 		})
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return bn254.G1Jac{}, err
+	}
 	for g := 1; g < tasks; g++ {
 		results[0].add(&results[g])
 	}
-	return results[0].jac()
+	return results[0].jac(), nil
 }
 
 // accG1 adds points into 2^(c-1) affine buckets, batching the additions so
@@ -232,11 +249,14 @@ func newAccG1(nb int) *accG1 {
 	}
 }
 
-// reset empties every bucket for the next MSM.
-func (a *accG1) reset() {
+// clearAll empties every bucket, the batch and the queue for the next MSM.
+func (a *accG1) clearAll() {
 	clear(a.buckets)
 	clear(a.overflow)
+	clear(a.busy)
 	a.ones = xyzzG1{}
+	a.count = 0
+	a.qIdx, a.qPts = a.qIdx[:0], a.qPts[:0]
 }
 
 func (a *accG1) isBusy(k int32) bool { return a.busy[k>>6]&(1<<(k&63)) != 0 }

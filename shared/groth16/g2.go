@@ -3,6 +3,7 @@
 package groth16
 
 import (
+	"context"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -118,7 +119,11 @@ func (t *warmG2) size() int { return len(t.tables) * int(unsafe.Sizeof(bn254.G2A
 // multiExp sets res = Σ scalars[i]·points[i]: with t's tables when t is not
 // nil (t must have been built from points), with gnark-crypto's MultiExp
 // otherwise. No points give the point at infinity.
-func (t *warmG2) multiExp(res *bn254.G2Jac, points []bn254.G2Affine, scalars []fr.Element, cfg ecc.MultiExpConfig) error {
+//
+// With tables the MSM stops early when ctx ends (checked every few thousand
+// scalars) and returns ctx's error; gnark-crypto's MultiExp cannot be
+// stopped.
+func (t *warmG2) multiExp(ctx context.Context, res *bn254.G2Jac, points []bn254.G2Affine, scalars []fr.Element, cfg ecc.MultiExpConfig) error {
 	if len(points) == 0 {
 		res.X.SetOne()
 		res.Y.SetOne()
@@ -126,7 +131,11 @@ func (t *warmG2) multiExp(res *bn254.G2Jac, points []bn254.G2Affine, scalars []f
 		return nil
 	}
 	if t != nil {
-		*res = t.msm(scalars)
+		r, err := t.msm(ctx, scalars)
+		if err != nil {
+			return err
+		}
+		*res = r
 		return nil
 	}
 	_, err := res.MultiExp(points, scalars, cfg)
@@ -144,7 +153,7 @@ func (t *warmG2) multiExp(res *bn254.G2Jac, points []bn254.G2Affine, scalars []f
 // T-th of the cache footprint. Task g's share is
 // Σ_m (T·m+g+1)·B_m = T·W + (g+1−T)·S, with W = Σ_m (m+1)·B_m and S = Σ_m B_m
 // from its running-sum reduction.
-func (t *warmG2) msm(scalars []fr.Element) bn254.G2Jac {
+func (t *warmG2) msm(ctx context.Context, scalars []fr.Element) (bn254.G2Jac, error) {
 	n := t.n
 	if len(scalars) != n {
 		panic("groth16: warm MSM scalar count does not match its tables")
@@ -163,6 +172,11 @@ func (t *warmG2) msm(scalars []fr.Element) bn254.G2Jac {
 			digits := make([]int32, nw)
 			tt, gg := int32(tasks), int32(g)
 			for i := range n {
+				if i%warmCheck == 0 && ctx.Err() != nil {
+					acc.clearAll()
+					t.pool.Put(acc)
+					return
+				}
 				s := &scalars[i]
 				row := t.tables[i*nw : (i+1)*nw]
 				if s.IsZero() || row[0].IsInfinity() {
@@ -193,15 +207,18 @@ func (t *warmG2) msm(scalars []fr.Element) bn254.G2Jac {
 			w.add(&sum)
 			w.add(&acc.ones)
 			results[g] = w
-			acc.reset()
+			acc.clearAll()
 			t.pool.Put(acc)
 		})
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return bn254.G2Jac{}, err
+	}
 	for g := 1; g < tasks; g++ {
 		results[0].add(&results[g])
 	}
-	return results[0].jac()
+	return results[0].jac(), nil
 }
 
 // accG2 adds points into 2^(c-1) affine buckets, batching the additions so
@@ -234,11 +251,14 @@ func newAccG2(nb int) *accG2 {
 	}
 }
 
-// reset empties every bucket for the next MSM.
-func (a *accG2) reset() {
+// clearAll empties every bucket, the batch and the queue for the next MSM.
+func (a *accG2) clearAll() {
 	clear(a.buckets)
 	clear(a.overflow)
+	clear(a.busy)
 	a.ones = xyzzG2{}
+	a.count = 0
+	a.qIdx, a.qPts = a.qIdx[:0], a.qPts[:0]
 }
 
 func (a *accG2) isBusy(k int32) bool { return a.busy[k>>6]&(1<<(k&63)) != 0 }

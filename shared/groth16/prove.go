@@ -22,7 +22,7 @@ import (
 // verifying key. The key has no C matrix (snarkjs keys never do), so this
 // is how an unsatisfying witness is caught: its proof fails the pairing
 // check, and Prove returns ErrUnsatisfied and no proof. ctx is checked
-// between phases.
+// between phases, and inside the MSMs of a key warmed with tables.
 //
 // Prove uses all CPUs (gnark-crypto's default) and is safe for concurrent
 // use with the same key.
@@ -55,11 +55,11 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 	var b2w bn254.G2Jac
 	private := witness[pk.nPublic+1:]
 	msms := []func() error{
-		func() error { return warm.a.multiExp(&aw, pk.a.pts, pk.a.scalars(witness), cfg) },
-		func() error { return warm.b1.multiExp(&b1w, pk.b1.pts, pk.b1.scalars(witness), cfg) },
-		func() error { return warm.b2.multiExp(&b2w, pk.b2.pts, pk.b2.scalars(witness), cfg) },
-		func() error { return warm.c.multiExp(&cw, pk.c.pts, pk.c.scalars(private), cfg) },
-		func() error { return warm.h.multiExp(&hw, pk.hRev, h, cfg) },
+		func() error { return warm.a.multiExp(ctx, &aw, pk.a.pts, pk.a.scalars(witness), cfg) },
+		func() error { return warm.b1.multiExp(ctx, &b1w, pk.b1.pts, pk.b1.scalars(witness), cfg) },
+		func() error { return warm.b2.multiExp(ctx, &b2w, pk.b2.pts, pk.b2.scalars(witness), cfg) },
+		func() error { return warm.c.multiExp(ctx, &cw, pk.c.pts, pk.c.scalars(private), cfg) },
+		func() error { return warm.h.multiExp(ctx, &hw, pk.hRev, h, cfg) },
 	}
 	for _, m := range msms {
 		if err := m(); err != nil {

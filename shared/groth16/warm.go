@@ -34,4 +34,7 @@ const (
 	// warmQueue is how many points may wait for a bucket that is already
 	// in the batch before they are added the slow way.
 	warmQueue = 128
+	// warmCheck is how many scalars a warm MSM task handles between looks
+	// at its context.
+	warmCheck = 1 << 12
 )

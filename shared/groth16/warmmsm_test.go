@@ -1,10 +1,13 @@
 package groth16
 
 import (
+	"context"
+	"errors"
 	"math/big"
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/consensys/gnark-crypto/ecc"
@@ -68,7 +71,10 @@ func TestWarmMSMMatchesMultiExp(t *testing.T) {
 			tab := newWarmG1(pts, tc.c)
 			for round := range 3 {
 				s := warmScalars(rng, tc.n)
-				gotJ := tab.msm(s)
+				gotJ, err := tab.msm(context.Background(), s)
+				if err != nil {
+					t.Fatal(err)
+				}
 				var want bn254.G1Jac
 				if _, err := want.MultiExp(pts, s, ecc.MultiExpConfig{}); err != nil {
 					t.Fatal(err)
@@ -97,7 +103,10 @@ func TestWarmMSMG2MatchesMultiExp(t *testing.T) {
 	}
 	tab := newWarmG2(pts, 9)
 	s := warmScalars(rng, n)
-	gotJ := tab.msm(s)
+	gotJ, err := tab.msm(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var want bn254.G2Jac
 	if _, err := want.MultiExp(pts, s, ecc.MultiExpConfig{}); err != nil {
 		t.Fatal(err)
@@ -110,7 +119,10 @@ func TestWarmMSMG2MatchesMultiExp(t *testing.T) {
 func TestWarmMSMAllZero(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	pts := warmPointsG1(rng, 100)
-	j := newWarmG1(pts, 8).msm(make([]fr.Element, 100))
+	j, err := newWarmG1(pts, 8).msm(context.Background(), make([]fr.Element, 100))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var a bn254.G1Affine
 	a.FromJacobian(&j)
 	if !a.IsInfinity() {
@@ -148,11 +160,59 @@ func TestWarmMSMSamePoint(t *testing.T) {
 		for i := range s {
 			s[i].SetUint64(k)
 		}
-		got := tab.msm(s)
+		got, err := tab.msm(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var want bn254.G1Jac
 		want.ScalarMultiplication(new(bn254.G1Jac).FromAffine(&g1), new(big.Int).SetUint64(4*k))
 		if !got.Equal(&want) {
 			t.Fatalf("%d·G four times is not %d·G", k, 4*k)
 		}
 	}
+}
+
+// TestWarmMSMCancelled stops an MSM through its context, then reuses the
+// same tables (and their pooled buckets) for a correct one.
+func TestWarmMSMCancelled(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 8))
+	pts := warmPointsG1(rng, 3*warmCheck)
+	tab := newWarmG1(pts, 10)
+	s := warmScalars(rng, len(pts))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := tab.msm(ctx, s); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	// Cancelled halfway: buckets, batch and queue hold work when it stops.
+	half := &countdown{Context: context.Background()}
+	half.left.Store(3)
+	if _, err := tab.msm(half, s); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	got, err := tab.msm(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bn254.G1Jac
+	if _, err := want.MultiExp(pts, s, ecc.MultiExpConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(&want) {
+		t.Fatal("the MSM after a cancelled one is wrong")
+	}
+}
+
+// countdown is a context that says it is cancelled from its left+1-th look on.
+type countdown struct {
+	context.Context
+	left atomic.Int32
+}
+
+func (c *countdown) Err() error {
+	if c.left.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
 }

@@ -24,8 +24,9 @@ import (
 // CPU, up to the budget in memory); proofs run meanwhile without them and
 // pick them up when they are ready. Close stops the builds.
 //
-// Unlike a child process, an in-process proof cannot be killed mid-phase:
-// the timeout and cancellation are honoured between the prover's phases.
+// Unlike a child process, an in-process proof cannot be killed: the
+// timeout and cancellation are honoured between the prover's phases, and
+// inside its multi-scalar multiplications once the key's tables are built.
 type Native struct {
 	zkeyDir     string
 	timeout     time.Duration
