@@ -32,10 +32,14 @@ func chainKey(rootIdx int, leaf []byte, cabundle [][]byte) [sha256.Size]byte {
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(rootIdx))
 	h.Write(n[:])
-	for _, der := range append([][]byte{leaf}, cabundle...) {
+	entry := func(der []byte) { // length-prefixed, so entries cannot run together
 		binary.BigEndian.PutUint64(n[:], uint64(len(der)))
 		h.Write(n[:])
 		h.Write(der)
+	}
+	entry(leaf)
+	for _, der := range cabundle {
+		entry(der)
 	}
 	var k [sha256.Size]byte
 	h.Sum(k[:0])

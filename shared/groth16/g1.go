@@ -111,8 +111,10 @@ func newWarmG1(pts []bn254.G1Affine, c uint) *warmG1 {
 	return t
 }
 
-// size is the memory the tables take, in bytes.
-func (t *warmG1) size() int { return len(t.tables) * int(unsafe.Sizeof(bn254.G1Affine{})) }
+// warmBytesG1 is the memory of newWarmG1's tables for n bases and window c.
+func warmBytesG1(n int, c uint) int64 {
+	return int64(n) * int64(numWindows(c)) * int64(unsafe.Sizeof(bn254.G1Affine{}))
+}
 
 // multiExp sets res = Σ scalars[i]·points[i]: with t's tables when t is not
 // nil (t must have been built from points), with gnark-crypto's MultiExp

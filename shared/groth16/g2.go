@@ -113,8 +113,10 @@ func newWarmG2(pts []bn254.G2Affine, c uint) *warmG2 {
 	return t
 }
 
-// size is the memory the tables take, in bytes.
-func (t *warmG2) size() int { return len(t.tables) * int(unsafe.Sizeof(bn254.G2Affine{})) }
+// warmBytesG2 is the memory of newWarmG2's tables for n bases and window c.
+func warmBytesG2(n int, c uint) int64 {
+	return int64(n) * int64(numWindows(c)) * int64(unsafe.Sizeof(bn254.G2Affine{}))
+}
 
 // multiExp sets res = Σ scalars[i]·points[i]: with t's tables when t is not
 // nil (t must have been built from points), with gnark-crypto's MultiExp

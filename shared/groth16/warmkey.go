@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/consensys/gnark-crypto/ecc/bn254"
-	"github.com/consensys/gnark-crypto/ecc/bn254/fp"
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr/fft"
 )
@@ -37,9 +36,9 @@ func twiddleBytes(n int) int64 { return 4 * int64(n) * fr.Bytes }
 // Warm prepares pk for many proofs, trading memory for time per proof:
 // window tables for the MSMs (see warm.go) and FFT twiddles, within budget
 // bytes. The MSMs are taken in the order H, A, C, B1, B2, each only if its
-// tables still fit. Building costs CPU time in the order of 20 proofs' MSMs
-// (about 10 s on 2 cores for the 100k-constraint register demo, whose
-// tables take ~570 MB: ten times its zkey).
+// tables still fit. Building costs CPU time in the order of 20 proofs
+// (about 15 s on 2 cores for the 100k-constraint register demo, whose
+// tables take 585 MiB: ten times its zkey).
 //
 // Warm may run while other goroutines prove with pk: proofs that start
 // after it returns use what it built. ctx is checked between tables; on
@@ -58,52 +57,49 @@ func (pk *ProvingKey) Warm(ctx context.Context, budget int64) (WarmStats, error)
 		ws.domain = fft.NewDomain(uint64(pk.domainSize))
 		st.TableBytes += tb
 	}
-	g1 := []struct {
-		name string
-		pts  func() []bn254.G1Affine
-		dst  **warmG1
-	}{
-		{"H", func() []bn254.G1Affine { return pk.hRev }, &ws.h},
-		{"A", func() []bn254.G1Affine { return pk.a.pts }, &ws.a},
-		{"C", func() []bn254.G1Affine { return pk.c.pts }, &ws.c},
-		{"B1", func() []bn254.G1Affine { return pk.b1.pts }, &ws.b1},
-	}
-	for _, m := range g1 {
-		pts := m.pts()
-		c := warmWindow(len(pts))
-		need := int64(len(pts)) * int64(numWindows(c)) * g1PointBytes
-		if len(pts) == 0 || st.TableBytes+need > budget {
-			continue
+	// fits reserves need bytes for the named MSM's tables if they fit.
+	fits := func(name string, n int, need int64) (bool, error) {
+		if n == 0 || st.TableBytes+need > budget {
+			return false, nil
 		}
 		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		st.TableBytes += need
+		st.Tables = append(st.Tables, name)
+		return true, nil
+	}
+	for _, m := range []struct {
+		name string
+		pts  []bn254.G1Affine
+		dst  **warmG1
+	}{
+		{"H", pk.hRev, &ws.h},
+		{"A", pk.a.pts, &ws.a},
+		{"C", pk.c.pts, &ws.c},
+		{"B1", pk.b1.pts, &ws.b1},
+	} {
+		c := warmWindow(len(m.pts))
+		ok, err := fits(m.name, len(m.pts), warmBytesG1(len(m.pts), c))
+		if err != nil {
 			return WarmStats{}, err
 		}
-		*m.dst = newWarmG1(pts, c)
-		st.TableBytes += need
-		st.Tables = append(st.Tables, m.name)
-	}
-	if pts := pk.b2.pts; len(pts) > 0 {
-		c := warmWindow(len(pts))
-		need := int64(len(pts)) * int64(numWindows(c)) * g2PointBytes
-		if st.TableBytes+need <= budget {
-			if err := ctx.Err(); err != nil {
-				return WarmStats{}, err
-			}
-			ws.b2 = newWarmG2(pts, c)
-			st.TableBytes += need
-			st.Tables = append(st.Tables, "B2")
+		if ok {
+			*m.dst = newWarmG1(m.pts, c)
 		}
+	}
+	c := warmWindow(len(pk.b2.pts))
+	ok, err := fits("B2", len(pk.b2.pts), warmBytesG2(len(pk.b2.pts), c))
+	if err != nil {
+		return WarmStats{}, err
+	}
+	if ok {
+		ws.b2 = newWarmG2(pk.b2.pts, c)
 	}
 	pk.warm.Store(ws)
 	st.Duration = time.Since(start)
 	return st, nil
 }
-
-// Sizes of affine points in memory.
-const (
-	g1PointBytes = 2 * fp.Bytes
-	g2PointBytes = 4 * fp.Bytes
-)
 
 // warmWindow picks the window width for n bases: the fewest bucket
 // additions for full-size scalars, n·numWindows(c), plus the reduction,

@@ -73,7 +73,7 @@ func TestWarmBudget(t *testing.T) {
 	t.Parallel()
 	pk, w := chainKey(t, 600)
 	n := pk.DomainSize()
-	hBytes := int64(n) * int64(numWindows(warmWindow(n))) * g1PointBytes
+	hBytes := warmBytesG1(n, warmWindow(n))
 	for _, tc := range []struct {
 		name   string
 		budget int64
