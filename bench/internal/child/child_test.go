@@ -134,21 +134,59 @@ func TestStartStopReadMemory(t *testing.T) {
 }
 
 func TestTreeCPU(t *testing.T) {
+	busy := []string{"-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"}
 	before, err := TreeCPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A child that burns about 300 ms of CPU and is waited for counts.
-	if _, err := Run(context.Background(), Cmd{Path: "/bin/sh", Args: []string{"-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"}}); err != nil {
+	// A child that burns about 300 ms of CPU and is waited for counts as a
+	// program.
+	if _, err := Run(context.Background(), Cmd{Path: "/bin/sh", Args: busy}); err != nil {
 		t.Fatal(err)
 	}
 	after, err := TreeCPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := after - before; d < 50*time.Millisecond {
-		t.Errorf("tree CPU grew by %s across a busy child", d)
+	if d := after.Sub(before); d.Programs < 50*time.Millisecond || d.Postgres != 0 {
+		t.Errorf("across a busy child the tree's CPU grew by %+v", d)
 	}
+	if after.Total() != after.Self+after.Postgres+after.Programs {
+		t.Errorf("Total %s is not the sum of %+v", after.Total(), after)
+	}
+
+	// A live child called postgres, and its own child, count as Postgres.
+	pg := filepath.Join(t.TempDir(), "postgres")
+	sh, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pg, sh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(pg, "-c", "/bin/sh "+strings.Join([]string{busy[0], "'" + busy[1] + "'"}, " ")+"; sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		now, err := TreeCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := now.Sub(after); d.Postgres >= 50*time.Millisecond {
+			if d.Programs > 20*time.Millisecond {
+				t.Errorf("the postgres tree's CPU counted as programs too: %+v", d)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a busy child of a process called postgres never counted as Postgres: %+v", now.Sub(after))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	if _, err := TreeCPU(1 << 30); err == nil {
 		t.Error("TreeCPU of a missing process succeeded")
 	}

@@ -19,7 +19,6 @@ import (
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/openpassport/prover-fleet/api/client"
@@ -252,10 +251,6 @@ func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) f
 	if err != nil {
 		return Load{}, err
 	}
-	self0, err := selfCPU()
-	if err != nil {
-		return Load{}, err
-	}
 	start := time.Now()
 	from, to := start.Add(cfg.Warmup), start.Add(cfg.Warmup+cfg.Duration)
 	lat := make([][]time.Duration, cfg.Concurrency)
@@ -299,11 +294,8 @@ func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) f
 	if err != nil {
 		return Load{}, err
 	}
-	self1, err := selfCPU()
-	if err != nil {
-		return Load{}, err
-	}
-	l := Load{Name: name, cpu: cpu1 - cpu0, self: self1 - self0}
+	d := cpu1.Sub(cpu0)
+	l := Load{Name: name, cpu: d.Total(), self: d.Self}
 	var lats []time.Duration
 	for w := range cfg.Concurrency {
 		l.Pairs += done[w]
@@ -317,16 +309,6 @@ func loop(ctx context.Context, name string, cfg Config, newOp func(worker int) f
 		l.ProcessCPUPerPairMS = stats.Round(stats.MS(l.self)/float64(l.pairs), 4)
 	}
 	return l, nil
-}
-
-// selfCPU is the CPU time (user and system) of this process alone, all
-// its threads, without its children.
-func selfCPU() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, fmt.Errorf("frontend: getrusage: %w", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // Section renders the result.

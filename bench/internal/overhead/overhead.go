@@ -76,6 +76,12 @@ type Side struct {
 	// with the embedded fleet and clients, Postgres, every witness
 	// generator and prover) during the phases, per job.
 	CPUPerJobMS float64 `json:"cpu_per_job_ms"`
+	// Of which: this process (embedded fleet, clients, the bench's own
+	// goroutines), Postgres, and the child programs (witness generators,
+	// provers, verifiers run as commands).
+	ProcessCPUPerJobMS  float64 `json:"process_cpu_per_job_ms"`
+	PostgresCPUPerJobMS float64 `json:"postgres_cpu_per_job_ms"`
+	ProgramsCPUPerJobMS float64 `json:"programs_cpu_per_job_ms"`
 }
 
 // Result is the benchmark's outcome.
@@ -238,7 +244,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 		job     func(context.Context, int) error
 		lat     []time.Duration
 		wall    time.Duration
-		cpu     time.Duration
+		cpu     child.CPU
 	}{
 		{name: "bare", clients: cfg.Concurrency, job: bareJob},
 		{name: "fleet", clients: cfg.Concurrency, job: f.job},
@@ -272,7 +278,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 			if err != nil {
 				return nil, err
 			}
-			ph.cpu += cpu1 - cpu0
+			ph.cpu = ph.cpu.Add(cpu1.Sub(cpu0))
 			if ph.name == "fleet" {
 				st1, err := stageSums(workers)
 				if err != nil {
@@ -338,12 +344,16 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-func side(lat []time.Duration, wall, cpu time.Duration) Side {
+func side(lat []time.Duration, wall time.Duration, cpu child.CPU) Side {
+	perJob := func(d time.Duration) float64 { return stats.Round(stats.MS(d)/float64(len(lat)), 2) }
 	return Side{
 		Jobs: len(lat), WallS: stats.Round(wall.Seconds(), 3),
-		JobsPerSecond: stats.Round(float64(len(lat))/wall.Seconds(), 3),
-		Latency:       stats.Summarize(lat),
-		CPUPerJobMS:   stats.Round(stats.MS(cpu)/float64(len(lat)), 2),
+		JobsPerSecond:       stats.Round(float64(len(lat))/wall.Seconds(), 3),
+		Latency:             stats.Summarize(lat),
+		CPUPerJobMS:         perJob(cpu.Total()),
+		ProcessCPUPerJobMS:  perJob(cpu.Self),
+		PostgresCPUPerJobMS: perJob(cpu.Postgres),
+		ProgramsCPUPerJobMS: perJob(cpu.Programs),
 	}
 }
 
@@ -569,6 +579,7 @@ func (r *Result) Section() report.Section {
 			"**Throughput ratio** = the fleet's jobs/s with a backlog ÷ the bare loop's jobs/s, each = jobs ÷ the summed wall time of its phases: capacity against capacity (target ≥ 0.98). " +
 				"The closed loop's ratio is shown too; it also loses the client's round trip between jobs. " +
 				"**CPU per job** = CPU time (user + system) of this process's whole tree during a phase — the bench with the embedded fleet and clients, Postgres, every witness generator and prover — per job, from /proc; " +
+				"split into **this process** (the embedded fleet's Go code and the clients; in the bare loop, starting the children and the native verifier), **Postgres**, and the **programs** (witness generator, prover and verifier processes); " +
 				"**CPU ratio** = bare CPU per job ÷ fleet-with-backlog CPU per job: the throughput ratio a machine saturated by this work alone would show, and one that other load on a shared machine hardly moves. " +
 				"**Latency** of a fleet job = client-observed time from before the hello to the terminal status (proof generated); of a bare job = from writing the input to the verifier's exit. " +
 				"**Added latency** p50/p99 = closed-loop fleet quantile − bare quantile (target ≤ 3 ms / 15 ms): the shift of the per-job distribution at the same concurrency. " +
@@ -578,7 +589,7 @@ func (r *Result) Section() report.Section {
 				"Both include the client's own work (key generation, attestation check, encryption), which a phone does on its own cores; with a backlog, that client work also competes with the provers for this machine's cores.",
 		},
 	}
-	t := report.Table{Header: []string{"phase", "jobs", "wall", "jobs/s", "latency p50", "p90", "p99", "mean", "CPU per job"}}
+	t := report.Table{Header: []string{"phase", "jobs", "wall", "jobs/s", "latency p50", "p90", "p99", "mean", "CPU per job", "this process", "Postgres", "programs"}}
 	for _, row := range []struct {
 		name string
 		s    Side
@@ -589,7 +600,8 @@ func (r *Result) Section() report.Section {
 	} {
 		t.Row(row.name, fmt.Sprint(row.s.Jobs), report.F(row.s.WallS, 2)+" s", report.F(row.s.JobsPerSecond, 2),
 			report.F(row.s.Latency.P50MS, 1)+" ms", report.F(row.s.Latency.P90MS, 1)+" ms",
-			report.F(row.s.Latency.P99MS, 1)+" ms", report.F(row.s.Latency.MeanMS, 1)+" ms", report.F(row.s.CPUPerJobMS, 1)+" ms")
+			report.F(row.s.Latency.P99MS, 1)+" ms", report.F(row.s.Latency.MeanMS, 1)+" ms", report.F(row.s.CPUPerJobMS, 1)+" ms",
+			report.F(row.s.ProcessCPUPerJobMS, 2)+" ms", report.F(row.s.PostgresCPUPerJobMS, 2)+" ms", report.F(row.s.ProgramsCPUPerJobMS, 1)+" ms")
 	}
 	s.Tables = append(s.Tables, t)
 	m := report.Table{Header: []string{"measure", "value", "target"}}

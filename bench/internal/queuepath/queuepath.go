@@ -333,7 +333,7 @@ func (r *runner) scenario(ctx context.Context, fams []family.Family, n int) (Sce
 	sc.JobsPerSecond = stats.Round(float64(sc.Jobs)/last.Sub(start).Seconds(), 1)
 	sc.EnqueuePerSecond = stats.Round(float64(sc.Jobs)/pubDone.Sub(start).Seconds(), 1)
 	sc.Enqueue, sc.Handle, sc.EndToEnd = stats.Summarize(enqLat), stats.Summarize(handle), stats.Summarize(e2e)
-	sc.CPUPerJobMS = stats.Round(stats.MS(cpu1-cpu0)/float64(sc.Jobs), 3)
+	sc.CPUPerJobMS = stats.Round(stats.MS(cpu1.Sub(cpu0).Total())/float64(sc.Jobs), 3)
 	return sc, nil
 }
 
