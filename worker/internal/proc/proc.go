@@ -19,10 +19,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -260,19 +258,27 @@ const peakSample = 50 * time.Millisecond
 
 // watchPeakRSS samples the high-water mark of pid's resident memory until
 // the returned function is called (after the child has exited), which
-// returns the largest value seen, in bytes.
+// returns the largest value seen, in bytes. The status file is opened once
+// and re-read in place: a sample is one pread and a scan of its bytes, with
+// no allocation, so a child's memory is cheap to follow while it runs.
 func watchPeakRSS(pid int) func() int64 {
-	path := fmt.Sprintf("/proc/%d/status", pid)
-	var peak atomic.Int64
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return func() int64 { return 0 } // gone already
+	}
+	buf := make([]byte, statusBuf)
+	var peak int64 // written by this goroutine until done, read after
 	sample := func() {
-		if v := readVmHWM(path); v > peak.Load() {
-			peak.Store(v)
+		n, _ := f.ReadAt(buf, 0)
+		if v := parseVmHWM(buf[:n]); v > peak {
+			peak = v
 		}
 	}
 	sample()
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
+		defer f.Close()
 		t := time.NewTicker(peakSample)
 		defer t.Stop()
 		for {
@@ -287,27 +293,42 @@ func watchPeakRSS(pid int) func() int64 {
 	return func() int64 {
 		close(stop)
 		<-done
-		return peak.Load()
+		return peak
 	}
 }
 
-// readVmHWM returns the VmHWM line of a /proc/<pid>/status file in bytes,
-// or 0 (the process is gone, or is a zombie without memory).
-func readVmHWM(path string) int64 {
-	data, err := os.ReadFile(path)
-	if err != nil {
+// statusBuf holds the head of /proc/<pid>/status down to VmHWM (about
+// 20 lines in; the whole file is under 2 KiB).
+const statusBuf = 4096
+
+// parseVmHWM returns the value of the "VmHWM:   123 kB" line of a
+// /proc/<pid>/status text in bytes, or 0 when there is none (the process
+// is gone, or is a zombie without memory).
+func parseVmHWM(status []byte) int64 {
+	key := []byte("\nVmHWM:")
+	i := bytes.Index(status, key)
+	if i < 0 {
 		return 0
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				kb, _ := strconv.ParseInt(f[0], 10, 64)
+	var kb int64
+	digits := false
+	for _, c := range status[i+len(key):] {
+		switch {
+		case c >= '0' && c <= '9':
+			kb = kb*10 + int64(c-'0')
+			digits = true
+		case c == ' ' || c == '\t':
+			if digits {
 				return kb * 1024
 			}
+		default:
+			if digits {
+				return kb * 1024
+			}
+			return 0
 		}
 	}
-	return 0
+	return 0 // cut off mid-number: the buffer was too short
 }
 
 func killGroup(pgid int) error {
