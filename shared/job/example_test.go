@@ -1,7 +1,9 @@
 package job_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
@@ -17,4 +19,18 @@ func ExampleSealer() {
 	// Output:
 	// proof.jobs.register {"age":"42"}
 	// proof.jobs.disclose
+}
+
+func ExampleProofGeneratedEvent() {
+	written := time.Date(2025, 3, 1, 11, 0, 0, 0, time.UTC)
+	witnessAt := written.Add(-2 * time.Second)
+	ev := job.ProofGeneratedEvent("2b0e8a4c-0000-4000-8000-000000000001", &witnessAt, written,
+		json.RawMessage(`{"protocol":"groth16"}`), []string{"42"})
+	fmt.Println(job.StatusSubject(ev.RequestID), ev.Complete(), string(ev.Row.Proof), ev.Row.PublicInputs)
+
+	bare := job.StatusEvent{RequestID: ev.RequestID, Status: job.StatusProofGenerated}
+	fmt.Println(bare.Complete()) // an older publisher's event: readers re-read the row
+	// Output:
+	// proof.status.2b0e8a4c-0000-4000-8000-000000000001 true {"protocol":"groth16"} [42]
+	// false
 }

@@ -185,10 +185,100 @@ const (
 // Terminal reports whether no prover will change a status again.
 func Terminal(status int) bool { return status >= StatusProofGenerated }
 
-// StatusEvent announces that a request's status changed. It carries no
-// proof: readers fetch the row.
+// StatusEvent announces that a write changed a request's proofs row. It is
+// published after the write committed, on core NATS: a hint that can be
+// lost; Postgres holds the truth.
+//
+// Row, when set, is what that write left in the fields a client is shown
+// (see StatusRow), so that a reader can pass the status on without reading
+// the row. An event without Row (from an older publisher, or from one that
+// does not know every field) only says "look again": readers re-read the
+// row. Build events with WitnessGeneratedEvent, ProofGeneratedEvent and
+// FailedEvent.
+//
+// No event carries a request's plaintext, a key or circuit inputs: the
+// proof and the public signals are the job's public outputs, and the reason
+// is the public one the row stores and clients are shown.
 type StatusEvent struct {
-	RequestID string    `json:"request_id"`
-	Status    int       `json:"status"`
-	At        time.Time `json:"at"`
+	RequestID string     `json:"request_id"`
+	Status    int        `json:"status"`
+	At        time.Time  `json:"at"`
+	Row       *StatusRow `json:"row,omitempty"`
+}
+
+// StatusRow is the part of a proofs row that changes with its status and
+// that clients are shown, as one write left it:
+//
+//   - witness generated (1): WitnessGeneratedAt;
+//   - proof generated (2): WitnessGeneratedAt, ProofGeneratedAt, Proof
+//     and PublicInputs as written (the proof compacted, as JSON encoding
+//     does with it here and again on its way to the client);
+//   - failed (3): Reason. A failed write changes no timestamp and its
+//     writer does not know them, so a reader keeps the ones it knows (it
+//     knows them when it has seen status 1: they cannot change after it).
+//
+// The store stamps rows with Postgres's now() and does not return the
+// value, so the timestamps here are the publisher's clock when the write
+// returned, cut to the row's microseconds: later than the row's by about
+// the write's round trip (plus any clock skew between the two hosts).
+type StatusRow struct {
+	WitnessGeneratedAt *time.Time      `json:"witness_generated_at,omitempty"`
+	ProofGeneratedAt   *time.Time      `json:"proof_generated_at,omitempty"`
+	Proof              json.RawMessage `json:"proof,omitempty"`
+	PublicInputs       []string        `json:"public_inputs,omitempty"`
+	Reason             string          `json:"reason,omitempty"`
+}
+
+// Complete reports whether the event carries every field its status changes
+// in the row (see StatusRow). Only such an event may stand in for a read.
+func (ev StatusEvent) Complete() bool {
+	r := ev.Row
+	if r == nil {
+		return false
+	}
+	switch ev.Status {
+	case StatusWitnessGenerated:
+		return r.WitnessGeneratedAt != nil
+	case StatusProofGenerated:
+		return r.WitnessGeneratedAt != nil && r.ProofGeneratedAt != nil && len(r.Proof) > 0 && json.Valid(r.Proof)
+	case StatusFailed:
+		return true
+	}
+	return false
+}
+
+// stamp is a write's time as a row holds it: UTC, to the microsecond.
+func stamp(t time.Time) *time.Time {
+	u := t.UTC().Truncate(time.Microsecond)
+	return &u
+}
+
+// WitnessGeneratedEvent announces the write that moved id to witness
+// generated; at is when that write returned.
+func WitnessGeneratedEvent(id string, at time.Time) StatusEvent {
+	return StatusEvent{RequestID: id, Status: StatusWitnessGenerated, At: at.UTC(),
+		Row: &StatusRow{WitnessGeneratedAt: stamp(at)}}
+}
+
+// ProofGeneratedEvent announces the write that stored proof and public for
+// id; at is when that write returned. witnessAt is the row's witness time
+// as the publisher knows it (the row's own, or the time of its own
+// witness-generated write); nil when it does not know it, and then the
+// event carries no Row and readers re-read.
+func ProofGeneratedEvent(id string, witnessAt *time.Time, at time.Time, proof json.RawMessage, public []string) StatusEvent {
+	ev := StatusEvent{RequestID: id, Status: StatusProofGenerated, At: at.UTC()}
+	if witnessAt == nil {
+		return ev
+	}
+	if public == nil {
+		public = []string{} // as the store writes it
+	}
+	ev.Row = &StatusRow{WitnessGeneratedAt: stamp(*witnessAt), ProofGeneratedAt: stamp(at), Proof: proof, PublicInputs: public}
+	return ev
+}
+
+// FailedEvent announces the write that failed id with reason; at is when
+// that write returned.
+func FailedEvent(id, reason string, at time.Time) StatusEvent {
+	return StatusEvent{RequestID: id, Status: StatusFailed, At: at.UTC(), Row: &StatusRow{Reason: reason}}
 }

@@ -3,6 +3,7 @@ package job
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -78,5 +79,65 @@ func TestParseKey(t *testing.T) {
 	}
 	if _, err := ParseKey([]byte("abcd")); err == nil {
 		t.Fatal("short key accepted")
+	}
+}
+
+func TestStatusEvents(t *testing.T) {
+	at := time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.FixedZone("x", 3600))
+	want := time.Date(2025, 3, 1, 11, 0, 0, 123456000, time.UTC) // UTC, cut to microseconds as a row holds it
+	proof := json.RawMessage(`{"protocol":"groth16"}` + "\n")
+	cases := []struct {
+		name     string
+		ev       StatusEvent
+		complete bool
+	}{
+		{"witness generated", WitnessGeneratedEvent("id", at), true},
+		{"proof generated", ProofGeneratedEvent("id", &at, at, proof, []string{"7"}), true},
+		{"proof generated, witness time unknown", ProofGeneratedEvent("id", nil, at, proof, []string{"7"}), false},
+		{"failed", FailedEvent("id", "cancelled", at), true},
+		{"bare (older publisher)", StatusEvent{RequestID: "id", Status: StatusProofGenerated, At: at}, false},
+		{"proof generated without a proof", StatusEvent{RequestID: "id", Status: StatusProofGenerated,
+			Row: &StatusRow{WitnessGeneratedAt: &at, ProofGeneratedAt: &at}}, false},
+		{"proof generated with a broken proof", StatusEvent{RequestID: "id", Status: StatusProofGenerated,
+			Row: &StatusRow{WitnessGeneratedAt: &at, ProofGeneratedAt: &at, Proof: json.RawMessage("{")}}, false},
+		{"witness generated without its time", StatusEvent{RequestID: "id", Status: StatusWitnessGenerated, Row: &StatusRow{}}, false},
+		{"pending", StatusEvent{RequestID: "id", Status: StatusPending, Row: &StatusRow{}}, false},
+		{"verified (not the prover's)", StatusEvent{RequestID: "id", Status: StatusVerified, Row: &StatusRow{}}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.ev.Complete(); got != c.complete {
+				t.Fatalf("Complete() = %v, want %v", got, c.complete)
+			}
+			data, err := json.Marshal(c.ev)
+			if err != nil {
+				return // cannot be published either
+			}
+			var back StatusEvent
+			if err := json.Unmarshal(data, &back); err != nil {
+				t.Fatal(err)
+			}
+			if got := back.Complete(); got != c.complete {
+				t.Fatalf("Complete() = %v after a JSON round trip of %s, want %v", got, data, c.complete)
+			}
+		})
+	}
+
+	ev := ProofGeneratedEvent("id", &at, at, proof, nil)
+	if r := ev.Row; !r.WitnessGeneratedAt.Equal(want) || r.WitnessGeneratedAt.Location() != time.UTC ||
+		!r.ProofGeneratedAt.Equal(want) || string(r.Proof) != string(proof) || r.PublicInputs == nil || len(r.PublicInputs) != 0 {
+		t.Fatalf("proof generated row %+v", r)
+	}
+	if r := FailedEvent("id", "no", at).Row; r.Reason != "no" || r.WitnessGeneratedAt != nil {
+		t.Fatalf("failed row %+v", r)
+	}
+
+	// An older publisher's event decodes, without a row.
+	var old StatusEvent
+	if err := json.Unmarshal([]byte(`{"request_id":"id","status":2,"at":"2025-03-01T11:00:00Z"}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Row != nil || old.Status != StatusProofGenerated || old.Complete() {
+		t.Fatalf("old event decoded as %+v", old)
 	}
 }

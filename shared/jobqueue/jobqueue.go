@@ -246,13 +246,20 @@ func isFull(err error) bool {
 }
 
 // Events publishes and subscribes to status and cancel announcements on core
-// NATS (they are hints to push updates; Postgres holds the truth).
+// NATS. They push updates; Postgres holds the truth, and an event can be
+// lost (see job.StatusEvent).
 type Events struct{ nc *nats.Conn }
 
 // NewEvents returns Events on nc.
 func NewEvents(nc *nats.Conn) *Events { return &Events{nc: nc} }
 
-// PublishStatus announces a status change.
+// PublishStatus announces a status change. It hands the event to the
+// connection and returns without waiting for the server (the connection's
+// flusher writes it out at once): workers publish on their job's critical
+// path, an event is a hint whose loss readers survive, and events of one
+// publisher still arrive in the order they were published. An event too
+// large for the server's payload limit goes without its Row, so readers
+// re-read the row.
 func (e *Events) PublishStatus(ctx context.Context, ev job.StatusEvent) error {
 	if ev.At.IsZero() {
 		ev.At = time.Now().UTC()
@@ -261,10 +268,16 @@ func (e *Events) PublishStatus(ctx context.Context, ev job.StatusEvent) error {
 	if err != nil {
 		return err
 	}
+	if max := e.nc.MaxPayload(); max > 0 && int64(len(data)) > max && ev.Row != nil {
+		ev.Row = nil
+		if data, err = json.Marshal(ev); err != nil {
+			return err
+		}
+	}
 	if err := e.nc.Publish(job.StatusSubject(ev.RequestID), data); err != nil {
 		return fmt.Errorf("jobqueue: status event %s: %w", ev.RequestID, err)
 	}
-	return e.flush(ctx)
+	return nil
 }
 
 // SubscribeStatus calls fn for each status event of requestID until

@@ -1,8 +1,11 @@
 package jobqueue_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,5 +214,64 @@ func TestStatusAndCancelEvents(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("cancel event did not arrive")
+	}
+}
+
+// Status events carry the row's fields to subscribers; one too large for
+// the server goes without them, so readers fall back to the row.
+func TestStatusEventsCarryTheRow(t *testing.T) {
+	t.Parallel()
+	_, _, ev, _ := setup(t, nil)
+	ctx := context.Background()
+	id := uuid.NewString()
+	got := make(chan job.StatusEvent, 4)
+	unsub, err := ev.SubscribeStatus(id, func(e job.StatusEvent) { got <- e })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	next := func() job.StatusEvent {
+		t.Helper()
+		select {
+		case e := <-got:
+			return e
+		case <-time.After(5 * time.Second):
+			t.Fatal("status event did not arrive")
+		}
+		return job.StatusEvent{}
+	}
+
+	at := time.Now()
+	proof := json.RawMessage(`{"pi_a":["1","2","1"],"protocol":"groth16"}` + "\n")
+	sent := []job.StatusEvent{
+		job.WitnessGeneratedEvent(id, at),
+		job.ProofGeneratedEvent(id, &at, at.Add(time.Second), proof, []string{"42", "7"}),
+	}
+	for _, s := range sent {
+		if err := ev.PublishStatus(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var compact bytes.Buffer // JSON encoding compacts a raw proof, here and on the way to the client alike
+	if err := json.Compact(&compact, proof); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sent { // in the order published
+		e := next()
+		if e.Status != s.Status || !e.Complete() || !e.Row.WitnessGeneratedAt.Equal(*s.Row.WitnessGeneratedAt) {
+			t.Fatalf("got %+v, want %+v", e, s)
+		}
+		if s.Status == job.StatusProofGenerated && (string(e.Row.Proof) != compact.String() ||
+			!e.Row.ProofGeneratedAt.Equal(*s.Row.ProofGeneratedAt) || strings.Join(e.Row.PublicInputs, ",") != "42,7") {
+			t.Fatalf("proof generated event %+v", e.Row)
+		}
+	}
+
+	huge := json.RawMessage(`{"x":"` + strings.Repeat("a", 17<<20) + `"}`) // over devstack's 16 MiB payload limit
+	if err := ev.PublishStatus(ctx, job.ProofGeneratedEvent(id, &at, at, huge, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(); e.Status != job.StatusProofGenerated || e.Row != nil || e.At.IsZero() {
+		t.Fatalf("oversized event arrived as status %d, row %v, at %v; want status 2 without a row", e.Status, e.Row != nil, e.At)
 	}
 }
