@@ -217,15 +217,9 @@ func (c *Client) wsCall(ctx context.Context, method string, params, result any) 
 }
 
 func (c *Client) post(ctx context.Context, method string, params, result any) error {
-	req := &jsonrpc2.Request{Method: method, ID: jsonrpc2.ID{Num: c.seq.Add(1)}}
-	if params != nil {
-		if err := req.SetParams(params); err != nil {
-			return fmt.Errorf("client: %s params: %w", method, err)
-		}
-	}
-	body, err := json.Marshal(req)
+	body, err := encodeRequest(c.seq.Add(1), method, params)
 	if err != nil {
-		return fmt.Errorf("client: %s: %w", method, err)
+		return fmt.Errorf("client: %s params: %w", method, err)
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
@@ -241,17 +235,17 @@ func (c *Client) post(ctx context.Context, method string, params, result any) er
 	if err != nil {
 		return fmt.Errorf("client: %s: read answer: %w", method, err)
 	}
-	var resp jsonrpc2.Response
-	if err := json.Unmarshal(data, &resp); err != nil {
+	resp, err := parseMessage(data)
+	if err != nil || (resp.Error == nil && resp.Result == nil) {
 		return fmt.Errorf("client: %s: HTTP %d, not a JSON-RPC answer: %.200s", method, hresp.StatusCode, data)
 	}
 	if resp.Error != nil {
 		return fromRPC(resp.Error)
 	}
-	if result == nil || resp.Result == nil {
+	if result == nil || isNull(resp.Result) {
 		return nil
 	}
-	if err := json.Unmarshal(*resp.Result, result); err != nil {
+	if err := decodeResult(resp.Result, result); err != nil {
 		return fmt.Errorf("client: %s result: %w", method, err)
 	}
 	return nil

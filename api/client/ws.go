@@ -35,22 +35,6 @@ type wsConn struct {
 	done chan struct{}
 }
 
-// inMessage is any message from the server.
-type inMessage struct {
-	ID     json.RawMessage `json:"id"`
-	Method string          `json:"method"`
-	Params json.RawMessage `json:"params"`
-	Result json.RawMessage `json:"result"`
-	Error  *jsonrpc2.Error `json:"error"`
-}
-
-type outRequest struct {
-	JSONRPC string `json:"jsonrpc"`
-	ID      uint64 `json:"id"`
-	Method  string `json:"method"`
-	Params  any    `json:"params,omitempty"`
-}
-
 func newWSConn(ws *websocket.Conn, notify func(string, json.RawMessage), log *slog.Logger) *wsConn {
 	c := &wsConn{ws: ws, notify: notify, log: log, pending: map[uint64]chan inMessage{}, done: make(chan struct{})}
 	go c.read()
@@ -65,8 +49,8 @@ func (c *wsConn) read() {
 			c.fail(err)
 			return
 		}
-		var m inMessage
-		if err := json.Unmarshal(data, &m); err != nil {
+		m, err := parseMessage(data)
+		if err != nil {
 			c.log.Debug("jsonrpc: undecodable message from the server", "err", err)
 			continue
 		}
@@ -125,7 +109,7 @@ func (c *wsConn) Call(ctx context.Context, method string, params, result any) er
 		c.mu.Unlock()
 	}
 
-	data, err := json.Marshal(outRequest{JSONRPC: "2.0", ID: id, Method: method, Params: params})
+	data, err := encodeRequest(id, method, params)
 	if err != nil {
 		forget()
 		return fmt.Errorf("client: %s params: %w", method, err)
@@ -147,7 +131,7 @@ func (c *wsConn) Call(ctx context.Context, method string, params, result any) er
 		if result == nil || isNull(m.Result) {
 			return nil
 		}
-		if err := json.Unmarshal(m.Result, result); err != nil {
+		if err := decodeResult(m.Result, result); err != nil {
 			return fmt.Errorf("client: %s result: %w", method, err)
 		}
 		return nil

@@ -16,18 +16,20 @@ func (e *BytesError) Error() string { return e.Reason }
 
 // MarshalJSON writes b as an array of integers (never base64).
 func (b Bytes) MarshalJSON() ([]byte, error) {
-	if b == nil {
-		return []byte("[]"), nil
-	}
-	out := make([]byte, 0, 2+4*len(b))
-	out = append(out, '[')
+	return AppendBytes(make([]byte, 0, 2+4*len(b)), b), nil
+}
+
+// AppendBytes appends b to dst as a JSON array of integers, as MarshalJSON
+// writes it.
+func AppendBytes(dst, b []byte) []byte {
+	dst = append(dst, '[')
 	for i, c := range b {
 		if i > 0 {
-			out = append(out, ',')
+			dst = append(dst, ',')
 		}
-		out = strconv.AppendUint(out, uint64(c), 10)
+		dst = strconv.AppendUint(dst, uint64(c), 10)
 	}
-	return append(out, ']'), nil
+	return append(dst, ']')
 }
 
 // UnmarshalJSON accepts only an array whose elements are integers 0..255
