@@ -473,7 +473,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (protocol.CancelResult,
 	if err := s.d.Events.PublishCancel(ctx, id); err != nil {
 		log.WarnContext(ctx, "cancel event not published", "err", err)
 	}
-	ev := job.StatusEvent{RequestID: id, Status: protocol.StatusFailed, At: s.cfg.Now().UTC()}
+	ev := job.FailedEvent(id, protocol.CancelReason, s.cfg.Now())
 	if err := s.d.Events.PublishStatus(ctx, ev); err != nil {
 		log.WarnContext(ctx, "status event not published", "err", err)
 	}
