@@ -2,12 +2,10 @@ package frontend
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/rand"
-	"fmt"
 
+	"github.com/openpassport/prover-fleet/bench/internal/gcm"
 	"github.com/openpassport/prover-fleet/shared/attest"
 )
 
@@ -61,11 +59,11 @@ func (p cryptoPair) bothEnds(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nonce, sealed, err := seal(cshared, p.plaintext)
+	nonce, sealed, err := gcm.Seal(cshared, p.plaintext)
 	if err != nil {
 		return err
 	}
-	return open(sshared, nonce, sealed)
+	return gcm.Open(sshared, nonce, sealed)
 }
 
 // serverOnly needs a fixed client key.
@@ -85,40 +83,9 @@ func (p cryptoPair) serverOnly(ctx context.Context, cpub []byte) error {
 	if _, err := p.attester.Attest(ctx, attest.Request{UserData: cpub, PublicKey: spriv.PublicKey().Bytes()}); err != nil {
 		return err
 	}
-	nonce, sealed, err := seal(shared, p.plaintext)
+	nonce, sealed, err := gcm.Seal(shared, p.plaintext)
 	if err != nil {
 		return err
 	}
-	return open(shared, nonce, sealed)
-}
-
-func seal(key, plaintext []byte) (nonce, sealed []byte, err error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, nil, err
-	}
-	nonce = make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, nil, err
-	}
-	return nonce, aead.Seal(nil, nonce, plaintext, nil), nil
-}
-
-func open(key, nonce, sealed []byte) error {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return err
-	}
-	if _, err := aead.Open(nil, nonce, sealed, nil); err != nil {
-		return fmt.Errorf("frontend: crypto baseline: %w", err)
-	}
-	return nil
+	return gcm.Open(shared, nonce, sealed)
 }

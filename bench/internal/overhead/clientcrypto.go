@@ -2,8 +2,6 @@ package overhead
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/rand"
 	"fmt"
@@ -14,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/openpassport/prover-fleet/api/client"
+	"github.com/openpassport/prover-fleet/bench/internal/gcm"
 	"github.com/openpassport/prover-fleet/shared/attest"
 )
 
@@ -58,20 +57,8 @@ func clientCrypto(ctx context.Context, cl *client.Client, v *attest.Verifier, pl
 		if err != nil {
 			return err
 		}
-		block, err := aes.NewCipher(key)
-		if err != nil {
-			return err
-		}
-		aead, err := cipher.NewGCM(block)
-		if err != nil {
-			return err
-		}
-		nonce := make([]byte, aead.NonceSize())
-		if _, err := rand.Read(nonce); err != nil {
-			return err
-		}
-		_ = aead.Seal(nil, nonce, plain, nil)
-		return nil
+		_, _, err = gcm.Seal(key, plain)
+		return err
 	}
 	if err := one(); err != nil { // the chain is remembered, as in the phases
 		return 0, fmt.Errorf("overhead: client crypto: %w", err)
