@@ -5,8 +5,11 @@
 // acknowledges a message itself.
 //
 // Status writes are guarded compare-and-sets, and each one that changes the
-// row is announced with a status event: 0 → 1 after the witness, 1 → 2 with
-// the proof (exactly the bytes the prover wrote) and its public signals.
+// row is announced with a status event that carries what the write left in
+// the row (job.StatusRow), so the frontend passes it on without reading the
+// row: 0 → 1 after the witness, with its time; 1 → 2 with the proof
+// (exactly the bytes the prover wrote, as stored), its public signals and
+// both times.
 package pipeline
 
 import (
@@ -208,13 +211,21 @@ func (p *Pipeline) Run(ctx context.Context, env job.Envelope, attempt int) error
 	// runs: neither needs the other, and the proof is only recorded once
 	// the write has returned, so the row and the events still go 0 → 1 → 2
 	// in that order.
-	marked := make(chan error, 1)
-	go func() { marked <- p.markWitnessGenerated(ctx, log, env.RequestID) }()
+	type mark struct {
+		at  *time.Time
+		err error
+	}
+	marked := make(chan mark, 1)
+	go func() {
+		at, err := p.markWitnessGenerated(ctx, log, env.RequestID)
+		marked <- mark{at, err}
+	}()
 
 	t0 = time.Now()
 	err = p.d.Prover.Prove(ctx, env.Circuit, dir, wtns, proof, public)
 	_ = os.Remove(wtns)
-	markErr := <-marked
+	m := <-marked
+	markErr := m.err
 	switch {
 	case errors.Is(err, prover.ErrNoKey):
 		return outcome.Retry("proving key not installed on this worker", err)
@@ -243,32 +254,41 @@ func (p *Pipeline) Run(ctx context.Context, env job.Envelope, attempt int) error
 	if err != nil {
 		return outcome.Retry("database unavailable", err)
 	}
+	at := time.Now()
 	if !changed {
 		log.Info("proof discarded: row became terminal while proving")
 		return outcome.ErrAlreadyDone
 	}
-	p.announce(ctx, log, env.RequestID, job.StatusProofGenerated)
+	// The row's witness time: its own when the claim found one (a
+	// redelivery after status 1; the proof write keeps it), else the time
+	// of this job's own write. When neither (another delivery wrote status
+	// 1 meanwhile) the event goes without the row's fields.
+	witnessAt := row.WitnessGeneratedAt
+	if witnessAt == nil {
+		witnessAt = m.at
+	}
+	p.announce(ctx, log, job.ProofGeneratedEvent(env.RequestID, witnessAt, at, proofJSON, signals))
 	return nil
 }
 
 // markWitnessGenerated moves the row to witness generated and announces it
-// when it changed.
-func (p *Pipeline) markWitnessGenerated(ctx context.Context, log *slog.Logger, id string) error {
+// when it changed. It returns when that write returned, nil when it did not
+// change the row.
+func (p *Pipeline) markWitnessGenerated(ctx context.Context, log *slog.Logger, id string) (*time.Time, error) {
 	changed, err := p.d.Store.MarkWitnessGenerated(ctx, id)
-	if err != nil {
-		return err
+	if err != nil || !changed {
+		return nil, err
 	}
-	if changed {
-		p.announce(ctx, log, id, job.StatusWitnessGenerated)
-	}
-	return nil
+	ev := job.WitnessGeneratedEvent(id, time.Now())
+	p.announce(ctx, log, ev)
+	return ev.Row.WitnessGeneratedAt, nil
 }
 
 // announce publishes a status event; events are hints, so a failure is
 // logged and the job goes on.
-func (p *Pipeline) announce(ctx context.Context, log *slog.Logger, id string, status int) {
-	if err := p.d.Events.PublishStatus(ctx, job.StatusEvent{RequestID: id, Status: status}); err != nil {
-		log.Warn("status event not published", "status", status, "err", err)
+func (p *Pipeline) announce(ctx context.Context, log *slog.Logger, ev job.StatusEvent) {
+	if err := p.d.Events.PublishStatus(ctx, ev); err != nil {
+		log.Warn("status event not published", "status", ev.Status, "err", err)
 	}
 }
 

@@ -368,7 +368,7 @@ func (p *Pool) settle(jobCtx context.Context, log *slog.Logger, msg jetstream.Ms
 			log.Error("failure not recorded", "err", err)
 			d = outcome.Recovered(d, err, attempt, p.cfg.MaxDeliver, p.cfg.Backoff)
 		} else if changed {
-			if err := p.d.Events.PublishStatus(ctx, job.StatusEvent{RequestID: env.RequestID, Status: job.StatusFailed}); err != nil {
+			if err := p.d.Events.PublishStatus(ctx, job.FailedEvent(env.RequestID, d.Reason, time.Now())); err != nil {
 				log.Warn("status event not published", "status", job.StatusFailed, "err", err)
 			}
 		}

@@ -340,7 +340,7 @@ func (r *Rescuer) rescue(ctx context.Context, log *slog.Logger, seq uint64, atte
 		}
 		if res.Failed {
 			sctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-			err := r.d.Events.PublishStatus(sctx, job.StatusEvent{RequestID: env.RequestID, Status: job.StatusFailed})
+			err := r.d.Events.PublishStatus(sctx, job.FailedEvent(env.RequestID, reason, time.Now()))
 			cancel()
 			if err != nil {
 				// A hint only: readers fall back to the row.

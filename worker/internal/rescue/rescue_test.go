@@ -175,8 +175,8 @@ func TestWorkerLostOnLastDelivery(t *testing.T) {
 	e.messageGone(t, seq)
 	select {
 	case ev := <-events:
-		if ev.Status != job.StatusFailed {
-			t.Errorf("status event %+v, want status 3", ev)
+		if ev.Status != job.StatusFailed || !ev.Complete() || ev.Row.Reason != reason {
+			t.Errorf("status event %+v, want status 3 carrying the reason written, %q", ev, reason)
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("no status event for the rescued job")
