@@ -301,6 +301,20 @@ func TestSessionRules(t *testing.T) {
 		wantResult(t, ws.send(t, b.submitBody(t, plain)), nil)
 		e.hello(t, ws, uuid.NewString())
 	})
+	t.Run("a refused recorded uuid leaves no session behind", func(t *testing.T) {
+		t.Parallel()
+		// One session slot: a session left open by a refused hello would
+		// make the next fresh hello "Server busy".
+		e := setup(t, options{MaxSessions: 1})
+		ws := e.dialWS()
+		s := e.hello(t, ws, uuid.NewString())
+		wantResult(t, ws.send(t, s.submitBody(t, plain)), nil)
+		for range 3 {
+			wantError(t, ws.send(t, helloBody(t, clientKey(t), s.uuid)), -32600, "UUID already exists")
+		}
+		fresh := e.hello(t, ws, uuid.NewString())
+		wantResult(t, ws.send(t, fresh.submitBody(t, plain)), nil)
+	})
 	t.Run("duplicate uuid", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t, options{})

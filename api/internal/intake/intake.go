@@ -260,24 +260,40 @@ func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (proto
 	if err != nil {
 		return protocol.HelloResult{}, err
 	}
-	recorded, err := s.exists(ctx, id)
-	if err != nil {
-		return protocol.HelloResult{}, &InternalError{Public: msgLookup, Err: err}
+	// The lookup of a recorded request is a database round trip and the
+	// attestation a signature: they run at the same time, and a session
+	// whose uuid turns out to be recorded is aborted before anything about
+	// it is sent.
+	type lookup struct {
+		recorded bool
+		err      error
 	}
-	if recorded {
-		return protocol.HelloResult{}, fmt.Errorf("%w: request is recorded", ErrExists)
-	}
+	found := make(chan lookup, 1)
+	go func() {
+		recorded, err := s.exists(ctx, id)
+		found <- lookup{recorded, err}
+	}()
 	serverKey, err := s.d.Sessions.Begin(id, key)
 	switch {
 	case errors.Is(err, handshake.ErrExists):
+		<-found
 		return protocol.HelloResult{}, fmt.Errorf("%w: %w", ErrExists, err)
 	case err != nil:
+		<-found
 		return protocol.HelloResult{}, err
 	}
-	doc, err := s.d.Attester.Attest(ctx, attest.Request{UserData: clientKey, PublicKey: serverKey})
-	if err != nil {
+	doc, attErr := s.d.Attester.Attest(ctx, attest.Request{UserData: clientKey, PublicKey: serverKey})
+	l := <-found
+	switch {
+	case l.err != nil:
 		s.d.Sessions.Abort(id)
-		return protocol.HelloResult{}, &InternalError{Public: msgAttest, Err: err}
+		return protocol.HelloResult{}, &InternalError{Public: msgLookup, Err: l.err}
+	case l.recorded:
+		s.d.Sessions.Abort(id)
+		return protocol.HelloResult{}, fmt.Errorf("%w: request is recorded", ErrExists)
+	case attErr != nil:
+		s.d.Sessions.Abort(id)
+		return protocol.HelloResult{}, &InternalError{Public: msgAttest, Err: attErr}
 	}
 	s.log.DebugContext(ctx, "session opened", "request_id", id)
 	return protocol.HelloResult{UUID: id, Attestation: doc}, nil
