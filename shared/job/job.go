@@ -217,10 +217,9 @@ type StatusEvent struct {
 //     writer does not know them, so a reader keeps the ones it knows (it
 //     knows them when it has seen status 1: they cannot change after it).
 //
-// The store stamps rows with Postgres's now() and does not return the
-// value, so the timestamps here are the publisher's clock when the write
-// returned, cut to the row's microseconds: later than the row's by about
-// the write's round trip (plus any clock skew between the two hosts).
+// The timestamps are the ones the write stored in the row (store's Mark*
+// writes return them), so a status built from an event equals one read
+// from the row.
 type StatusRow struct {
 	WitnessGeneratedAt *time.Time      `json:"witness_generated_at,omitempty"`
 	ProofGeneratedAt   *time.Time      `json:"proof_generated_at,omitempty"`
@@ -254,16 +253,15 @@ func stamp(t time.Time) *time.Time {
 }
 
 // WitnessGeneratedEvent announces the write that moved id to witness
-// generated; at is when that write returned.
+// generated; at is the witness time that write stored.
 func WitnessGeneratedEvent(id string, at time.Time) StatusEvent {
 	return StatusEvent{RequestID: id, Status: StatusWitnessGenerated, At: at.UTC(),
 		Row: &StatusRow{WitnessGeneratedAt: stamp(at)}}
 }
 
 // ProofGeneratedEvent announces the write that stored proof and public for
-// id; at is when that write returned. witnessAt is the row's witness time
-// as the publisher knows it (the row's own, or the time of its own
-// witness-generated write); nil when it does not know it, and then the
+// id; at is the proof time that write stored and witnessAt the row's
+// witness time; nil when the publisher does not know it, and then the
 // event carries no Row and readers re-read.
 func ProofGeneratedEvent(id string, witnessAt *time.Time, at time.Time, proof json.RawMessage, public []string) StatusEvent {
 	ev := StatusEvent{RequestID: id, Status: StatusProofGenerated, At: at.UTC()}

@@ -294,27 +294,56 @@ func (s *Store) mark(ctx context.Context, id, what, query string, args ...any) (
 	return tag.RowsAffected() == 1, nil
 }
 
-// MarkWitnessGenerated moves a pending row to witness generated.
-func (s *Store) MarkWitnessGenerated(ctx context.Context, id string) (bool, error) {
-	return s.mark(ctx, id, "witness generated", `
+// Stamps are the times a status write left in its row, exactly as
+// Postgres stored them, for status events that must match a later read.
+type Stamps struct {
+	WitnessGeneratedAt time.Time
+	// ProofGeneratedAt is nil after MarkWitnessGenerated.
+	ProofGeneratedAt *time.Time
+}
+
+// MarkWitnessGenerated moves a pending row to witness generated. It returns
+// the row's new times, or nil when the row was not pending.
+func (s *Store) MarkWitnessGenerated(ctx context.Context, id string) (*Stamps, error) {
+	return s.stamp(ctx, id, "witness generated", `
 		UPDATE proofs SET status = 1, witness_generated_at = now(), heartbeat_at = now(), updated_at = now()
-		WHERE request_id = $1 AND status = 0`)
+		WHERE request_id = $1 AND status = 0
+		RETURNING witness_generated_at, proof_generated_at`)
 }
 
 // MarkProofGenerated stores a verified proof and its public inputs on a row
-// that is not terminal yet.
-func (s *Store) MarkProofGenerated(ctx context.Context, id string, proof json.RawMessage, public []string) (bool, error) {
+// that is not terminal yet. It returns the row's new times, or nil when the
+// row was terminal already.
+func (s *Store) MarkProofGenerated(ctx context.Context, id string, proof json.RawMessage, public []string) (*Stamps, error) {
 	if !json.Valid(proof) {
-		return false, fmt.Errorf("store: mark %s proof generated: proof is not JSON", id)
+		return nil, fmt.Errorf("store: mark %s proof generated: proof is not JSON", id)
 	}
 	if public == nil {
 		public = []string{}
 	}
-	return s.mark(ctx, id, "proof generated", `
+	return s.stamp(ctx, id, "proof generated", `
 		UPDATE proofs SET status = 2, proof = $2, public_inputs = $3,
 		       witness_generated_at = coalesce(witness_generated_at, now()),
 		       proof_generated_at = now(), reason = NULL, updated_at = now()
-		WHERE request_id = $1 AND status IN (0, 1)`, string(proof), public)
+		WHERE request_id = $1 AND status IN (0, 1)
+		RETURNING witness_generated_at, proof_generated_at`, string(proof), public)
+}
+
+// stamp runs a guarded status write that returns the row's times.
+func (s *Store) stamp(ctx context.Context, id, what, query string, args ...any) (*Stamps, error) {
+	u, err := parseID(id)
+	if err != nil {
+		return nil, err
+	}
+	var st Stamps
+	err = s.pool.QueryRow(ctx, query, append([]any{u}, args...)...).Scan(&st.WitnessGeneratedAt, &st.ProofGeneratedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("store: mark %s %s: %w", id, what, err)
+	}
+	return &st, nil
 }
 
 // MarkFailed records a terminal failure with its reason on a row that is not

@@ -83,20 +83,25 @@ func TestTransitionsAreGuarded(t *testing.T) {
 	if err != nil || p.Attempts != 1 || p.WorkerID != "w1" {
 		t.Fatalf("Claim = %+v, %v", p, err)
 	}
-	ok, err := s.MarkWitnessGenerated(ctx, r.ID)
-	must(ok, err, true, "witness")
-	ok, err = s.MarkWitnessGenerated(ctx, r.ID)
-	must(ok, err, false, "witness again")
+	st, err := s.MarkWitnessGenerated(ctx, r.ID)
+	must(st != nil, err, true, "witness")
+	if st.ProofGeneratedAt != nil || st.WitnessGeneratedAt.IsZero() {
+		t.Fatalf("stamps after witness = %+v", st)
+	}
+	witnessAt := st.WitnessGeneratedAt
+	st, err = s.MarkWitnessGenerated(ctx, r.ID)
+	must(st != nil, err, false, "witness again")
 	proof := json.RawMessage(`{"pi_a":["1","2","1"],"protocol":"groth16"}`)
-	ok, err = s.MarkProofGenerated(ctx, r.ID, proof, []string{"7", "8"})
-	must(ok, err, true, "proof")
+	st, err = s.MarkProofGenerated(ctx, r.ID, proof, []string{"7", "8"})
+	must(st != nil, err, true, "proof")
+	proofStamps := *st
 	// A late duplicate can neither fail nor overwrite the result.
-	ok, err = s.MarkFailed(ctx, r.ID, "late failure")
+	ok, err := s.MarkFailed(ctx, r.ID, "late failure")
 	must(ok, err, false, "fail after proof")
-	ok, err = s.MarkProofGenerated(ctx, r.ID, json.RawMessage(`{"other":1}`), nil)
-	must(ok, err, false, "second proof")
-	ok, err = s.MarkWitnessGenerated(ctx, r.ID)
-	must(ok, err, false, "witness after proof")
+	st, err = s.MarkProofGenerated(ctx, r.ID, json.RawMessage(`{"other":1}`), nil)
+	must(st != nil, err, false, "second proof")
+	st, err = s.MarkWitnessGenerated(ctx, r.ID)
+	must(st != nil, err, false, "witness after proof")
 	p, err = s.Claim(ctx, r.ID, "w2", 2)
 	if err != nil || p.WorkerID != "w1" || p.Attempts != 1 {
 		t.Fatalf("claim of a terminal row changed it: %+v, %v", p, err)
@@ -104,6 +109,12 @@ func TestTransitionsAreGuarded(t *testing.T) {
 	if p.Status != store.ProofGenerated || p.WitnessGeneratedAt == nil || p.ProofGeneratedAt == nil ||
 		strings.Join(p.PublicInputs, ",") != "7,8" || !strings.Contains(string(p.Proof), "groth16") || p.Reason != "" {
 		t.Fatalf("row after proof = %+v", p)
+	}
+	// The stamps are the row's times exactly: what a status event carries
+	// must equal what a read returns.
+	if !p.WitnessGeneratedAt.Equal(witnessAt) || !proofStamps.WitnessGeneratedAt.Equal(witnessAt) ||
+		!p.ProofGeneratedAt.Equal(*proofStamps.ProofGeneratedAt) {
+		t.Fatalf("row times %v / %v, stamps %v then %+v", p.WitnessGeneratedAt, p.ProofGeneratedAt, witnessAt, proofStamps)
 	}
 	if _, err := s.MarkProofGenerated(ctx, r.ID, json.RawMessage(`{`), nil); err == nil {
 		t.Fatal("invalid proof JSON accepted")
@@ -113,8 +124,8 @@ func TestTransitionsAreGuarded(t *testing.T) {
 	_ = s.Insert(ctx, r2)
 	ok, err = s.MarkFailed(ctx, r2.ID, "witness generator rejected the input")
 	must(ok, err, true, "fail")
-	ok, err = s.MarkProofGenerated(ctx, r2.ID, proof, nil)
-	must(ok, err, false, "proof after fail")
+	st, err = s.MarkProofGenerated(ctx, r2.ID, proof, nil)
+	must(st != nil, err, false, "proof after fail")
 	p, _ = s.Get(ctx, r2.ID)
 	if p.Status != store.Failed || p.Reason != "witness generator rejected the input" || p.Proof != nil {
 		t.Fatalf("failed row = %+v", p)
@@ -257,9 +268,9 @@ func TestNotifyOnInsertAndStatusChange(t *testing.T) {
 	for i := range big {
 		big[i] = "21888242871839275222246405745257275088548364400416034343698204186575808495617"
 	}
-	ok, err := s.MarkProofGenerated(ctx, r.ID, json.RawMessage(`{"protocol":"groth16"}`), big)
-	if err != nil || !ok {
-		t.Fatalf("large update = %v, %v", ok, err)
+	st, err := s.MarkProofGenerated(ctx, r.ID, json.RawMessage(`{"protocol":"groth16"}`), big)
+	if err != nil || st == nil {
+		t.Fatalf("large update = %v, %v", st, err)
 	}
 	m := next()
 	if m["status"] != float64(2) || m["truncated"] != true {

@@ -427,13 +427,13 @@ func (r *runner) handle(ctx context.Context, msg jetstream.Msg) (string, error) 
 		return "", fmt.Errorf("queuepath: %w", err)
 	}
 	clear(inputs)
-	if ok, err := r.store.MarkWitnessGenerated(ctx, env.RequestID); err != nil || !ok {
+	if ok, err := r.store.MarkWitnessGenerated(ctx, env.RequestID); err != nil || ok == nil {
 		return "", fmt.Errorf("queuepath: mark witness %s: changed=%v err=%w", env.RequestID, ok, err)
 	}
 	if err := r.events.PublishStatus(ctx, job.StatusEvent{RequestID: env.RequestID, Status: job.StatusWitnessGenerated}); err != nil {
 		return "", fmt.Errorf("queuepath: %w", err)
 	}
-	if ok, err := r.store.MarkProofGenerated(ctx, env.RequestID, r.proof, r.public); err != nil || !ok {
+	if ok, err := r.store.MarkProofGenerated(ctx, env.RequestID, r.proof, r.public); err != nil || ok == nil {
 		return "", fmt.Errorf("queuepath: mark proof %s: changed=%v err=%w", env.RequestID, ok, err)
 	}
 	if err := r.events.PublishStatus(ctx, job.StatusEvent{RequestID: env.RequestID, Status: job.StatusProofGenerated}); err != nil {

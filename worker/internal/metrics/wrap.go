@@ -119,19 +119,19 @@ func (s *Store) Heartbeat(ctx context.Context, id, workerID string) error {
 }
 
 // MarkWitnessGenerated wraps store.Store.MarkWitnessGenerated.
-func (s *Store) MarkWitnessGenerated(ctx context.Context, id string) (bool, error) {
+func (s *Store) MarkWitnessGenerated(ctx context.Context, id string) (*store.Stamps, error) {
 	start := time.Now()
-	ok, err := s.next.MarkWitnessGenerated(ctx, id)
+	st, err := s.next.MarkWitnessGenerated(ctx, id)
 	s.observe("mark_witness_generated", start, err)
-	return ok, err
+	return st, err
 }
 
 // MarkProofGenerated wraps store.Store.MarkProofGenerated.
-func (s *Store) MarkProofGenerated(ctx context.Context, id string, proof json.RawMessage, public []string) (bool, error) {
+func (s *Store) MarkProofGenerated(ctx context.Context, id string, proof json.RawMessage, public []string) (*store.Stamps, error) {
 	start := time.Now()
-	ok, err := s.next.MarkProofGenerated(ctx, id, proof, public)
+	st, err := s.next.MarkProofGenerated(ctx, id, proof, public)
 	s.observe("mark_proof_generated", start, err)
-	return ok, err
+	return st, err
 }
 
 // MarkFailed wraps store.Store.MarkFailed.

@@ -34,8 +34,8 @@ import (
 // Store is the part of the status store a job writes.
 type Store interface {
 	Claim(ctx context.Context, id, workerID string, attempt int) (store.Proof, error)
-	MarkWitnessGenerated(ctx context.Context, id string) (bool, error)
-	MarkProofGenerated(ctx context.Context, id string, proof json.RawMessage, public []string) (bool, error)
+	MarkWitnessGenerated(ctx context.Context, id string) (*store.Stamps, error)
+	MarkProofGenerated(ctx context.Context, id string, proof json.RawMessage, public []string) (*store.Stamps, error)
 }
 
 // Events announces status changes.
@@ -250,38 +250,30 @@ func (p *Pipeline) Run(ctx context.Context, env job.Envelope, attempt int) error
 	if err != nil {
 		return outcome.Retry("prover output unreadable: "+err.Error(), err)
 	}
-	changed, err := p.d.Store.MarkProofGenerated(ctx, env.RequestID, proofJSON, signals)
+	stamps, err := p.d.Store.MarkProofGenerated(ctx, env.RequestID, proofJSON, signals)
 	if err != nil {
 		return outcome.Retry("database unavailable", err)
 	}
-	at := time.Now()
-	if !changed {
+	if stamps == nil {
 		log.Info("proof discarded: row became terminal while proving")
 		return outcome.ErrAlreadyDone
 	}
-	// The row's witness time: its own when the claim found one (a
-	// redelivery after status 1; the proof write keeps it), else the time
-	// of this job's own write. When neither (another delivery wrote status
-	// 1 meanwhile) the event goes without the row's fields.
-	witnessAt := row.WitnessGeneratedAt
-	if witnessAt == nil {
-		witnessAt = m.at
-	}
-	p.announce(ctx, log, job.ProofGeneratedEvent(env.RequestID, witnessAt, at, proofJSON, signals))
+	// The event carries the times exactly as the write left them in the
+	// row, so a pushed status equals a polled one.
+	p.announce(ctx, log, job.ProofGeneratedEvent(env.RequestID, &stamps.WitnessGeneratedAt, *stamps.ProofGeneratedAt, proofJSON, signals))
 	return nil
 }
 
 // markWitnessGenerated moves the row to witness generated and announces it
-// when it changed. It returns when that write returned, nil when it did not
-// change the row.
+// when it changed, with the witness time the row holds. It returns that
+// time, nil when the write did not change the row.
 func (p *Pipeline) markWitnessGenerated(ctx context.Context, log *slog.Logger, id string) (*time.Time, error) {
-	changed, err := p.d.Store.MarkWitnessGenerated(ctx, id)
-	if err != nil || !changed {
+	stamps, err := p.d.Store.MarkWitnessGenerated(ctx, id)
+	if err != nil || stamps == nil {
 		return nil, err
 	}
-	ev := job.WitnessGeneratedEvent(id, time.Now())
-	p.announce(ctx, log, ev)
-	return ev.Row.WitnessGeneratedAt, nil
+	p.announce(ctx, log, job.WitnessGeneratedEvent(id, stamps.WitnessGeneratedAt))
+	return &stamps.WitnessGeneratedAt, nil
 }
 
 // announce publishes a status event; events are hints, so a failure is

@@ -158,7 +158,7 @@ func TestWorkerLostOnLastDelivery(t *testing.T) {
 	if _, err := e.Store.Claim(ctx, id, "lost-worker", 1); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := e.Store.MarkWitnessGenerated(ctx, id); err != nil || !ok {
+	if ok, err := e.Store.MarkWitnessGenerated(ctx, id); err != nil || ok == nil {
 		t.Fatalf("MarkWitnessGenerated: %v %v", ok, err)
 	}
 
@@ -264,7 +264,7 @@ func TestProvedRowNotOverwritten(t *testing.T) {
 	events := e.statusEvents(t, id)
 	seq := e.takeAndLose(t)
 	proof := json.RawMessage(`{"pi_a":["1","2","1"],"protocol":"groth16"}`)
-	if ok, err := e.Store.MarkProofGenerated(ctx, id, proof, []string{"42"}); err != nil || !ok {
+	if ok, err := e.Store.MarkProofGenerated(ctx, id, proof, []string{"42"}); err != nil || ok == nil {
 		t.Fatalf("MarkProofGenerated: %v %v", ok, err)
 	}
 
