@@ -268,7 +268,7 @@ func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (proto
 		recorded bool
 		err      error
 	}
-	found := make(chan lookup, 1)
+	found := make(chan lookup, 1) // buffered: the lookup never waits for a reader
 	go func() {
 		recorded, err := s.exists(ctx, id)
 		found <- lookup{recorded, err}
@@ -276,10 +276,8 @@ func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (proto
 	serverKey, err := s.d.Sessions.Begin(id, key)
 	switch {
 	case errors.Is(err, handshake.ErrExists):
-		<-found
 		return protocol.HelloResult{}, fmt.Errorf("%w: %w", ErrExists, err)
 	case err != nil:
-		<-found
 		return protocol.HelloResult{}, err
 	}
 	doc, attErr := s.d.Attester.Attest(ctx, attest.Request{UserData: clientKey, PublicKey: serverKey})

@@ -211,21 +211,13 @@ func (p *Pipeline) Run(ctx context.Context, env job.Envelope, attempt int) error
 	// runs: neither needs the other, and the proof is only recorded once
 	// the write has returned, so the row and the events still go 0 → 1 → 2
 	// in that order.
-	type mark struct {
-		at  *time.Time
-		err error
-	}
-	marked := make(chan mark, 1)
-	go func() {
-		at, err := p.markWitnessGenerated(ctx, log, env.RequestID)
-		marked <- mark{at, err}
-	}()
+	marked := make(chan error, 1)
+	go func() { marked <- p.markWitnessGenerated(ctx, log, env.RequestID) }()
 
 	t0 = time.Now()
 	err = p.d.Prover.Prove(ctx, env.Circuit, dir, wtns, proof, public)
 	_ = os.Remove(wtns)
-	m := <-marked
-	markErr := m.err
+	markErr := <-marked
 	switch {
 	case errors.Is(err, prover.ErrNoKey):
 		return outcome.Retry("proving key not installed on this worker", err)
@@ -264,16 +256,15 @@ func (p *Pipeline) Run(ctx context.Context, env job.Envelope, attempt int) error
 	return nil
 }
 
-// markWitnessGenerated moves the row to witness generated and announces it
-// when it changed, with the witness time the row holds. It returns that
-// time, nil when the write did not change the row.
-func (p *Pipeline) markWitnessGenerated(ctx context.Context, log *slog.Logger, id string) (*time.Time, error) {
+// markWitnessGenerated moves the row to witness generated and announces it,
+// with the witness time the write stored, when it changed.
+func (p *Pipeline) markWitnessGenerated(ctx context.Context, log *slog.Logger, id string) error {
 	stamps, err := p.d.Store.MarkWitnessGenerated(ctx, id)
 	if err != nil || stamps == nil {
-		return nil, err
+		return err
 	}
 	p.announce(ctx, log, job.WitnessGeneratedEvent(id, stamps.WitnessGeneratedAt))
-	return &stamps.WitnessGeneratedAt, nil
+	return nil
 }
 
 // announce publishes a status event; events are hints, so a failure is
