@@ -22,12 +22,11 @@ build:
 	$(GO) build -o $(BIN)/zkprove ./cmd/zkprove
 	$(GO) build -o $(BIN)/zkeygen ./cmd/zkeygen
 
-# npm packages pinned by circuits/package-lock.json.
-circuits/node_modules/.bin/circom2: circuits/package.json circuits/package-lock.json
-	npm ci --prefix circuits --no-audit --no-fund
-	@touch $@
-
-deps: circuits/node_modules/.bin/circom2
+# What building and testing need: the pinned Debian packages (apt-get, with sudo when not
+# root) and the pinned npm packages (npm ci), each only when missing. The same script runs
+# in .ci/run; `scripts/deps.sh --dry-run` says what it would install.
+deps:
+	scripts/deps.sh
 
 # Compile the demo circuits (idempotent: skips what is up to date).
 circuits: deps
