@@ -25,6 +25,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
@@ -137,7 +138,7 @@ func testRun(t *testing.T, targets bool) {
 	id, err := c.Submit(ctx, client.Request{Type: "dsc", Circuit: "dsc_sha256_rsa_65537_4096", Inputs: json.RawMessage(inputs)}, nil)
 	must(t, err)
 	st, err := c.Status(ctx, id)
-	if err != nil || st.Status != protocol.StatusPending {
+	if err != nil || st.Status != status.Pending {
 		t.Fatalf("status %+v, %v", st, err)
 	}
 	_, err = c.Submit(ctx, client.Request{Type: "disclose", Circuit: "vc_and_disclose", Inputs: json.RawMessage(inputs),

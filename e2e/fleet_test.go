@@ -27,6 +27,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/client"
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/groth16"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // readInputs reads a demo circuit's sample input object.
@@ -69,13 +70,13 @@ func TestProofPerFamily(t *testing.T) {
 			}
 			st, err := c.Wait(ctx, id, func(ev client.Event) {
 				if ev.Stage == client.StageStatus {
-					seen = append(seen, ev.Status.Status)
+					seen = append(seen, int(ev.Status.Status))
 				}
 			})
 			if err != nil {
 				t.Fatalf("wait: %v", err)
 			}
-			if st.Status != protocol.StatusProofGenerated {
+			if st.Status != status.ProofGenerated {
 				reason := ""
 				if st.Reason != nil {
 					reason = *st.Reason
@@ -269,7 +270,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Status != protocol.StatusProofGenerated {
+	if st.Status != status.ProofGenerated {
 		t.Fatalf("final status %d, want 2 (the log check needs a full run)", st.Status)
 	}
 

@@ -16,7 +16,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
-	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/shared/status"
 	wt "github.com/openpassport/prover-fleet/worker/internal/workertest"
 )
 
@@ -139,7 +139,7 @@ exec sleep 300
 	a := startBinary(t, s, f, family.Register, slow, workDir, nil)
 	id := s.Submit("register", "fake_ok", wt.FakeInputs("1"))
 	prover := f.WaitPID(t, "slow.pid", 20*time.Second)
-	row := s.WaitStatus(id, store.WitnessGenerated, 5*time.Second)
+	row := s.WaitStatus(id, status.WitnessGenerated, 5*time.Second)
 	if row.WorkerID != "binary-register" || row.Attempts != 1 {
 		t.Fatalf("row under worker A: %+v", row)
 	}
@@ -170,7 +170,7 @@ exec sleep 300
 	if _, err := os.Stat(leftovers[0]); !os.IsNotExist(err) {
 		t.Fatalf("leftover job dir of the killed worker still there: %v", err)
 	}
-	row = s.WaitStatus(id, store.ProofGenerated, 30*time.Second)
+	row = s.WaitStatus(id, status.ProofGenerated, 30*time.Second)
 	if row.WorkerID != "worker-b" || row.Attempts != 2 || row.Reason != "" {
 		t.Fatalf("row after B: %+v", row)
 	}
@@ -184,7 +184,7 @@ exec sleep 300
 	if n := f.Calls(t, "prove"); n != 1 {
 		t.Fatalf("the real prover ran %d times, want 1", n)
 	}
-	if after := s.WaitStatus(id, store.ProofGenerated, time.Second); !after.UpdatedAt.Equal(row.UpdatedAt) {
+	if after := s.WaitStatus(id, status.ProofGenerated, time.Second); !after.UpdatedAt.Equal(row.UpdatedAt) {
 		t.Fatalf("row changed after it was proved")
 	}
 }
@@ -211,7 +211,7 @@ func TestBinarySIGTERMFinishesJob(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("prover-worker did not exit after SIGTERM")
 	}
-	row := s.WaitStatus(id, store.ProofGenerated, time.Second)
+	row := s.WaitStatus(id, status.ProofGenerated, time.Second)
 	if row.Attempts != 1 {
 		t.Fatalf("row %+v", row)
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // Verifier checks an attestation document (*attest.Verifier).
@@ -501,7 +502,7 @@ func (c *Client) follow(ctx context.Context, id string, fn func(protocol.Status)
 // the server refuses the subscription, it polls openpassport_status every
 // PollInterval. progress sees every status.
 func (c *Client) Wait(ctx context.Context, id string, progress Progress) (protocol.Status, error) {
-	last := -1
+	last := status.Code(-1)
 	see := func(st protocol.Status) {
 		if st.Status != last {
 			last = st.Status

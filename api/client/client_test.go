@@ -20,7 +20,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
-	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
@@ -83,7 +83,7 @@ func (r *recorder) waitFor(t *testing.T, step string) {
 
 // work plays a worker: it takes the job, checks the sealed inputs, and
 // moves the row to proven, announcing each step.
-func work(t *testing.T, e *apitest.Env, f family.Family, wantInputs string, announce bool, before func(status int)) string {
+func work(t *testing.T, e *apitest.Env, f family.Family, wantInputs string, announce bool, before func(code status.Code)) string {
 	t.Helper()
 	ctx := context.Background()
 	msg := e.FetchJob(t, f)
@@ -94,9 +94,9 @@ func work(t *testing.T, e *apitest.Env, f family.Family, wantInputs string, anno
 	if string(inputs) != wantInputs {
 		t.Errorf("worker got inputs %s, want %s", inputs, wantInputs)
 	}
-	step := func(status int) {
+	step := func(code status.Code) {
 		if announce {
-			must(t, e.Events.PublishStatus(ctx, job.StatusEvent{RequestID: env.RequestID, Status: status, At: time.Now()}))
+			must(t, e.Events.PublishStatus(ctx, job.StatusEvent{RequestID: env.RequestID, Status: code, At: time.Now()}))
 		}
 	}
 	if before != nil {
@@ -140,7 +140,7 @@ func TestSubmitAndWait(t *testing.T) {
 			// The worker takes each step once the client has seen the
 			// previous status, so the trail is deterministic.
 			go func() {
-				done <- work(t, e, family.Register, inputs, true, func(next int) {
+				done <- work(t, e, family.Register, inputs, true, func(next status.Code) {
 					rec.waitFor(t, "status="+string(rune('0'+next-1)))
 				})
 			}()
@@ -149,7 +149,7 @@ func TestSubmitAndWait(t *testing.T) {
 			if worked := <-done; worked != id {
 				t.Fatalf("worker proved %s, client submitted %s", worked, id)
 			}
-			if final.Status != protocol.StatusProofGenerated || !final.HasProof() || !slices.Equal(final.PublicInputs, []string{"1", "2"}) {
+			if final.Status != status.ProofGenerated || !final.HasProof() || !slices.Equal(final.PublicInputs, []string{"1", "2"}) {
 				t.Fatalf("final status %+v", final)
 			}
 			trail := rec.trail()
@@ -229,12 +229,12 @@ func TestCancel(t *testing.T) {
 	must(t, err)
 	res, err := c.Cancel(ctx, id)
 	must(t, err)
-	if !res.Cancelled || res.Status != protocol.StatusFailed {
+	if !res.Cancelled || res.Status != status.Failed {
 		t.Fatalf("Cancel = %+v", res)
 	}
 	final, err := c.Wait(ctx, id, nil)
 	must(t, err)
-	if final.Status != protocol.StatusFailed || final.Reason == nil || *final.Reason != protocol.CancelReason {
+	if final.Status != status.Failed || final.Reason == nil || *final.Reason != protocol.CancelReason {
 		t.Fatalf("Wait after cancel = %+v", final)
 	}
 }
@@ -253,7 +253,7 @@ func TestWaitWithoutEvents(t *testing.T) {
 	go work(t, e, family.Register, `{"a":"1"}`, false, nil)
 	final, err := c.Wait(ctx, id, nil)
 	must(t, err)
-	if final.Status != protocol.StatusProofGenerated {
+	if final.Status != status.ProofGenerated {
 		t.Fatalf("Wait = %+v", final)
 	}
 }
@@ -272,7 +272,7 @@ func TestWaitAfterSocketLoss(t *testing.T) {
 	waited := make(chan error, 1)
 	go func() {
 		st, err := c.Wait(ctx, id, rec.progress)
-		if err == nil && st.Status != protocol.StatusProofGenerated {
+		if err == nil && st.Status != status.ProofGenerated {
 			err = errors.New("not proven")
 		}
 		waited <- err
@@ -290,7 +290,7 @@ func TestWaitAfterSocketLoss(t *testing.T) {
 	}
 	// Later calls go over HTTP POST too.
 	st, err := c.Status(ctx, id)
-	if err != nil || st.Status != int(store.ProofGenerated) {
+	if err != nil || st.Status != status.ProofGenerated {
 		t.Fatalf("Status after the socket closed: %+v, %v", st, err)
 	}
 }

@@ -131,7 +131,7 @@ func TestNotificationReachesSubscription(t *testing.T) {
 	}
 	defer c.Close()
 	var seen []int
-	if err := c.Subscribe(ctx, id, func(st protocol.Status) { seen = append(seen, st.Status) }); err != nil {
+	if err := c.Subscribe(ctx, id, func(st protocol.Status) { seen = append(seen, int(st.Status)) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(seen) != 3 || seen[0] != 0 || seen[1] != 1 || seen[2] != 2 {

@@ -14,6 +14,8 @@ package protocol
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // Methods.
@@ -72,23 +74,13 @@ type UUIDParams struct {
 	UUID string `json:"uuid"`
 }
 
-// Status codes of a proof request (proofs.status).
-const (
-	StatusPending            = 0
-	StatusWitnessGenerated   = 1
-	StatusProofGenerated     = 2
-	StatusFailed             = 3
-	StatusVerified           = 4
-	StatusVerificationFailed = 5
-)
-
 // Status is a proof request as openpassport_status, openpassport_subscribe,
 // openpassport_status_update and GET /v1/proofs/{uuid} report it. Every key
 // is always present; the ones not known yet are null. Proof and
 // PublicInputs are set once the status is 2 (and stay for 4 and 5).
 type Status struct {
 	UUID               string          `json:"uuid"`
-	Status             int             `json:"status"`
+	Status             status.Code     `json:"status"`     // shared/status: 0 pending .. 5 verification failed
 	ProofType          int             `json:"proof_type"` // the proofs.proof_type code, 0..9
 	CircuitName        string          `json:"circuit_name"`
 	CreatedAt          time.Time       `json:"created_at"`
@@ -104,14 +96,14 @@ func (s Status) HasProof() bool { return len(s.Proof) > 0 && string(s.Proof) != 
 
 // Terminal reports whether the status will not change again by the prover
 // (2 proof generated, 3 failed, 4 verified, 5 verification failed).
-func (s Status) Terminal() bool { return s.Status >= StatusProofGenerated }
+func (s Status) Terminal() bool { return s.Status.Terminal() }
 
 // CancelResult is openpassport_cancel's result. Cancelled is false when the
 // request had already reached a terminal status, which Status then shows.
 type CancelResult struct {
-	UUID      string `json:"uuid"`
-	Cancelled bool   `json:"cancelled"`
-	Status    int    `json:"status"`
+	UUID      string      `json:"uuid"`
+	Cancelled bool        `json:"cancelled"`
+	Status    status.Code `json:"status"`
 }
 
 // CancelReason is the reason recorded on a cancelled request.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/internal/handshake"
 	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -153,7 +154,7 @@ func TestConcurrentPairs(t *testing.T) {
 		default:
 			accepted++
 			p, err := e.Store.Get(ctx, o.id)
-			if err != nil || p.Status != store.Pending || p.Circuit != "register_demo" || !p.Onchain || p.EndpointType != "celo" {
+			if err != nil || p.Status != status.Pending || p.Circuit != "register_demo" || !p.Onchain || p.EndpointType != "celo" {
 				t.Errorf("%s: row %+v, %v", o.id, p, err)
 			}
 		}

@@ -19,7 +19,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
-	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // appBody is a vector's request body as the app sends it: JSON.stringify
@@ -134,7 +134,7 @@ func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
 	must(t, json.Unmarshal([]byte(plaintext), &req))
 	row, err := e.Store.Get(context.Background(), id)
 	must(t, err)
-	if row.Status != store.Pending || row.ProofType != req.Type || row.Circuit != req.Circuit.Name ||
+	if row.Status != status.Pending || row.ProofType != req.Type || row.Circuit != req.Circuit.Name ||
 		row.Onchain != req.Onchain || row.EndpointType != req.EndpointType || row.Endpoint != req.Endpoint ||
 		row.Version != 1 || row.Proof != nil || row.PublicInputs != nil {
 		t.Fatalf("row %+v does not match request %+v", row, req)
@@ -255,7 +255,7 @@ func TestSubscribe(t *testing.T) {
 
 	var cur protocol.Status
 	wantResult(t, ws.send(t, body(t, 2, protocol.MethodSubscribe, map[string]any{"uuid": s.uuid})), &cur)
-	if cur.UUID != s.uuid || cur.Status != protocol.StatusPending {
+	if cur.UUID != s.uuid || cur.Status != status.Pending {
 		t.Fatalf("subscribe answered %+v", cur)
 	}
 	notification := func() protocol.Status {
@@ -268,28 +268,28 @@ func TestSubscribe(t *testing.T) {
 		must(t, json.Unmarshal(r.Params, &st))
 		return st
 	}
-	publish := func(status int) {
-		must(t, e.Events.PublishStatus(ctx, job.StatusEvent{RequestID: s.uuid, Status: status, At: time.Now()}))
+	publish := func(code status.Code) {
+		must(t, e.Events.PublishStatus(ctx, job.StatusEvent{RequestID: s.uuid, Status: code, At: time.Now()}))
 	}
 
 	_, err := e.Store.MarkWitnessGenerated(ctx, s.uuid)
 	must(t, err)
-	publish(protocol.StatusWitnessGenerated)
-	if st := notification(); st.Status != protocol.StatusWitnessGenerated || st.WitnessGeneratedAt == nil || st.HasProof() {
+	publish(status.WitnessGenerated)
+	if st := notification(); st.Status != status.WitnessGenerated || st.WitnessGeneratedAt == nil || st.HasProof() {
 		t.Fatalf("first update %+v", st)
 	}
-	publish(protocol.StatusWitnessGenerated) // a duplicate event: no change, no notification
+	publish(status.WitnessGenerated) // a duplicate event: no change, no notification
 	_, err = e.Store.MarkProofGenerated(ctx, s.uuid, json.RawMessage(`{"protocol":"groth16"}`), []string{"1"})
 	must(t, err)
-	publish(protocol.StatusProofGenerated)
+	publish(status.ProofGenerated)
 	st := notification()
-	if st.Status != protocol.StatusProofGenerated || string(st.Proof) != `{"protocol":"groth16"}` || len(st.PublicInputs) != 1 {
+	if st.Status != status.ProofGenerated || string(st.Proof) != `{"protocol":"groth16"}` || len(st.PublicInputs) != 1 {
 		t.Fatalf("terminal update %+v", st)
 	}
 
 	// Terminal: the subscription is over. Another event makes no
 	// notification: the next message on the socket is the health answer.
-	publish(protocol.StatusVerified)
+	publish(status.Verified)
 	time.Sleep(200 * time.Millisecond)
 	r := ws.send(t, body(t, 3, protocol.MethodHealth, nil))
 	if r.Method != "" || string(r.ID) != "3" {
@@ -298,7 +298,7 @@ func TestSubscribe(t *testing.T) {
 
 	// Subscribing to a terminal request answers its status and sends nothing.
 	wantResult(t, ws.send(t, body(t, 4, protocol.MethodSubscribe, []any{s.uuid})), &cur)
-	if cur.Status != protocol.StatusProofGenerated {
+	if cur.Status != status.ProofGenerated {
 		t.Fatalf("subscribe on a proven request answered %+v", cur)
 	}
 	wantError(t, ws.send(t, body(t, 5, protocol.MethodSubscribe, map[string]any{"uuid": uuid.NewString()})), -32600, "UUID not found")
@@ -320,12 +320,12 @@ func TestCancel(t *testing.T) {
 
 	var res protocol.CancelResult
 	wantResult(t, ws.send(t, body(t, 2, protocol.MethodCancel, map[string]any{"uuid": s.uuid})), &res)
-	if !res.Cancelled || res.Status != protocol.StatusFailed || res.UUID != s.uuid {
+	if !res.Cancelled || res.Status != status.Failed || res.UUID != s.uuid {
 		t.Fatalf("cancel answered %+v", res)
 	}
 	row, err := e.Store.Get(context.Background(), s.uuid)
 	must(t, err)
-	if row.Status != store.Failed || row.Reason != "cancelled" {
+	if row.Status != status.Failed || row.Reason != "cancelled" {
 		t.Fatalf("row after cancel: status %v reason %q", row.Status, row.Reason)
 	}
 	if _, err := cancels.NextMsg(5 * time.Second); err != nil {
@@ -334,13 +334,13 @@ func TestCancel(t *testing.T) {
 	r := watcher.read(t)
 	var st protocol.Status
 	must(t, json.Unmarshal(r.Params, &st))
-	if r.Method != protocol.NotifyStatusUpdate || st.Status != protocol.StatusFailed || st.Reason == nil || *st.Reason != "cancelled" {
+	if r.Method != protocol.NotifyStatusUpdate || st.Status != status.Failed || st.Reason == nil || *st.Reason != "cancelled" {
 		t.Fatalf("subscriber got %+v / %+v", r, st)
 	}
 
 	// Cancelling again changes nothing; over HTTP too.
 	wantResult(t, e.httpTransport().send(t, body(t, 3, protocol.MethodCancel, []any{s.uuid})), &res)
-	if res.Cancelled || res.Status != protocol.StatusFailed {
+	if res.Cancelled || res.Status != status.Failed {
 		t.Fatalf("second cancel answered %+v", res)
 	}
 	wantError(t, ws.send(t, body(t, 4, protocol.MethodCancel, map[string]any{"uuid": uuid.NewString()})), -32600, "UUID not found")

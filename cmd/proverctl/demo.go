@@ -20,6 +20,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/groth16"
 	"github.com/openpassport/prover-fleet/shared/groth16/r1cs"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // demoCase is one request the demo sends, as the app would.
@@ -248,7 +249,7 @@ func demoOne(ctx context.Context, url string, verifier client.Verifier, zkeys st
 	if err != nil {
 		return fmt.Errorf("wait: %w", err)
 	}
-	if st.Status != protocol.StatusProofGenerated {
+	if st.Status != status.ProofGenerated {
 		reason := ""
 		if st.Reason != nil {
 			reason = ": " + *st.Reason

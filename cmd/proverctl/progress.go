@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/openpassport/prover-fleet/api/client"
-	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // The stages a request is shown going through. "verified" is the client's
@@ -72,13 +72,13 @@ func (r *row) progress() client.Progress {
 			r.reach(stagePending, ev.At, ev.UUID)
 		case client.StageStatus:
 			switch ev.Status.Status {
-			case protocol.StatusPending:
+			case status.Pending:
 				r.reach(stagePending, ev.At, ev.UUID)
-			case protocol.StatusWitnessGenerated:
+			case status.WitnessGenerated:
 				r.reach(stageWitness, ev.At, ev.UUID)
-			case protocol.StatusProofGenerated, protocol.StatusVerified:
+			case status.ProofGenerated, status.Verified:
 				r.reach(stageProof, ev.At, ev.UUID)
-			case protocol.StatusFailed, protocol.StatusVerificationFailed:
+			case status.Failed, status.VerificationFailed:
 				reason := "failed"
 				if ev.Status.Reason != nil {
 					reason = "failed: " + *ev.Status.Reason

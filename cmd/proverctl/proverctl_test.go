@@ -23,6 +23,7 @@ import (
 	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
@@ -213,7 +214,7 @@ func TestSubmitStatusCancel(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status printed %q: %v", out, err)
 	}
-	if st.UUID != id || st.Status != protocol.StatusPending || st.CircuitName != "register_x" {
+	if st.UUID != id || st.Status != status.Pending || st.CircuitName != "register_x" {
 		t.Errorf("status = %+v, want pending register_x %s", st, id)
 	}
 
@@ -223,14 +224,14 @@ func TestSubmitStatusCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	var res protocol.CancelResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil || !res.Cancelled || res.Status != protocol.StatusFailed {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || !res.Cancelled || res.Status != status.Failed {
 		t.Fatalf("cancel printed %q (%v), want cancelled with status 3", out, err)
 	}
 	out, _, err = runCmd(ctx, env, "status", "--url", fleet.HTTPURL(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Status != protocol.StatusFailed ||
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Status != status.Failed ||
 		st.Reason == nil || *st.Reason != protocol.CancelReason {
 		t.Errorf("status after cancel: %q (%v)", out, err)
 	}
@@ -257,7 +258,7 @@ func TestSubmitStatusCancel(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "ended with status 3") {
 			t.Errorf("submit --wait of a cancelled request: err = %v", err)
 		}
-		if err := json.Unmarshal([]byte(waitOut), &st); err != nil || st.UUID != id2 || st.Status != protocol.StatusFailed {
+		if err := json.Unmarshal([]byte(waitOut), &st); err != nil || st.UUID != id2 || st.Status != status.Failed {
 			t.Errorf("submit --wait printed %q (%v)", waitOut, err)
 		}
 	case <-ctx.Done():

@@ -16,9 +16,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/openpassport/prover-fleet/api/client"
-	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // defaultURL is the frontend `proverctl dev` serves.
@@ -184,7 +184,7 @@ func runSubmit(ctx context.Context, args []string, std stdio) error {
 	if perr := printJSON(std, st); perr != nil {
 		return perr
 	}
-	if st.Status != protocol.StatusProofGenerated && st.Status != protocol.StatusVerified {
+	if st.Status != status.ProofGenerated && st.Status != status.Verified {
 		return fmt.Errorf("request %s ended with status %d", reqID, st.Status)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 func ExampleSealer() {
@@ -28,7 +29,7 @@ func ExampleProofGeneratedEvent() {
 		json.RawMessage(`{"protocol":"groth16"}`), []string{"42"})
 	fmt.Println(job.StatusSubject(ev.RequestID), ev.Complete(), string(ev.Row.Proof), ev.Row.PublicInputs)
 
-	bare := job.StatusEvent{RequestID: ev.RequestID, Status: job.StatusProofGenerated}
+	bare := job.StatusEvent{RequestID: ev.RequestID, Status: status.ProofGenerated}
 	fmt.Println(bare.Complete()) // an older publisher's event: readers re-read the row
 	// Output:
 	// proof.status.2b0e8a4c-0000-4000-8000-000000000001 true {"protocol":"groth16"} [42]

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // StreamName is the JetStream stream that holds proof jobs.
@@ -172,19 +173,6 @@ func NewKey() []byte {
 	return k
 }
 
-// Status codes of proofs.status.
-const (
-	StatusPending            = 0
-	StatusWitnessGenerated   = 1
-	StatusProofGenerated     = 2
-	StatusFailed             = 3
-	StatusVerified           = 4
-	StatusVerificationFailed = 5
-)
-
-// Terminal reports whether no prover will change a status again.
-func Terminal(status int) bool { return status >= StatusProofGenerated }
-
 // StatusEvent announces that a write changed a request's proofs row. It is
 // published after the write committed, on core NATS: a hint that can be
 // lost; Postgres holds the truth.
@@ -200,10 +188,10 @@ func Terminal(status int) bool { return status >= StatusProofGenerated }
 // proof and the public signals are the job's public outputs, and the reason
 // is the public one the row stores and clients are shown.
 type StatusEvent struct {
-	RequestID string     `json:"request_id"`
-	Status    int        `json:"status"`
-	At        time.Time  `json:"at"`
-	Row       *StatusRow `json:"row,omitempty"`
+	RequestID string      `json:"request_id"`
+	Status    status.Code `json:"status"`
+	At        time.Time   `json:"at"`
+	Row       *StatusRow  `json:"row,omitempty"`
 }
 
 // StatusRow is the part of a proofs row that changes with its status and
@@ -236,11 +224,11 @@ func (ev StatusEvent) Complete() bool {
 		return false
 	}
 	switch ev.Status {
-	case StatusWitnessGenerated:
+	case status.WitnessGenerated:
 		return r.WitnessGeneratedAt != nil
-	case StatusProofGenerated:
+	case status.ProofGenerated:
 		return r.WitnessGeneratedAt != nil && r.ProofGeneratedAt != nil && len(r.Proof) > 0 && json.Valid(r.Proof)
-	case StatusFailed:
+	case status.Failed:
 		return true
 	}
 	return false
@@ -255,7 +243,7 @@ func stamp(t time.Time) *time.Time {
 // WitnessGeneratedEvent announces the write that moved id to witness
 // generated; at is the witness time that write stored.
 func WitnessGeneratedEvent(id string, at time.Time) StatusEvent {
-	return StatusEvent{RequestID: id, Status: StatusWitnessGenerated, At: at.UTC(),
+	return StatusEvent{RequestID: id, Status: status.WitnessGenerated, At: at.UTC(),
 		Row: &StatusRow{WitnessGeneratedAt: stamp(at)}}
 }
 
@@ -264,7 +252,7 @@ func WitnessGeneratedEvent(id string, at time.Time) StatusEvent {
 // witness time; nil when the publisher does not know it, and then the
 // event carries no Row and readers re-read.
 func ProofGeneratedEvent(id string, witnessAt *time.Time, at time.Time, proof json.RawMessage, public []string) StatusEvent {
-	ev := StatusEvent{RequestID: id, Status: StatusProofGenerated, At: at.UTC()}
+	ev := StatusEvent{RequestID: id, Status: status.ProofGenerated, At: at.UTC()}
 	if witnessAt == nil {
 		return ev
 	}
@@ -278,5 +266,5 @@ func ProofGeneratedEvent(id string, witnessAt *time.Time, at time.Time, proof js
 // FailedEvent announces the write that failed id with reason; at is when
 // that write returned.
 func FailedEvent(id, reason string, at time.Time) StatusEvent {
-	return StatusEvent{RequestID: id, Status: StatusFailed, At: at.UTC(), Row: &StatusRow{Reason: reason}}
+	return StatusEvent{RequestID: id, Status: status.Failed, At: at.UTC(), Row: &StatusRow{Reason: reason}}
 }

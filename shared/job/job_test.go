@@ -7,6 +7,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 func TestSealOpen(t *testing.T) {
@@ -95,14 +97,14 @@ func TestStatusEvents(t *testing.T) {
 		{"proof generated", ProofGeneratedEvent("id", &at, at, proof, []string{"7"}), true},
 		{"proof generated, witness time unknown", ProofGeneratedEvent("id", nil, at, proof, []string{"7"}), false},
 		{"failed", FailedEvent("id", "cancelled", at), true},
-		{"bare (older publisher)", StatusEvent{RequestID: "id", Status: StatusProofGenerated, At: at}, false},
-		{"proof generated without a proof", StatusEvent{RequestID: "id", Status: StatusProofGenerated,
+		{"bare (older publisher)", StatusEvent{RequestID: "id", Status: status.ProofGenerated, At: at}, false},
+		{"proof generated without a proof", StatusEvent{RequestID: "id", Status: status.ProofGenerated,
 			Row: &StatusRow{WitnessGeneratedAt: &at, ProofGeneratedAt: &at}}, false},
-		{"proof generated with a broken proof", StatusEvent{RequestID: "id", Status: StatusProofGenerated,
+		{"proof generated with a broken proof", StatusEvent{RequestID: "id", Status: status.ProofGenerated,
 			Row: &StatusRow{WitnessGeneratedAt: &at, ProofGeneratedAt: &at, Proof: json.RawMessage("{")}}, false},
-		{"witness generated without its time", StatusEvent{RequestID: "id", Status: StatusWitnessGenerated, Row: &StatusRow{}}, false},
-		{"pending", StatusEvent{RequestID: "id", Status: StatusPending, Row: &StatusRow{}}, false},
-		{"verified (not the prover's)", StatusEvent{RequestID: "id", Status: StatusVerified, Row: &StatusRow{}}, false},
+		{"witness generated without its time", StatusEvent{RequestID: "id", Status: status.WitnessGenerated, Row: &StatusRow{}}, false},
+		{"pending", StatusEvent{RequestID: "id", Status: status.Pending, Row: &StatusRow{}}, false},
+		{"verified (not the prover's)", StatusEvent{RequestID: "id", Status: status.Verified, Row: &StatusRow{}}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -137,7 +139,7 @@ func TestStatusEvents(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"request_id":"id","status":2,"at":"2025-03-01T11:00:00Z"}`), &old); err != nil {
 		t.Fatal(err)
 	}
-	if old.Row != nil || old.Status != StatusProofGenerated || old.Complete() {
+	if old.Row != nil || old.Status != status.ProofGenerated || old.Complete() {
 		t.Fatalf("old event decoded as %+v", old)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 func envelope(t *testing.T, pt family.ProofType) job.Envelope {
@@ -173,8 +174,8 @@ func TestStatusAndCancelEvents(t *testing.T) {
 	unsub, err := ev.SubscribeStatus(id, func(e job.StatusEvent) {
 		mu.Lock()
 		defer mu.Unlock()
-		got = append(got, e.Status)
-		if e.Status == job.StatusProofGenerated {
+		got = append(got, int(e.Status))
+		if e.Status == status.ProofGenerated {
 			close(done)
 		}
 	})
@@ -189,7 +190,7 @@ func TestStatusAndCancelEvents(t *testing.T) {
 	}
 	defer unsubC()
 	_ = ev.PublishStatus(ctx, job.StatusEvent{RequestID: uuid.NewString(), Status: 3}) // another request
-	for _, s := range []int{1, 2} {
+	for _, s := range []status.Code{1, 2} {
 		if err := ev.PublishStatus(ctx, job.StatusEvent{RequestID: id, Status: s}); err != nil {
 			t.Fatal(err)
 		}
@@ -261,7 +262,7 @@ func TestStatusEventsCarryTheRow(t *testing.T) {
 		if e.Status != s.Status || !e.Complete() || !e.Row.WitnessGeneratedAt.Equal(*s.Row.WitnessGeneratedAt) {
 			t.Fatalf("got %+v, want %+v", e, s)
 		}
-		if s.Status == job.StatusProofGenerated && (string(e.Row.Proof) != compact.String() ||
+		if s.Status == status.ProofGenerated && (string(e.Row.Proof) != compact.String() ||
 			!e.Row.ProofGeneratedAt.Equal(*s.Row.ProofGeneratedAt) || strings.Join(e.Row.PublicInputs, ",") != "42,7") {
 			t.Fatalf("proof generated event %+v", e.Row)
 		}
@@ -271,7 +272,7 @@ func TestStatusEventsCarryTheRow(t *testing.T) {
 	if err := ev.PublishStatus(ctx, job.ProofGeneratedEvent(id, &at, at, huge, nil)); err != nil {
 		t.Fatal(err)
 	}
-	if e := next(); e.Status != job.StatusProofGenerated || e.Row != nil || e.At.IsZero() {
+	if e := next(); e.Status != status.ProofGenerated || e.Row != nil || e.At.IsZero() {
 		t.Fatalf("oversized event arrived as status %d, row %v, at %v; want status 2 without a row", e.Status, e.Row != nil, e.At)
 	}
 }

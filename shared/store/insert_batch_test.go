@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -75,7 +76,7 @@ func TestInsertBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Status != store.Pending || p.ProofType != a.ProofType || p.Circuit != a.Circuit || p.Onchain != a.Onchain ||
+	if p.Status != status.Pending || p.ProofType != a.ProofType || p.Circuit != a.Circuit || p.Onchain != a.Onchain ||
 		p.EndpointType != a.EndpointType || p.Endpoint != a.Endpoint || p.Version != a.Version || p.CreatedAt.IsZero() {
 		t.Fatalf("row = %+v, request %+v", p, a)
 	}

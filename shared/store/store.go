@@ -24,44 +24,9 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/openpassport/prover-fleet/shared/family"
-	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/status"
 	migrations "github.com/openpassport/prover-fleet/sql"
 )
-
-// Status is a proofs.status code.
-type Status int16
-
-// The status codes (PROTOCOL.md "Status"). Verified and VerificationFailed
-// are written by a downstream verifier, never by the prover.
-const (
-	Pending            Status = job.StatusPending
-	WitnessGenerated   Status = job.StatusWitnessGenerated
-	ProofGenerated     Status = job.StatusProofGenerated
-	Failed             Status = job.StatusFailed
-	Verified           Status = job.StatusVerified
-	VerificationFailed Status = job.StatusVerificationFailed
-)
-
-// Terminal reports whether no prover will change this status again.
-func (s Status) Terminal() bool { return job.Terminal(int(s)) }
-
-func (s Status) String() string {
-	switch s {
-	case Pending:
-		return "pending"
-	case WitnessGenerated:
-		return "witness_generated"
-	case ProofGenerated:
-		return "proof_generated"
-	case Failed:
-		return "failed"
-	case Verified:
-		return "verified"
-	case VerificationFailed:
-		return "verification_failed"
-	}
-	return fmt.Sprintf("status(%d)", int16(s))
-}
 
 var (
 	// ErrNotFound means no row has this request id.
@@ -89,7 +54,7 @@ type Request struct {
 type Proof struct {
 	ID                 string
 	ProofType          family.ProofType
-	Status             Status
+	Status             status.Code
 	Circuit            string
 	Onchain            bool
 	EndpointType       string

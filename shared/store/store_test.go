@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -50,7 +51,7 @@ func TestInsertGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Status != store.Pending || p.ProofType != "disclose" || p.Circuit != "disclose_demo" || !p.Onchain ||
+	if p.Status != status.Pending || p.ProofType != "disclose" || p.Circuit != "disclose_demo" || !p.Onchain ||
 		p.EndpointType != "celo" || p.Endpoint != "0xabc" || p.Version != 1 || p.CreatedAt.IsZero() {
 		t.Fatalf("row = %+v", p)
 	}
@@ -106,7 +107,7 @@ func TestTransitionsAreGuarded(t *testing.T) {
 	if err != nil || p.WorkerID != "w1" || p.Attempts != 1 {
 		t.Fatalf("claim of a terminal row changed it: %+v, %v", p, err)
 	}
-	if p.Status != store.ProofGenerated || p.WitnessGeneratedAt == nil || p.ProofGeneratedAt == nil ||
+	if p.Status != status.ProofGenerated || p.WitnessGeneratedAt == nil || p.ProofGeneratedAt == nil ||
 		strings.Join(p.PublicInputs, ",") != "7,8" || !strings.Contains(string(p.Proof), "groth16") || p.Reason != "" {
 		t.Fatalf("row after proof = %+v", p)
 	}
@@ -127,7 +128,7 @@ func TestTransitionsAreGuarded(t *testing.T) {
 	st, err = s.MarkProofGenerated(ctx, r2.ID, proof, nil)
 	must(st != nil, err, false, "proof after fail")
 	p, _ = s.Get(ctx, r2.ID)
-	if p.Status != store.Failed || p.Reason != "witness generator rejected the input" || p.Proof != nil {
+	if p.Status != status.Failed || p.Reason != "witness generator rejected the input" || p.Proof != nil {
 		t.Fatalf("failed row = %+v", p)
 	}
 	// Delete only removes pending rows.
@@ -154,33 +155,33 @@ func TestClaim(t *testing.T) {
 		name         string
 		prepare      func(id string) // after the insert
 		attempt      int
-		wantStatus   store.Status
+		wantStatus   status.Code
 		wantWorker   string
 		wantAttempts int
 	}{
 		{name: "pending row is claimed", prepare: func(string) {}, attempt: 1,
-			wantStatus: store.Pending, wantWorker: "w-new", wantAttempts: 1},
+			wantStatus: status.Pending, wantWorker: "w-new", wantAttempts: 1},
 		{name: "witness generated row is claimed", attempt: 2,
 			prepare: func(id string) {
 				_, _ = s.Claim(ctx, id, "w-old", 1)
 				_, _ = s.MarkWitnessGenerated(ctx, id)
 			},
-			wantStatus: store.WitnessGenerated, wantWorker: "w-new", wantAttempts: 2},
+			wantStatus: status.WitnessGenerated, wantWorker: "w-new", wantAttempts: 2},
 		{name: "attempts never go down", attempt: 1,
 			prepare:    func(id string) { _, _ = s.Claim(ctx, id, "w-old", 3) },
-			wantStatus: store.Pending, wantWorker: "w-new", wantAttempts: 3},
+			wantStatus: status.Pending, wantWorker: "w-new", wantAttempts: 3},
 		{name: "proved row is returned unchanged", attempt: 2,
 			prepare: func(id string) {
 				_, _ = s.Claim(ctx, id, "w-old", 1)
 				_, _ = s.MarkProofGenerated(ctx, id, proof, []string{"1"})
 			},
-			wantStatus: store.ProofGenerated, wantWorker: "w-old", wantAttempts: 1},
+			wantStatus: status.ProofGenerated, wantWorker: "w-old", wantAttempts: 1},
 		{name: "failed row is returned unchanged", attempt: 2,
 			prepare: func(id string) {
 				_, _ = s.Claim(ctx, id, "w-old", 1)
 				_, _ = s.MarkFailed(ctx, id, "bad input")
 			},
-			wantStatus: store.Failed, wantWorker: "w-old", wantAttempts: 1},
+			wantStatus: status.Failed, wantWorker: "w-old", wantAttempts: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,7 +306,7 @@ func TestCleanup(t *testing.T) {
 		t.Fatalf("strip = %d, %v", n, err)
 	}
 	p, _ := s.Get(ctx, done[0])
-	if p.Proof != nil || p.PublicInputs != nil || p.Status != store.ProofGenerated {
+	if p.Proof != nil || p.PublicInputs != nil || p.Status != status.ProofGenerated {
 		t.Fatalf("stripped row = %+v", p)
 	}
 	n, err = s.Cleanup(ctx, time.Now().Add(-24*time.Hour), store.DeleteRows)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
-	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/shared/status"
 	wt "github.com/openpassport/prover-fleet/worker/internal/workertest"
 	"github.com/openpassport/prover-fleet/worker/service"
 )
@@ -56,7 +56,7 @@ func TestRealCircuits(t *testing.T) {
 			r := s.Start(cfg)
 			inputs := wt.SampleInputs(t, tc.circuit, "")
 			id := s.Submit(tc.proofType, tc.circuit, inputs)
-			p := s.WaitStatus(id, store.ProofGenerated, 4*time.Minute)
+			p := s.WaitStatus(id, status.ProofGenerated, 4*time.Minute)
 			if p.WitnessGeneratedAt == nil || p.ProofGeneratedAt == nil || len(p.PublicInputs) == 0 || p.Attempts != 1 {
 				t.Fatalf("row %+v", p)
 			}
@@ -64,7 +64,7 @@ func TestRealCircuits(t *testing.T) {
 
 			// The same circuit rejects its failing input at once.
 			bad := s.Submit(tc.proofType, tc.circuit, wt.SampleInputs(t, tc.circuit, "bad"))
-			f := s.WaitStatus(bad, store.Failed, time.Minute)
+			f := s.WaitStatus(bad, status.Failed, time.Minute)
 			if !strings.HasPrefix(f.Reason, "witness generation rejected the input: Failed assert in template/function") || f.Attempts != 1 {
 				t.Fatalf("failing input: reason %q attempts %d", f.Reason, f.Attempts)
 			}

@@ -20,6 +20,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 	wt "github.com/openpassport/prover-fleet/worker/internal/workertest"
 	"github.com/openpassport/prover-fleet/worker/service"
@@ -134,7 +135,7 @@ func TestProveOneJob(t *testing.T) {
 	if err := s.Pub.Publish(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
-	p := s.WaitStatus(env.RequestID, store.ProofGenerated, 20*time.Second)
+	p := s.WaitStatus(env.RequestID, status.ProofGenerated, 20*time.Second)
 	if want := `{"pi_a":["1","2","1"],"pi_b":[["1","2"],["3","4"],["1","0"]],"pi_c":["5","6","1"],"protocol":"groth16","curve":"bn128"}` + "\n"; string(p.Proof) != want {
 		t.Fatalf("proof not stored as written:\n%q\n%q", p.Proof, want)
 	}
@@ -145,12 +146,12 @@ func TestProveOneJob(t *testing.T) {
 	for len(events) < 2 {
 		select {
 		case ev := <-got:
-			events = append(events, ev.Status)
+			events = append(events, int(ev.Status))
 		case <-time.After(5 * time.Second):
 			t.Fatalf("status events %v, want [1 2]", events)
 		}
 	}
-	if events[0] != job.StatusWitnessGenerated || events[1] != job.StatusProofGenerated {
+	if events[0] != int(status.WitnessGenerated) || events[1] != int(status.ProofGenerated) {
 		t.Fatalf("status events %v, want [1 2]", events)
 	}
 	info := s.WaitQueueEmpty(family.Disclose, 5*time.Second)
@@ -233,7 +234,7 @@ func TestWitnessRejectsInput(t *testing.T) {
 	cfg := s.Config(f, family.DSC)
 	s.Start(cfg)
 	id := s.Submit("dsc", "fake_ok", wt.FakeInputs("reject"))
-	p := s.WaitStatus(id, store.Failed, 20*time.Second)
+	p := s.WaitStatus(id, status.Failed, 20*time.Second)
 	if !strings.HasPrefix(p.Reason, "witness generation rejected the input") || !strings.Contains(p.Reason, "Error in template Demo_1 line: 7") {
 		t.Fatalf("reason %q", p.Reason)
 	}
@@ -244,7 +245,7 @@ func TestWitnessRejectsInput(t *testing.T) {
 		t.Fatalf("consumer after a rejection: delivered %d redelivered %d pending %d ack pending %d",
 			info.Delivered.Consumer, info.NumRedelivered, info.NumPending, info.NumAckPending)
 	}
-	if p := s.WaitStatus(id, store.Failed, time.Second); p.Attempts != 1 {
+	if p := s.WaitStatus(id, status.Failed, time.Second); p.Attempts != 1 {
 		t.Fatalf("attempts %d", p.Attempts)
 	}
 	if n := f.Calls(t, "prove"); n != 0 {
@@ -289,10 +290,10 @@ func TestBadJobs(t *testing.T) {
 	if err := s.Pub.Publish(ctx, orphan); err != nil {
 		t.Fatal(err)
 	}
-	if p := s.WaitStatus(bad.RequestID, store.Failed, 10*time.Second); p.Reason != "invalid circuit name" {
+	if p := s.WaitStatus(bad.RequestID, status.Failed, 10*time.Second); p.Reason != "invalid circuit name" {
 		t.Fatalf("reason %q", p.Reason)
 	}
-	if p := s.WaitStatus(notJSON.RequestID, store.Failed, 10*time.Second); p.Reason != "circuit inputs are not valid JSON" {
+	if p := s.WaitStatus(notJSON.RequestID, status.Failed, 10*time.Second); p.Reason != "circuit inputs are not valid JSON" {
 		t.Fatalf("reason %q", p.Reason)
 	}
 	s.WaitDelivered(family.Register, 4, 10*time.Second)
@@ -326,7 +327,7 @@ func TestProverHangs(t *testing.T) {
 	wt.WaitGone(t, first, 5*time.Second)
 	wt.WaitGone(t, prover, time.Second)
 
-	p := s.WaitStatus(id, store.Failed, 20*time.Second)
+	p := s.WaitStatus(id, status.Failed, 20*time.Second)
 	want := "gave up after 2 attempts: proving failed: prove: timed out after 1s"
 	if p.Reason != want || p.Attempts != 2 {
 		t.Fatalf("reason %q attempts %d, want %q after 2", p.Reason, p.Attempts, want)
@@ -353,7 +354,7 @@ func TestProofDoesNotVerify(t *testing.T) {
 	f := wt.NewFakes(t)
 	s.Start(s.Config(f, family.DSC))
 	id := s.Submit("dsc_id", "fake_badproof", wt.FakeInputs("1"))
-	p := s.WaitStatus(id, store.Failed, 20*time.Second)
+	p := s.WaitStatus(id, status.Failed, 20*time.Second)
 	if p.Reason != "gave up after 2 attempts: proof does not verify" || p.Proof != nil {
 		t.Fatalf("row %+v", p)
 	}
@@ -375,7 +376,7 @@ func TestDuplicatesProveOnce(t *testing.T) {
 	if err := s.Pub.Publish(ctx, env); !errors.Is(err, jobqueue.ErrDuplicate) {
 		t.Fatalf("second publish: %v, want ErrDuplicate", err)
 	}
-	first := s.WaitStatus(env.RequestID, store.ProofGenerated, 20*time.Second)
+	first := s.WaitStatus(env.RequestID, status.ProofGenerated, 20*time.Second)
 	s.WaitQueueEmpty(family.Register, 5*time.Second)
 
 	// The same job again, past the duplicate window (another message id):
@@ -385,7 +386,7 @@ func TestDuplicatesProveOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.WaitDelivered(family.Register, 2, 10*time.Second)
-	again := s.WaitStatus(env.RequestID, store.ProofGenerated, time.Second)
+	again := s.WaitStatus(env.RequestID, status.ProofGenerated, time.Second)
 	if n := f.Calls(t, "prove"); n != 1 {
 		t.Fatalf("prover ran %d times, want 1", n)
 	}
@@ -404,7 +405,7 @@ func TestCancelRunningJob(t *testing.T) {
 	id := s.Submit("disclose", "fake_hang", wt.FakeInputs("1"))
 	grandchild := f.WaitPID(t, "grandchild.pid", 10*time.Second)
 	prover := f.WaitPID(t, "prover.pid", time.Second)
-	s.WaitStatus(id, store.WitnessGenerated, 5*time.Second)
+	s.WaitStatus(id, status.WitnessGenerated, 5*time.Second)
 
 	// The frontend records the cancel, then announces it.
 	ctx := context.Background()
@@ -422,7 +423,7 @@ func TestCancelRunningJob(t *testing.T) {
 	}
 	info := s.WaitQueueEmpty(family.Disclose, 5*time.Second)
 	time.Sleep(time.Second)
-	if p := s.WaitStatus(id, store.Failed, time.Second); p.Reason != "cancelled" {
+	if p := s.WaitStatus(id, status.Failed, time.Second); p.Reason != "cancelled" {
 		t.Fatalf("reason %q", p.Reason)
 	}
 	if info = s.ConsumerInfo(family.Disclose); info.Delivered.Consumer != 1 {
@@ -443,7 +444,7 @@ func TestCancelBeforeRowWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	wt.WaitGone(t, prover, 5*time.Second)
-	if p := s.WaitStatus(id, store.Failed, 5*time.Second); p.Reason != "cancelled" {
+	if p := s.WaitStatus(id, status.Failed, 5*time.Second); p.Reason != "cancelled" {
 		t.Fatalf("reason %q", p.Reason)
 	}
 }
@@ -484,7 +485,7 @@ func TestShutdownHandsBackJob(t *testing.T) {
 	cfg.WorkerID = "worker-b"
 	handedBack := time.Now()
 	s.Start(cfg)
-	p = s.WaitStatus(id, store.ProofGenerated, 20*time.Second)
+	p = s.WaitStatus(id, status.ProofGenerated, 20*time.Second)
 	if p.WorkerID != "worker-b" || p.Attempts != 2 {
 		t.Fatalf("row %+v", p)
 	}
@@ -511,7 +512,7 @@ func TestShutdownFinishesJobWithinGrace(t *testing.T) {
 	if took < 500*time.Millisecond {
 		t.Fatalf("stop took %s: the job did not get its grace", took)
 	}
-	p := s.WaitStatus(id, store.ProofGenerated, time.Second)
+	p := s.WaitStatus(id, status.ProofGenerated, time.Second)
 	if p.Attempts != 1 {
 		t.Fatalf("attempts %d", p.Attempts)
 	}
@@ -533,7 +534,7 @@ func TestTwoWorkersOneFamily(t *testing.T) {
 		ids = append(ids, s.Submit("dsc", "fake_ok", wt.FakeInputs("1")))
 	}
 	for _, id := range ids {
-		s.WaitStatus(id, store.ProofGenerated, 30*time.Second)
+		s.WaitStatus(id, status.ProofGenerated, 30*time.Second)
 	}
 	s.WaitQueueEmpty(family.DSC, 5*time.Second) // acked after the dir is removed
 	if n := f.Calls(t, "prove"); n != len(ids) {
@@ -557,8 +558,8 @@ func TestLogsCarryNoInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	rejected := s.Submit("register", "fake_ok", wt.FakeInputs("reject-"+marker))
-	s.WaitStatus(env.RequestID, store.ProofGenerated, 20*time.Second)
-	s.WaitStatus(rejected, store.Failed, 20*time.Second)
+	s.WaitStatus(env.RequestID, status.ProofGenerated, 20*time.Second)
+	s.WaitStatus(rejected, status.Failed, 20*time.Second)
 	r.WaitLog(t, `"msg":"job finished"`, 5*time.Second)
 	r.WaitLog(t, `"msg":"job failed"`, 5*time.Second)
 	logs := r.Logs.String()

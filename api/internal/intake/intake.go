@@ -30,6 +30,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -432,7 +433,7 @@ func (s *Service) get(ctx context.Context, id string) (protocol.Status, error) {
 func StatusOf(p store.Proof) protocol.Status {
 	st := protocol.Status{
 		UUID:               p.ID,
-		Status:             int(p.Status),
+		Status:             p.Status,
 		ProofType:          p.ProofType.Code(),
 		CircuitName:        p.Circuit,
 		CreatedAt:          p.CreatedAt.UTC(),
@@ -491,5 +492,5 @@ func (s *Service) Cancel(ctx context.Context, id string) (protocol.CancelResult,
 	if err := s.d.Events.PublishStatus(ctx, ev); err != nil {
 		log.WarnContext(ctx, "status event not published", "err", err)
 	}
-	return protocol.CancelResult{UUID: id, Cancelled: true, Status: protocol.StatusFailed}, nil
+	return protocol.CancelResult{UUID: id, Cancelled: true, Status: status.Failed}, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // Watch follows one request's status. A status event that carries what its
@@ -80,7 +81,7 @@ func (w *Watch) note(ev job.StatusEvent) {
 // stage orders statuses as a row moves through them: pending, witness
 // generated, then one terminal status (the prover's, or a downstream
 // verifier's after it) that ends a watch.
-func stage(status int) int { return min(status, protocol.StatusProofGenerated) }
+func stage(c status.Code) status.Code { return min(c, status.ProofGenerated) }
 
 // Current is the status read when the watch started.
 func (w *Watch) Current() protocol.Status { return w.current }
@@ -167,16 +168,16 @@ func fromEvent(last protocol.Status, ev job.StatusEvent) (protocol.Status, bool)
 	st.Proof, st.PublicInputs, st.Reason = nil, nil, nil
 	r := ev.Row
 	switch ev.Status {
-	case job.StatusWitnessGenerated:
+	case status.WitnessGenerated:
 		st.WitnessGeneratedAt = utc(r.WitnessGeneratedAt)
-	case job.StatusProofGenerated:
+	case status.ProofGenerated:
 		st.WitnessGeneratedAt, st.ProofGeneratedAt = utc(r.WitnessGeneratedAt), utc(r.ProofGeneratedAt)
 		st.Proof, st.PublicInputs = r.Proof, r.PublicInputs
 		if st.PublicInputs == nil {
 			st.PublicInputs = []string{} // as the store writes none
 		}
-	case job.StatusFailed:
-		if last.Status != job.StatusWitnessGenerated {
+	case status.Failed:
+		if last.Status != status.WitnessGenerated {
 			return protocol.Status{}, false
 		}
 	default:

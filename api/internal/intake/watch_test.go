@@ -21,6 +21,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -153,10 +154,10 @@ func (e *watchEnv) publish(t *testing.T, ev job.StatusEvent) {
 
 // publishOld publishes an event as publishers before status rows in events
 // wrote it.
-func (e *watchEnv) publishOld(t *testing.T, status int) {
+func (e *watchEnv) publishOld(t *testing.T, code status.Code) {
 	t.Helper()
 	must(t, e.nc.Publish(job.StatusSubject(e.id),
-		[]byte(`{"request_id":"`+e.id+`","status":`+string(rune('0'+status))+`,"at":"2025-03-01T11:00:00Z"}`)))
+		[]byte(`{"request_id":"`+e.id+`","status":`+string(rune('0'+code))+`,"at":"2025-03-01T11:00:00Z"}`)))
 }
 
 func (e *watchEnv) waitGets(t *testing.T, n int64) {
@@ -187,7 +188,7 @@ func TestWatchForwardsCompleteEvents(t *testing.T) {
 	t.Parallel()
 	e := setupWatch(t)
 	w := e.subscribe(t)
-	if w.Current().Status != protocol.StatusPending {
+	if w.Current().Status != status.Pending {
 		t.Fatalf("current %+v", w.Current())
 	}
 	f := forward(t, w)
@@ -195,7 +196,7 @@ func TestWatchForwardsCompleteEvents(t *testing.T) {
 	witnessAt := time.Now().Add(-time.Minute).UTC().Truncate(time.Microsecond)
 	e.publish(t, job.WitnessGeneratedEvent(e.id, witnessAt))
 	st := f.next(t)
-	if st.Status != protocol.StatusWitnessGenerated || !sameTime(st.WitnessGeneratedAt, witnessAt) ||
+	if st.Status != status.WitnessGenerated || !sameTime(st.WitnessGeneratedAt, witnessAt) ||
 		st.ProofGeneratedAt != nil || st.HasProof() || st.Reason != nil || st.UUID != e.id ||
 		st.CircuitName != "vc_and_disclose_id" || st.ProofType != family.ProofType("disclose_id").Code() {
 		t.Fatalf("status 1 forwarded as %+v", st)
@@ -204,7 +205,7 @@ func TestWatchForwardsCompleteEvents(t *testing.T) {
 	provedAt := witnessAt.Add(time.Second)
 	e.publish(t, job.ProofGeneratedEvent(e.id, &witnessAt, provedAt, json.RawMessage(`{"protocol":"groth16"}`), []string{"42"}))
 	st = f.next(t)
-	if st.Status != protocol.StatusProofGenerated || !sameTime(st.WitnessGeneratedAt, witnessAt) ||
+	if st.Status != status.ProofGenerated || !sameTime(st.WitnessGeneratedAt, witnessAt) ||
 		!sameTime(st.ProofGeneratedAt, provedAt) || string(st.Proof) != `{"protocol":"groth16"}` ||
 		len(st.PublicInputs) != 1 || st.PublicInputs[0] != "42" || st.Reason != nil {
 		t.Fatalf("status 2 forwarded as %+v", st)
@@ -223,18 +224,18 @@ func TestWatchRereadsOnOldEvents(t *testing.T) {
 
 	_, err := e.store.MarkWitnessGenerated(ctx, e.id)
 	must(t, err)
-	e.publishOld(t, protocol.StatusWitnessGenerated)
+	e.publishOld(t, status.WitnessGenerated)
 	row, err := e.store.Store.Get(ctx, e.id)
 	must(t, err)
-	if st := f.next(t); st.Status != protocol.StatusWitnessGenerated || !sameTime(st.WitnessGeneratedAt, row.WitnessGeneratedAt.UTC()) {
+	if st := f.next(t); st.Status != status.WitnessGenerated || !sameTime(st.WitnessGeneratedAt, row.WitnessGeneratedAt.UTC()) {
 		t.Fatalf("status 1 forwarded as %+v, row %+v", st, row)
 	}
 	e.wantGets(t, 2)
 
 	_, err = e.store.MarkProofGenerated(ctx, e.id, json.RawMessage(`{"protocol":"groth16"}`), []string{"7"})
 	must(t, err)
-	e.publishOld(t, protocol.StatusProofGenerated)
-	if st := f.next(t); st.Status != protocol.StatusProofGenerated || string(st.Proof) != `{"protocol":"groth16"}` || st.ProofGeneratedAt == nil {
+	e.publishOld(t, status.ProofGenerated)
+	if st := f.next(t); st.Status != status.ProofGenerated || string(st.Proof) != `{"protocol":"groth16"}` || st.ProofGeneratedAt == nil {
 		t.Fatalf("status 2 forwarded as %+v", st)
 	}
 	f.ended(t)
@@ -257,7 +258,7 @@ func TestWatchFailedEvents(t *testing.T) {
 		// The row stays at 1: only the event says failed.
 		e.publish(t, job.FailedEvent(e.id, "witness generation rejected the input", time.Now()))
 		st := f.next(t)
-		if st.Status != protocol.StatusFailed || st.Reason == nil || *st.Reason != "witness generation rejected the input" ||
+		if st.Status != status.Failed || st.Reason == nil || *st.Reason != "witness generation rejected the input" ||
 			st.WitnessGeneratedAt == nil || !st.WitnessGeneratedAt.Equal(*w.Current().WitnessGeneratedAt) || st.HasProof() {
 			t.Fatalf("failure forwarded as %+v", st)
 		}
@@ -271,7 +272,7 @@ func TestWatchFailedEvents(t *testing.T) {
 		_, err := e.store.MarkFailed(ctx, e.id, protocol.CancelReason)
 		must(t, err)
 		e.publish(t, job.FailedEvent(e.id, protocol.CancelReason, time.Now()))
-		if st := f.next(t); st.Status != protocol.StatusFailed || st.Reason == nil || *st.Reason != protocol.CancelReason {
+		if st := f.next(t); st.Status != status.Failed || st.Reason == nil || *st.Reason != protocol.CancelReason {
 			t.Fatalf("failure forwarded as %+v", st)
 		}
 		f.ended(t)
@@ -289,20 +290,20 @@ func TestWatchIgnoresBackwardEvents(t *testing.T) {
 	_, err := e.store.MarkWitnessGenerated(ctx, e.id)
 	must(t, err)
 	w := e.subscribe(t)
-	if w.Current().Status != protocol.StatusWitnessGenerated {
+	if w.Current().Status != status.WitnessGenerated {
 		t.Fatalf("current %+v", w.Current())
 	}
 	f := forward(t, w)
 
 	e.publish(t, job.WitnessGeneratedEvent(e.id, time.Now().Add(time.Hour)))
-	e.publish(t, job.StatusEvent{RequestID: e.id, Status: protocol.StatusPending, Row: &job.StatusRow{}})
+	e.publish(t, job.StatusEvent{RequestID: e.id, Status: status.Pending, Row: &job.StatusRow{}})
 	e.waitGets(t, 2) // the pending event cannot stand in for a read
 	f.nothing(t)
 	e.wantGets(t, 2) // the complete status-1 event made no read
 
 	at := time.Now()
 	e.publish(t, job.ProofGeneratedEvent(e.id, w.Current().WitnessGeneratedAt, at, json.RawMessage(`{}`), []string{"1"}))
-	if st := f.next(t); st.Status != protocol.StatusProofGenerated || !st.WitnessGeneratedAt.Equal(*w.Current().WitnessGeneratedAt) {
+	if st := f.next(t); st.Status != status.ProofGenerated || !st.WitnessGeneratedAt.Equal(*w.Current().WitnessGeneratedAt) {
 		t.Fatalf("status 2 forwarded as %+v", st)
 	}
 	f.ended(t)
@@ -325,7 +326,7 @@ func TestWatchCoalescesToTheFurthest(t *testing.T) {
 	w.note(job.WitnessGeneratedEvent(e.id, at.Add(time.Second)))               // a second worker, late
 	f := forward(t, w)
 	st := f.next(t)
-	if st.Status != protocol.StatusFailed || st.Reason == nil || *st.Reason != "cancelled" {
+	if st.Status != status.Failed || st.Reason == nil || *st.Reason != "cancelled" {
 		t.Fatalf("forwarded %+v, want the failure", st)
 	}
 	f.ended(t)

@@ -26,11 +26,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/openpassport/prover-fleet/api/client"
-	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/bench/internal/child"
 	"github.com/openpassport/prover-fleet/bench/internal/circuits"
 	"github.com/openpassport/prover-fleet/bench/internal/report"
 	"github.com/openpassport/prover-fleet/internal/devfleet"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // Config configures a run.
@@ -433,7 +433,7 @@ func worker(ctx context.Context, cfg Config, fleet *devfleet.Fleet, mode, verifi
 		if err != nil {
 			return err
 		}
-		if st.Status != protocol.StatusProofGenerated {
+		if st.Status != status.ProofGenerated {
 			return fmt.Errorf("job %s ended with status %d", id, st.Status)
 		}
 		return nil

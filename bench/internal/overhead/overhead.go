@@ -25,13 +25,13 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/openpassport/prover-fleet/api/client"
-	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/bench/internal/child"
 	"github.com/openpassport/prover-fleet/bench/internal/circuits"
 	"github.com/openpassport/prover-fleet/bench/internal/report"
 	"github.com/openpassport/prover-fleet/bench/internal/stats"
 	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/worker/service"
 )
 
@@ -484,7 +484,7 @@ func (f *fleetSide) run(ctx context.Context, worker int) (jobTimes, error) {
 		return jobTimes{}, fmt.Errorf("overhead: wait for %s: %w", id, err)
 	}
 	t := jobTimes{total: time.Since(start), submit: submitted.Sub(start)}
-	if st.Status != protocol.StatusProofGenerated {
+	if st.Status != status.ProofGenerated {
 		reason := ""
 		if st.Reason != nil {
 			reason = *st.Reason

@@ -34,6 +34,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/groth16/wtns"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -430,13 +431,13 @@ func (r *runner) handle(ctx context.Context, msg jetstream.Msg) (string, error) 
 	if ok, err := r.store.MarkWitnessGenerated(ctx, env.RequestID); err != nil || ok == nil {
 		return "", fmt.Errorf("queuepath: mark witness %s: changed=%v err=%w", env.RequestID, ok, err)
 	}
-	if err := r.events.PublishStatus(ctx, job.StatusEvent{RequestID: env.RequestID, Status: job.StatusWitnessGenerated}); err != nil {
+	if err := r.events.PublishStatus(ctx, job.StatusEvent{RequestID: env.RequestID, Status: status.WitnessGenerated}); err != nil {
 		return "", fmt.Errorf("queuepath: %w", err)
 	}
 	if ok, err := r.store.MarkProofGenerated(ctx, env.RequestID, r.proof, r.public); err != nil || ok == nil {
 		return "", fmt.Errorf("queuepath: mark proof %s: changed=%v err=%w", env.RequestID, ok, err)
 	}
-	if err := r.events.PublishStatus(ctx, job.StatusEvent{RequestID: env.RequestID, Status: job.StatusProofGenerated}); err != nil {
+	if err := r.events.PublishStatus(ctx, job.StatusEvent{RequestID: env.RequestID, Status: status.ProofGenerated}); err != nil {
 		return "", fmt.Errorf("queuepath: %w", err)
 	}
 	if err := msg.DoubleAck(ctx); err != nil {

@@ -271,7 +271,7 @@ func (p *Pipeline) markWitnessGenerated(ctx context.Context, log *slog.Logger, i
 // logged and the job goes on.
 func (p *Pipeline) announce(ctx context.Context, log *slog.Logger, ev job.StatusEvent) {
 	if err := p.d.Events.PublishStatus(ctx, ev); err != nil {
-		log.Warn("status event not published", "status", ev.Status, "err", err)
+		log.Warn("status event not published", "status", int(ev.Status), "err", err)
 	}
 }
 

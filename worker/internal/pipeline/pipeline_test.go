@@ -12,6 +12,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 	wt "github.com/openpassport/prover-fleet/worker/internal/workertest"
 )
@@ -31,10 +32,10 @@ func TestEventsCarryTheRow(t *testing.T) {
 	cases := []struct {
 		name   string
 		inputs string
-		final  store.Status
+		final  status.Code
 	}{
-		{"proved", wt.FakeInputs("7301"), store.ProofGenerated},
-		{"rejected", wt.FakeInputs("reject 7301"), store.Failed},
+		{"proved", wt.FakeInputs("7301"), status.ProofGenerated},
+		{"rejected", wt.FakeInputs("reject 7301"), status.Failed},
 	}
 	s := wt.Setup(t, jobqueue.Config{})
 	s.Start(s.Config(wt.NewFakes(t), family.Disclose))
@@ -52,7 +53,7 @@ func TestEventsCarryTheRow(t *testing.T) {
 			row := s.WaitStatus(env.RequestID, c.final, 20*time.Second)
 
 			var events []job.StatusEvent
-			for len(events) == 0 || !job.Terminal(events[len(events)-1].Status) {
+			for len(events) == 0 || !events[len(events)-1].Status.Terminal() {
 				m, err := sub.NextMsg(5 * time.Second)
 				if err != nil {
 					t.Fatalf("after events %+v: %v", events, err)
@@ -78,8 +79,8 @@ func checkEvents(t *testing.T, events []job.StatusEvent, row store.Proof) {
 	t.Helper()
 	last := events[len(events)-1]
 	switch row.Status {
-	case store.ProofGenerated:
-		if len(events) != 2 || events[0].Status != job.StatusWitnessGenerated {
+	case status.ProofGenerated:
+		if len(events) != 2 || events[0].Status != status.WitnessGenerated {
 			t.Fatalf("events %+v, want 1 then 2", events)
 		}
 		first := events[0].Row
@@ -93,7 +94,7 @@ func checkEvents(t *testing.T, events []job.StatusEvent, row store.Proof) {
 			!slices.Equal(r.PublicInputs, row.PublicInputs) || r.Reason != "" {
 			t.Fatalf("events %+v %+v do not match the row %+v", first, r, row)
 		}
-	case store.Failed:
+	case status.Failed:
 		if len(events) != 1 || last.Row.Reason != row.Reason || row.Reason == "" {
 			t.Fatalf("events %+v, want one failure with the row's reason %q", events, row.Reason)
 		}

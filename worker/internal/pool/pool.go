@@ -27,6 +27,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/worker/internal/outcome"
 )
 
@@ -369,7 +370,7 @@ func (p *Pool) settle(jobCtx context.Context, log *slog.Logger, msg jetstream.Ms
 			d = outcome.Recovered(d, err, attempt, p.cfg.MaxDeliver, p.cfg.Backoff)
 		} else if changed {
 			if err := p.d.Events.PublishStatus(ctx, job.FailedEvent(env.RequestID, d.Reason, time.Now())); err != nil {
-				log.Warn("status event not published", "status", job.StatusFailed, "err", err)
+				log.Warn("status event not published", "status", int(status.Failed), "err", err)
 			}
 		}
 	}

@@ -45,6 +45,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // AdvisoryPrefix is the subject prefix of JetStream's max-deliveries
@@ -344,7 +345,7 @@ func (r *Rescuer) rescue(ctx context.Context, log *slog.Logger, seq uint64, atte
 			cancel()
 			if err != nil {
 				// A hint only: readers fall back to the row.
-				log.Warn("status event not published", "status", job.StatusFailed, "err", err)
+				log.Warn("status event not published", "status", int(status.Failed), "err", err)
 			}
 		}
 	}

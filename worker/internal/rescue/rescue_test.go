@@ -16,7 +16,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
-	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/worker/internal/rescue"
 	wt "github.com/openpassport/prover-fleet/worker/internal/workertest"
 )
@@ -167,7 +167,7 @@ func TestWorkerLostOnLastDelivery(t *testing.T) {
 	if res != want {
 		t.Errorf("rescue result %+v, want %+v", res, want)
 	}
-	row := e.WaitStatus(id, store.Failed, 5*time.Second)
+	row := e.WaitStatus(id, status.Failed, 5*time.Second)
 	const reason = "gave up after 1 attempts: worker lost during the last attempt"
 	if row.Reason != reason {
 		t.Errorf("reason %q, want %q", row.Reason, reason)
@@ -175,7 +175,7 @@ func TestWorkerLostOnLastDelivery(t *testing.T) {
 	e.messageGone(t, seq)
 	select {
 	case ev := <-events:
-		if ev.Status != job.StatusFailed || !ev.Complete() || ev.Row.Reason != reason {
+		if ev.Status != status.Failed || !ev.Complete() || ev.Row.Reason != reason {
 			t.Errorf("status event %+v, want status 3 carrying the reason written, %q", ev, reason)
 		}
 	case <-time.After(5 * time.Second):
@@ -203,7 +203,7 @@ func TestWorkerLostOnLastDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.Status != store.Failed || after.Reason != reason || !after.UpdatedAt.Equal(row.UpdatedAt) {
+	if after.Status != status.Failed || after.Reason != reason || !after.UpdatedAt.Equal(row.UpdatedAt) {
 		t.Errorf("second advisory touched the row: %+v", after)
 	}
 
@@ -247,7 +247,7 @@ func TestAttemptsAfterRedeliveries(t *testing.T) {
 	if res.Attempts != 2 || !res.Failed || res.RequestID != id {
 		t.Errorf("rescue result %+v, want 2 attempts, failed, request %s", res, id)
 	}
-	row := e.WaitStatus(id, store.Failed, 5*time.Second)
+	row := e.WaitStatus(id, status.Failed, 5*time.Second)
 	if want := "gave up after 2 attempts: worker lost during the last attempt"; row.Reason != want {
 		t.Errorf("reason %q, want %q", row.Reason, want)
 	}
@@ -276,7 +276,7 @@ func TestProvedRowNotOverwritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if row.Status != store.ProofGenerated || row.Reason != "" || len(row.PublicInputs) != 1 {
+	if row.Status != status.ProofGenerated || row.Reason != "" || len(row.PublicInputs) != 1 {
 		t.Errorf("proved row changed: status %s reason %q public %v", row.Status, row.Reason, row.PublicInputs)
 	}
 	e.messageGone(t, seq)
@@ -329,7 +329,7 @@ func TestForeignAdvisoriesIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if row.Status != store.Pending {
+	if row.Status != status.Pending {
 		t.Errorf("row status %s, want pending", row.Status)
 	}
 	if _, err := e.stream.GetMsg(context.Background(), seq); err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
-	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/shared/status"
 	wt "github.com/openpassport/prover-fleet/worker/internal/workertest"
 )
 
@@ -49,7 +49,7 @@ func TestServiceRescues(t *testing.T) {
 
 	// A surviving worker of the family (started within AckWait).
 	r := s.Start(s.Config(f, family.Register))
-	row := s.WaitStatus(id, store.Failed, 20*time.Second)
+	row := s.WaitStatus(id, status.Failed, 20*time.Second)
 	if want := "gave up after 1 attempts: worker lost during the last attempt"; row.Reason != want {
 		t.Errorf("reason %q, want %q", row.Reason, want)
 	}
@@ -83,5 +83,5 @@ func TestServiceRescues(t *testing.T) {
 	}
 
 	next := s.Submit("register", "fake_ok", wt.FakeInputs("2"))
-	s.WaitStatus(next, store.ProofGenerated, 20*time.Second)
+	s.WaitStatus(next, status.ProofGenerated, 20*time.Second)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 	"github.com/openpassport/prover-fleet/worker/service"
 )
@@ -135,7 +136,7 @@ func (s *Stack) WaitRow(id string, timeout time.Duration, what string, ok func(s
 	}
 }
 
-func (s *Stack) WaitStatus(id string, want store.Status, timeout time.Duration) store.Proof {
+func (s *Stack) WaitStatus(id string, want status.Code, timeout time.Duration) store.Proof {
 	s.T.Helper()
 	return s.WaitRow(id, timeout, "status "+want.String(), func(p store.Proof) bool { return p.Status == want })
 }
