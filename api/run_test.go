@@ -148,7 +148,7 @@ func testRun(t *testing.T, targets bool) {
 	}
 
 	// The job is on the stream, sealed with the fleet key from the file.
-	cons, err := js.Consumer(ctx, job.StreamName, "dsc")
+	cons, err := js.Consumer(ctx, jobqueue.StreamName, "dsc")
 	must(t, err)
 	msg, err := cons.Next()
 	must(t, err)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/openpassport/prover-fleet/shared/family"
-	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 )
 
@@ -388,7 +387,7 @@ func TestScaledObjects(t *testing.T) {
 		}
 		md := obj(js[0], "metadata")
 		want := map[string]string{
-			"stream":   job.StreamName,
+			"stream":   jobqueue.StreamName,
 			"consumer": jobqueue.ConsumerName(fam),
 			"account":  "$G",
 		}

@@ -143,8 +143,8 @@ func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
 		t.Fatalf("created_at %v", row.CreatedAt)
 	}
 	msg := e.FetchJob(t, req.Type.Family())
-	if msg.Subject() != job.Subject(req.Type.Family()) {
-		t.Fatalf("job subject %q, want %q", msg.Subject(), job.Subject(req.Type.Family()))
+	if msg.Subject() != jobqueue.Subject(req.Type.Family()) {
+		t.Fatalf("job subject %q, want %q", msg.Subject(), jobqueue.Subject(req.Type.Family()))
 	}
 	if got := msg.Headers().Get(nats.MsgIdHdr); got != id {
 		t.Fatalf("Nats-Msg-Id %q, want %q", got, id)
@@ -313,7 +313,7 @@ func TestCancel(t *testing.T) {
 	s := e.hello(t, ws, uuid.NewString())
 	wantResult(t, ws.send(t, s.submitBody(t, request("disclose", "vc_and_disclose", `{"a":"1"}`, nil))), nil)
 
-	cancels, err := e.NC.SubscribeSync(job.CancelSubject(s.uuid))
+	cancels, err := e.NC.SubscribeSync(jobqueue.CancelSubject(s.uuid))
 	must(t, err)
 	watcher := e.dialWS()
 	wantResult(t, watcher.send(t, body(t, 1, protocol.MethodSubscribe, map[string]any{"uuid": s.uuid})), nil)

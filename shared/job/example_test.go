@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/status"
 )
@@ -15,11 +14,9 @@ func ExampleSealer() {
 	sealed, _ := sealer.Seal("2b0e8a4c-0000-4000-8000-000000000001", []byte(`{"age":"42"}`))
 	env := job.Envelope{RequestID: "2b0e8a4c-0000-4000-8000-000000000001", ProofType: "register_id", Circuit: "register_demo", Sealed: sealed}
 	inputs, _ := sealer.Open(env.RequestID, env.Sealed)
-	fmt.Println(job.Subject(env.Family()), string(inputs))
-	fmt.Println(job.Subject(family.Disclose))
+	fmt.Println(env.Family(), string(inputs))
 	// Output:
-	// proof.jobs.register {"age":"42"}
-	// proof.jobs.disclose
+	// register {"age":"42"}
 }
 
 func ExampleProofGeneratedEvent() {
@@ -27,11 +24,11 @@ func ExampleProofGeneratedEvent() {
 	witnessAt := written.Add(-2 * time.Second)
 	ev := job.ProofGeneratedEvent("2b0e8a4c-0000-4000-8000-000000000001", &witnessAt, written,
 		json.RawMessage(`{"protocol":"groth16"}`), []string{"42"})
-	fmt.Println(job.StatusSubject(ev.RequestID), ev.Complete(), string(ev.Row.Proof), ev.Row.PublicInputs)
+	fmt.Println(ev.RequestID, ev.Complete(), string(ev.Row.Proof), ev.Row.PublicInputs)
 
 	bare := job.StatusEvent{RequestID: ev.RequestID, Status: status.ProofGenerated}
 	fmt.Println(bare.Complete()) // an older publisher's event: readers re-read the row
 	// Output:
-	// proof.status.2b0e8a4c-0000-4000-8000-000000000001 true {"protocol":"groth16"} [42]
+	// 2b0e8a4c-0000-4000-8000-000000000001 true {"protocol":"groth16"} [42]
 	// false
 }

@@ -1,6 +1,7 @@
 // Package job defines what travels on the queue between the frontend and the
-// worker pools: the job envelope, the sealing of circuit inputs, the NATS
-// subjects and the status events.
+// worker pools: the job envelope, the sealing of circuit inputs and the
+// status events. The stream, subjects and consumers they travel on are
+// shared/jobqueue's.
 //
 // Circuit inputs are personal data (passport fields). They are sealed with
 // AES-256-GCM under a fleet key shared by the frontend and the workers (both
@@ -24,25 +25,6 @@ import (
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/status"
 )
-
-// StreamName is the JetStream stream that holds proof jobs.
-const StreamName = "PROOF_JOBS"
-
-// Subject is the subject a family's jobs are published on.
-func Subject(f family.Family) string { return "proof.jobs." + string(f) }
-
-// SubjectAll matches every family's job subject (the stream's subjects).
-const SubjectAll = "proof.jobs.>"
-
-// StatusSubject is the subject on which status changes of one request are
-// announced.
-func StatusSubject(requestID string) string { return "proof.status." + requestID }
-
-// CancelSubject is the subject on which a cancel of one request is announced.
-func CancelSubject(requestID string) string { return "proof.cancel." + requestID }
-
-// CancelSubjectAll matches every cancel announcement.
-const CancelSubjectAll = "proof.cancel.*"
 
 // Envelope is one proof job as published on the stream.
 type Envelope struct {

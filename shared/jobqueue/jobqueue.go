@@ -28,7 +28,7 @@ import (
 
 // Config sizes the stream and the consumers.
 type Config struct {
-	// Stream name; job.StreamName by default.
+	// Stream name; StreamName by default.
 	Stream string
 	// Replicas of the stream and consumers: 1 for dev, 3 in production.
 	Replicas int
@@ -56,7 +56,7 @@ type Config struct {
 // DefaultConfig is a development configuration.
 func DefaultConfig() Config {
 	return Config{
-		Stream:        job.StreamName,
+		Stream:        StreamName,
 		Replicas:      1,
 		MaxMsgs:       100_000,
 		MaxBytes:      4 << 30,
@@ -93,9 +93,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// ConsumerName is the durable consumer of a family: the family's name.
-func ConsumerName(f family.Family) string { return string(f) }
-
 func (c Config) streamConfig() jetstream.StreamConfig {
 	storage := jetstream.FileStorage
 	if c.Memory {
@@ -104,7 +101,7 @@ func (c Config) streamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        c.Stream,
 		Description: "Proof jobs, one consumer per family (work queue)",
-		Subjects:    []string{job.SubjectAll},
+		Subjects:    []string{SubjectAll},
 		Retention:   jetstream.WorkQueuePolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxMsgs:     c.MaxMsgs,
@@ -120,7 +117,7 @@ func (c Config) consumerConfig(f family.Family) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       ConsumerName(f),
 		Description:   "Proof jobs of the " + string(f) + " family",
-		FilterSubject: job.Subject(f),
+		FilterSubject: Subject(f),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.AckWait,
 		MaxDeliver:    c.MaxDeliver,
@@ -221,7 +218,7 @@ func (p *Publisher) Publish(ctx context.Context, env job.Envelope) error {
 	if err != nil {
 		return err
 	}
-	ack, err := p.js.Publish(ctx, job.Subject(env.Family()), data,
+	ack, err := p.js.Publish(ctx, Subject(env.Family()), data,
 		jetstream.WithMsgID(env.RequestID), jetstream.WithExpectStream(p.stream))
 	if err != nil {
 		if isFull(err) {
@@ -274,7 +271,7 @@ func (e *Events) PublishStatus(ctx context.Context, ev job.StatusEvent) error {
 			return err
 		}
 	}
-	if err := e.nc.Publish(job.StatusSubject(ev.RequestID), data); err != nil {
+	if err := e.nc.Publish(StatusSubject(ev.RequestID), data); err != nil {
 		return fmt.Errorf("jobqueue: status event %s: %w", ev.RequestID, err)
 	}
 	return nil
@@ -283,7 +280,7 @@ func (e *Events) PublishStatus(ctx context.Context, ev job.StatusEvent) error {
 // SubscribeStatus calls fn for each status event of requestID until
 // unsubscribe is called.
 func (e *Events) SubscribeStatus(requestID string, fn func(job.StatusEvent)) (unsubscribe func(), err error) {
-	sub, err := e.nc.Subscribe(job.StatusSubject(requestID), func(m *nats.Msg) {
+	sub, err := e.nc.Subscribe(StatusSubject(requestID), func(m *nats.Msg) {
 		var ev job.StatusEvent
 		if json.Unmarshal(m.Data, &ev) == nil && ev.RequestID == requestID {
 			fn(ev)
@@ -298,7 +295,7 @@ func (e *Events) SubscribeStatus(requestID string, fn func(job.StatusEvent)) (un
 // PublishCancel announces that requestID was cancelled, so the worker
 // running it stops.
 func (e *Events) PublishCancel(ctx context.Context, requestID string) error {
-	if err := e.nc.Publish(job.CancelSubject(requestID), []byte(requestID)); err != nil {
+	if err := e.nc.Publish(CancelSubject(requestID), []byte(requestID)); err != nil {
 		return fmt.Errorf("jobqueue: cancel event %s: %w", requestID, err)
 	}
 	return e.flush(ctx)
@@ -319,8 +316,8 @@ func (e *Events) flush(ctx context.Context) error {
 
 // SubscribeCancels calls fn with the request id of every cancel announcement.
 func (e *Events) SubscribeCancels(fn func(requestID string)) (unsubscribe func(), err error) {
-	sub, err := e.nc.Subscribe(job.CancelSubjectAll, func(m *nats.Msg) {
-		fn(strings.TrimPrefix(m.Subject, "proof.cancel."))
+	sub, err := e.nc.Subscribe(CancelSubjectAll, func(m *nats.Msg) {
+		fn(strings.TrimPrefix(m.Subject, cancelPrefix))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobqueue: subscribe cancels: %w", err)

@@ -72,7 +72,7 @@ func TestTopology(t *testing.T) {
 			t.Fatal(err)
 		}
 		ci, _ := c.Info(ctx)
-		if ci.Config.FilterSubject != job.Subject(f) || ci.Config.AckPolicy != jetstream.AckExplicitPolicy ||
+		if ci.Config.FilterSubject != jobqueue.Subject(f) || ci.Config.AckPolicy != jetstream.AckExplicitPolicy ||
 			ci.Config.MaxDeliver != cfg.MaxDeliver || ci.Config.AckWait != cfg.AckWait {
 			t.Fatalf("consumer %s config = %+v", f, ci.Config)
 		}

@@ -148,7 +148,7 @@ type Config struct {
 	JobKey JobKey
 	// WorkerID is recorded on claimed rows (default hostname-pid).
 	WorkerID string
-	// Stream is the jobs stream (default job.StreamName).
+	// Stream is the jobs stream (default jobqueue.StreamName).
 	Stream string
 	// FetchWait is how long one pull waits for a job (default 5s); it also
 	// bounds how long a stop waits for the last pull.
@@ -202,7 +202,7 @@ func (c Config) withDefaults() Config {
 		c.WorkerID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	if c.Stream == "" {
-		c.Stream = job.StreamName
+		c.Stream = jobqueue.StreamName
 	}
 	setDur(&c.FetchWait, DefaultFetchWait)
 	setDur(&c.RetryBase, DefaultRetryBase)

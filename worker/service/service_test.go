@@ -68,7 +68,7 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := svc.Config()
-	if c.Concurrency != 1 || c.Stream != job.StreamName || c.ShutdownGrace != service.DefaultShutdownGrace || c.WorkerID == "" {
+	if c.Concurrency != 1 || c.Stream != jobqueue.StreamName || c.ShutdownGrace != service.DefaultShutdownGrace || c.WorkerID == "" {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -265,14 +265,14 @@ func TestBadJobs(t *testing.T) {
 	ctx := context.Background()
 
 	// Undecodable: terminated, nothing to record.
-	if _, err := s.JS.Publish(ctx, job.Subject(family.Register), []byte("not json")); err != nil {
+	if _, err := s.JS.Publish(ctx, jobqueue.Subject(family.Register), []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
 	// Circuit name that would escape the circuits folder.
 	bad := s.Envelope("register", "fake_ok", wt.FakeInputs("1"))
 	bad.Circuit = "../fake_ok"
 	data, _ := bad.Marshal()
-	if _, err := s.JS.Publish(ctx, job.Subject(family.Register), data); err != nil {
+	if _, err := s.JS.Publish(ctx, jobqueue.Subject(family.Register), data); err != nil {
 		t.Fatal(err)
 	}
 	// Inputs that are not JSON.
@@ -382,7 +382,7 @@ func TestDuplicatesProveOnce(t *testing.T) {
 	// The same job again, past the duplicate window (another message id):
 	// as after a crash between the status write and the ack.
 	data, _ := env.Marshal()
-	if _, err := s.JS.Publish(ctx, job.Subject(family.Register), data, jetstream.WithMsgID(env.RequestID+"-again")); err != nil {
+	if _, err := s.JS.Publish(ctx, jobqueue.Subject(family.Register), data, jetstream.WithMsgID(env.RequestID+"-again")); err != nil {
 		t.Fatal(err)
 	}
 	s.WaitDelivered(family.Register, 2, 10*time.Second)

@@ -156,7 +156,7 @@ func (e *watchEnv) publish(t *testing.T, ev job.StatusEvent) {
 // wrote it.
 func (e *watchEnv) publishOld(t *testing.T, code status.Code) {
 	t.Helper()
-	must(t, e.nc.Publish(job.StatusSubject(e.id),
+	must(t, e.nc.Publish(jobqueue.StatusSubject(e.id),
 		[]byte(`{"request_id":"`+e.id+`","status":`+string(rune('0'+code))+`,"at":"2025-03-01T11:00:00Z"}`)))
 }
 

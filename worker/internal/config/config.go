@@ -20,7 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/openpassport/prover-fleet/shared/family"
-	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/worker/service"
 )
 
@@ -100,7 +100,7 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.StringVar(&s.WorkerID, "worker-id", "", "worker id recorded on claimed rows (default hostname-pid)")
-	fs.StringVar(&s.Stream, "stream", job.StreamName, "JetStream stream of proof jobs")
+	fs.StringVar(&s.Stream, "stream", jobqueue.StreamName, "JetStream stream of proof jobs")
 	fs.DurationVar(&s.FetchWait, "fetch-wait", service.DefaultFetchWait, "how long one pull waits for a job")
 	fs.DurationVar(&s.RetryBase, "retry-base", service.DefaultRetryBase, "first redelivery delay after a transient failure (doubles per attempt)")
 	fs.DurationVar(&s.RetryMax, "retry-max", service.DefaultRetryMax, "longest redelivery delay")

@@ -42,7 +42,7 @@ func TestEventsCarryTheRow(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			env := s.Envelope("disclose_id", "fake_ok", c.inputs)
-			sub, err := s.NC.SubscribeSync(job.StatusSubject(env.RequestID))
+			sub, err := s.NC.SubscribeSync(jobqueue.StatusSubject(env.RequestID))
 			if err != nil {
 				t.Fatal(err)
 			}

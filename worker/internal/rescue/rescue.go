@@ -319,7 +319,7 @@ func (r *Rescuer) rescue(ctx context.Context, log *slog.Logger, seq uint64, atte
 	if err != nil {
 		return res, false, fmt.Errorf("rescue: read message %d: %w", seq, err)
 	}
-	if want := job.Subject(r.cfg.Family); raw.Subject != want {
+	if want := jobqueue.Subject(r.cfg.Family); raw.Subject != want {
 		// Not this family's job: leave it to whoever owns it.
 		log.Warn("advisory names a message of another subject; left alone", "subject", raw.Subject, "want", want)
 		return res, true, nil

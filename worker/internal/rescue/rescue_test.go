@@ -287,7 +287,7 @@ func TestProvedRowNotOverwritten(t *testing.T) {
 func TestUndecodableMessageDeleted(t *testing.T) {
 	t.Parallel()
 	e := setup(t, family.Register, 1)
-	if _, err := e.JS.Publish(context.Background(), job.Subject(family.Register), []byte("not a job")); err != nil {
+	if _, err := e.JS.Publish(context.Background(), jobqueue.Subject(family.Register), []byte("not a job")); err != nil {
 		t.Fatal(err)
 	}
 	seq := e.takeAndLose(t)
