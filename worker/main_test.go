@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/shared/status"

@@ -16,7 +16,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/internal/apitest"
 	"github.com/openpassport/prover-fleet/api/internal/handshake"
 	"github.com/openpassport/prover-fleet/api/protocol"
-	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
 )
 

@@ -21,7 +21,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/internal/devfleet"
-	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/status"
 )

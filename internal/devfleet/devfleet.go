@@ -54,8 +54,8 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/metrics"
 	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/internal/devstack"
 	"github.com/openpassport/prover-fleet/shared/attest"
-	"github.com/openpassport/prover-fleet/shared/devstack"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"

@@ -18,8 +18,8 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/client"
 	"github.com/openpassport/prover-fleet/internal/devfleet"
-	"github.com/openpassport/prover-fleet/shared/devstack"
-	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/internal/devstack"
+	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/worker/service"

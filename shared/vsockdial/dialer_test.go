@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
-	"github.com/openpassport/prover-fleet/shared/devstack"
+	"github.com/openpassport/prover-fleet/internal/devstack"
 )
 
 // echoServer accepts TCP connections on 127.0.0.1 and echoes what it reads.

@@ -1,6 +1,6 @@
 // Package apitest starts a whole frontend for tests: api/server on an
 // httptest server, over an embedded NATS JetStream and a fresh Postgres
-// database (shared/devstack/stacktest), with a development attester, a
+// database (internal/devstack/stacktest), with a development attester, a
 // fake circuit folder, and two seams: the server key of the next session
 // (to replay recorded handshakes) and a switch that makes enqueueing fail.
 //
@@ -29,8 +29,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/attest"
-	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"

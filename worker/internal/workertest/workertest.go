@@ -30,7 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"

@@ -27,7 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/openpassport/prover-fleet/shared/devstack"
+	"github.com/openpassport/prover-fleet/internal/devstack"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
