@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/openpassport/prover-fleet/internal/migrate"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
-	"github.com/openpassport/prover-fleet/shared/store"
 )
 
 func runMigrate(ctx context.Context, args []string, std stdio) error {
@@ -76,7 +76,7 @@ func runMigrate(ctx context.Context, args []string, std stdio) error {
 		return fmt.Errorf("database %s: %w", redactURL(dbURL), err)
 	}
 	defer pool.Close()
-	applied, err := store.Migrate(ctx, pool)
+	applied, err := migrate.Up(ctx, pool)
 	if err != nil {
 		return fmt.Errorf("database %s: %w", redactURL(dbURL), err)
 	}

@@ -55,6 +55,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/metrics"
 	"github.com/openpassport/prover-fleet/api/server"
 	"github.com/openpassport/prover-fleet/internal/devstack"
+	"github.com/openpassport/prover-fleet/internal/migrate"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
@@ -326,7 +327,7 @@ func (f *Fleet) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("devfleet: database: %w", err)
 	}
-	applied, err := store.Migrate(ctx, f.pool)
+	applied, err := migrate.Up(ctx, f.pool)
 	if err != nil {
 		return fmt.Errorf("devfleet: %w", err)
 	}

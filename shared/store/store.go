@@ -19,13 +19,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/status"
-	migrations "github.com/openpassport/prover-fleet/sql"
 )
 
 var (
@@ -76,30 +72,6 @@ type Store struct{ pool *pgxpool.Pool }
 
 // New returns a Store on pool. The pool is the caller's to close.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
-
-// Migrate applies the embedded migrations under a Postgres advisory lock, so
-// replicas starting together do not race. It is idempotent.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
-		return nil, fmt.Errorf("store: migration lock: %w", err)
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
-	if err != nil {
-		return nil, fmt.Errorf("store: load migrations: %w", err)
-	}
-	results, err := p.Up(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store: migrate: %w", err)
-	}
-	var applied []string
-	for _, r := range results {
-		applied = append(applied, r.Source.Path)
-	}
-	return applied, nil
-}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }

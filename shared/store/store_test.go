@@ -215,15 +215,6 @@ func TestClaim(t *testing.T) {
 	}
 }
 
-func TestMigrateIsIdempotent(t *testing.T) {
-	t.Parallel()
-	pool := stacktest.Postgres(t)
-	applied, err := store.Migrate(context.Background(), pool)
-	if err != nil || len(applied) != 0 {
-		t.Fatalf("second migrate applied %v, %v", applied, err)
-	}
-}
-
 func TestNotifyOnInsertAndStatusChange(t *testing.T) {
 	t.Parallel()
 	s, url := setup(t)

@@ -28,7 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/openpassport/prover-fleet/internal/devstack"
-	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/internal/migrate"
 )
 
 var (
@@ -94,7 +94,7 @@ func startPostgres() {
 		return
 	}
 	defer pool.Close()
-	if _, err := store.Migrate(ctx, pool); err != nil {
+	if _, err := migrate.Up(ctx, pool); err != nil {
 		pgErr = err
 	}
 }
