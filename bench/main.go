@@ -28,6 +28,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/bench/internal/report"
 	"github.com/openpassport/prover-fleet/bench/internal/suite"
+	"github.com/openpassport/prover-fleet/internal/snarkjs"
 )
 
 func main() {
@@ -54,15 +55,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfg       suite.Config
-		only      string
-		verbose   bool
-		timeout   time.Duration
-		inputs    string
-		snarkjs   string
-		rapid     string
-		cpuProf   string
-		tablesMiB int64
+		cfg        suite.Config
+		only       string
+		verbose    bool
+		timeout    time.Duration
+		inputs     string
+		snarkjsCmd string
+		rapid      string
+		cpuProf    string
+		tablesMiB  int64
 	)
 	fs.StringVar(&cfg.CircuitDir, "c", "circuits/build", "compiled circuits (<name>_cpp/<name>, <name>.r1cs)")
 	fs.StringVar(&cfg.ZkeyDir, "k", "zkeys", "proving keys (<name>.zkey, <name>.vkey.json)")
@@ -72,7 +73,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Quick, "quick", false, "tiny sizes: every benchmark runs in seconds (CI)")
 	fs.StringVar(&only, "only", "", "comma-separated benchmarks to run: "+strings.Join(suite.All(), ", ")+" (default all)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL database for the fleets (default: a throwaway server per fleet)")
-	fs.StringVar(&snarkjs, "snarkjs", "", "snarkjs command (default: $SNARKJS, circuits/node_modules/.bin/snarkjs, PATH)")
+	fs.StringVar(&snarkjsCmd, "snarkjs", "", "snarkjs command (default: $SNARKJS, circuits/node_modules/.bin/snarkjs, PATH)")
 	fs.StringVar(&rapid, "rapidsnark", "", "rapidsnark prover binary (default: rapidsnark on PATH; none: not measured)")
 	fs.StringVar(&cfg.FleetProver, "fleet-prover", "zkprove", "prover of the fleet-overhead and memory benchmarks: zkprove, native or snarkjs")
 	fs.StringVar(&cfg.Verifier, "verifier", "native", "verifier of the workers and the bare loop: native (falls back to snarkjs if the worker refuses it) or snarkjs")
@@ -116,9 +117,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			cfg.InputsDir = filepath.Join("circuits", "inputs")
 		}
 	}
-	cfg.Snarkjs = snarkjs
+	cfg.Snarkjs = snarkjsCmd
 	if cfg.Snarkjs == "" {
-		cfg.Snarkjs = suite.FindSnarkjs(cfg.CircuitDir)
+		if p, err := snarkjs.Find(cfg.CircuitDir); err == nil { // "" when missing: the benchmarks that need it say so
+			cfg.Snarkjs, _ = filepath.Abs(p)
+		}
 	}
 	cfg.Rapidsnark = rapid
 	if cfg.Rapidsnark == "" {

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/openpassport/prover-fleet/internal/devfleet"
+	"github.com/openpassport/prover-fleet/internal/snarkjs"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/worker/service"
 )
@@ -114,11 +115,11 @@ func (e *env) start() {
 			}
 		}
 	}
-	snarkjs, err := devfleet.FindSnarkjs(e.circuits)
+	sj, err := snarkjs.Find(e.circuits)
 	if err != nil {
 		missing = append(missing, "snarkjs (circuits/node_modules/.bin/snarkjs)")
 	}
-	e.snarkjs = snarkjs
+	e.snarkjs = sj
 	if len(missing) > 0 {
 		e.startErr = fmt.Errorf("the end-to-end tests need the demo circuits, their keys and snarkjs; missing:\n  %s\n"+
 			"run `make circuits keys` (or `make test`, which builds them), or set PROVER_CIRCUITS and PROVER_ZKEYS",

@@ -34,6 +34,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/internal/request"
 	"github.com/openpassport/prover-fleet/api/internal/rpc"
 	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
 )
 
@@ -122,9 +123,8 @@ func New(deps Deps, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	catalog, err := circuits.New(circuits.Config{
-		CircuitDir: cfg.CircuitFolder,
-		ZkeyDir:    cfg.ZkeyFolder,
-		Refresh:    cfg.CircuitRefresh,
+		Layout:  circuitdir.Layout{CircuitDir: cfg.CircuitFolder, ZkeyDir: cfg.ZkeyFolder},
+		Refresh: cfg.CircuitRefresh,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)

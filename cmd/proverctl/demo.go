@@ -17,6 +17,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/client"
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/internal/devfleet"
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/groth16"
 	"github.com/openpassport/prover-fleet/shared/groth16/r1cs"
@@ -184,13 +185,13 @@ func dbNote(cfg devfleet.Config) string {
 func demoPreflight(cases []demoCase, circuits, zkeys, inputsDir string) ([]json.RawMessage, error) {
 	var missing []string
 	inputs := make([]json.RawMessage, len(cases))
+	l := circuitdir.Layout{CircuitDir: circuits, ZkeyDir: zkeys}
 	for i, c := range cases {
-		native := filepath.Join(circuits, c.circuit+"_cpp", c.circuit)
-		wasm := filepath.Join(circuits, c.circuit+"_js", c.circuit+".wasm")
+		native, wasm := l.Generator(c.circuit), l.Wasm(c.circuit)
 		if !isFile(native) && !isFile(wasm) {
 			missing = append(missing, native)
 		}
-		for _, p := range []string{filepath.Join(zkeys, c.circuit+".zkey"), filepath.Join(zkeys, c.circuit+".vkey.json")} {
+		for _, p := range []string{l.Zkey(c.circuit), l.VKey(c.circuit)} {
 			if !isFile(p) {
 				missing = append(missing, p)
 			}
@@ -220,7 +221,7 @@ func isFile(p string) bool {
 // countConstraints reads the circuit's .r1cs beside its witness generator,
 // if it is there (0 otherwise).
 func countConstraints(ctx context.Context, circuits, name string) int {
-	sys, err := r1cs.ReadFile(ctx, filepath.Join(circuits, name+".r1cs"))
+	sys, err := r1cs.ReadFile(ctx, circuitdir.Layout{CircuitDir: circuits}.R1CS(name))
 	if err != nil {
 		return 0
 	}
@@ -256,7 +257,7 @@ func demoOne(ctx context.Context, url string, verifier client.Verifier, zkeys st
 		}
 		return fmt.Errorf("status %d%s", st.Status, reason)
 	}
-	if err := verifyProof(filepath.Join(zkeys, r.c.circuit+".vkey.json"), st); err != nil {
+	if err := verifyProof(circuitdir.Layout{ZkeyDir: zkeys}.VKey(r.c.circuit), st); err != nil {
 		return err
 	}
 	r.verified = true

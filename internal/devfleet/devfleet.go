@@ -43,7 +43,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -56,6 +55,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/server"
 	"github.com/openpassport/prover-fleet/internal/devstack"
 	"github.com/openpassport/prover-fleet/internal/migrate"
+	"github.com/openpassport/prover-fleet/internal/snarkjs"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
@@ -244,8 +244,8 @@ func (c *Config) withDefaults() error {
 		// The project's own prover: nothing to install, keys kept warm.
 		c.Worker.ProverMode = service.ProverNative
 	case c.Worker.ProverMode == service.ProverCommand && c.Worker.Prover == "":
-		if snarkjs, err := FindSnarkjs(c.CircuitDir); err == nil {
-			c.Worker.Prover = snarkjs + " groth16 prove"
+		if sj, err := snarkjs.Find(c.CircuitDir); err == nil {
+			c.Worker.Prover = sj + " groth16 prove"
 		}
 	}
 	if c.Logger == nil {
@@ -603,31 +603,4 @@ func (f *Fleet) Config() Config { return f.cfg }
 // Backlogs reads each family's queue backlog.
 func (f *Fleet) Backlogs(ctx context.Context) ([]jobqueue.Backlog, error) {
 	return jobqueue.Backlogs(ctx, f.js, f.cfg.Queue.Stream, f.cfg.Families)
-}
-
-// FindSnarkjs finds the snarkjs command: $SNARKJS, then node_modules/.bin
-// beside the circuit folder (circuits/build → circuits/node_modules), then
-// circuits/node_modules/.bin under the working directory, then PATH.
-func FindSnarkjs(circuitDir string) (string, error) {
-	if p := os.Getenv("SNARKJS"); p != "" {
-		return p, nil
-	}
-	var candidates []string
-	if circuitDir != "" {
-		if abs, err := filepath.Abs(circuitDir); err == nil {
-			candidates = append(candidates, filepath.Join(filepath.Dir(abs), "node_modules", ".bin", "snarkjs"))
-		}
-	}
-	if wd, err := os.Getwd(); err == nil {
-		candidates = append(candidates, filepath.Join(wd, "circuits", "node_modules", ".bin", "snarkjs"))
-	}
-	for _, c := range candidates {
-		if st, err := os.Stat(c); err == nil && !st.IsDir() {
-			return c, nil
-		}
-	}
-	if p, err := exec.LookPath("snarkjs"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("devfleet: snarkjs not found (run `make deps`, or set SNARKJS)")
 }

@@ -4,28 +4,27 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
 
+	snarkjslookup "github.com/openpassport/prover-fleet/internal/snarkjs"
 	"github.com/openpassport/prover-fleet/shared/groth16/r1cs"
 	"github.com/openpassport/prover-fleet/shared/groth16/wtns"
 )
 
 // Test vectors, see testdata/README.md.
 const (
-	tinyR1CS        = "testdata/tiny.r1cs"
-	tinyWtns        = "testdata/tiny.wtns"
-	snarkjsZkey     = "testdata/tiny_snarkjs.zkey"
-	snarkjsVkey     = "testdata/tiny_snarkjs.vkey.json"
-	snarkjsProof    = "testdata/tiny_snarkjs.proof.json"
-	snarkjsPublic   = "testdata/tiny_snarkjs.public.json"
-	devZkey         = "testdata/tiny_dev.zkey"
-	devVkey         = "testdata/tiny_dev.vkey.json"
-	devSeed         = "prover-fleet tiny test"
-	snarkjsRelative = "../../circuits/node_modules/.bin/snarkjs"
+	tinyR1CS      = "testdata/tiny.r1cs"
+	tinyWtns      = "testdata/tiny.wtns"
+	snarkjsZkey   = "testdata/tiny_snarkjs.zkey"
+	snarkjsVkey   = "testdata/tiny_snarkjs.vkey.json"
+	snarkjsProof  = "testdata/tiny_snarkjs.proof.json"
+	snarkjsPublic = "testdata/tiny_snarkjs.public.json"
+	devZkey       = "testdata/tiny_dev.zkey"
+	devVkey       = "testdata/tiny_dev.vkey.json"
+	devSeed       = "prover-fleet tiny test"
 )
 
 func readFile(t testing.TB, path string) []byte {
@@ -72,19 +71,17 @@ func readTinyR1CS(t testing.TB) *r1cs.System {
 	return s
 }
 
-// snarkjs returns the path of the pinned snarkjs CLI. Without it the test
-// fails (it is part of the toolchain), except under -short where it skips.
+// snarkjs returns the path of the pinned snarkjs CLI (internal/snarkjs).
+// Without it the test fails (it is part of the toolchain), except under
+// -short where it skips.
 func snarkjs(t *testing.T) string {
 	t.Helper()
-	p, err := filepath.Abs(snarkjsRelative)
+	p, err := snarkjslookup.Find("")
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
 		if testing.Short() {
-			t.Skipf("snarkjs not installed (%v); skipped under -short", err)
+			t.Skipf("%v; skipped under -short", err)
 		}
-		t.Fatalf("snarkjs not found at %s: run `npm ci --prefix circuits` from the repository root", p)
+		t.Fatal(err)
 	}
 	if _, err := exec.LookPath("node"); err != nil {
 		if testing.Short() {

@@ -43,6 +43,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
@@ -328,8 +329,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 
 	env := childEnv(cfg.ChildEnv)
+	layout := circuitdir.Layout{CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir}
 	run := m.Runner(proc.Exec{})
-	w, err := witness.New(run, witness.Config{CircuitDir: cfg.CircuitDir, Timeout: cfg.WitnessTimeout, Env: env})
+	w, err := witness.New(run, witness.Config{Layout: layout, Timeout: cfg.WitnessTimeout, Env: env})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
@@ -338,13 +340,13 @@ func New(cfg Config, d Deps) (*Service, error) {
 	switch cfg.ProverMode {
 	case ProverCommand:
 		p, err := prover.NewCommand(run, prover.CommandConfig{
-			Command: cfg.Prover, ZkeyDir: cfg.ZkeyDir, Timeout: cfg.ProveTimeout, Env: env})
+			Command: cfg.Prover, Layout: layout, Timeout: cfg.ProveTimeout, Env: env})
 		if err != nil {
 			return nil, fmt.Errorf("service: Config.Prover: %w", err)
 		}
 		s.prover = m.Prover(p)
 	case ProverNative:
-		p, err := prover.NewNative(cfg.ZkeyDir, cfg.ProveTimeout, cfg.NativeTableBudget, s.log)
+		p, err := prover.NewNative(layout, cfg.ProveTimeout, cfg.NativeTableBudget, s.log)
 		if err != nil {
 			return nil, fmt.Errorf("service: %w", err)
 		}
@@ -353,7 +355,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 
 	if cfg.Verifier == VerifierNative {
-		v, err := verifier.NewNative(cfg.ZkeyDir)
+		v, err := verifier.NewNative(layout)
 		if err != nil {
 			return nil, fmt.Errorf("service: %w", err)
 		}
@@ -361,7 +363,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return s, nil
 	}
 	v, err := verifier.NewCommand(run, verifier.CommandConfig{
-		Command: cfg.Verifier, ZkeyDir: cfg.ZkeyDir, Timeout: cfg.VerifyTimeout, Env: env})
+		Command: cfg.Verifier, Layout: layout, Timeout: cfg.VerifyTimeout, Env: env})
 	if err != nil {
 		return nil, fmt.Errorf("service: Config.Verifier: %w", err)
 	}

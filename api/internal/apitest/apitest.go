@@ -31,6 +31,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/server"
 	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
@@ -48,21 +49,21 @@ var Circuits = []string{
 }
 
 // FakeCircuits lays out a circuit and a zkey folder with empty files named
-// as PROTOCOL.md's layout (C++ and WebAssembly builds alternately): the
-// frontend only checks presence.
+// as shared/circuitdir's layout (C++ and WebAssembly builds alternately):
+// the frontend only checks presence.
 func FakeCircuits(t testing.TB) (circuits, zkeys string) {
 	t.Helper()
-	circuits, zkeys = t.TempDir(), t.TempDir()
+	l := circuitdir.Layout{CircuitDir: t.TempDir(), ZkeyDir: t.TempDir()}
 	for i, name := range Circuits {
-		path := filepath.Join(circuits, name+"_cpp", name)
+		path := l.Generator(name)
 		if i%2 == 1 {
-			path = filepath.Join(circuits, name+"_js", name+".wasm")
+			path = l.Wasm(name)
 		}
 		must(t, os.MkdirAll(filepath.Dir(path), 0o755))
 		must(t, os.WriteFile(path, nil, 0o755))
-		must(t, os.WriteFile(filepath.Join(zkeys, name+".zkey"), nil, 0o644))
+		must(t, os.WriteFile(l.Zkey(name), nil, 0o644))
 	}
-	return circuits, zkeys
+	return l.CircuitDir, l.ZkeyDir
 }
 
 func must(t testing.TB, err error) {

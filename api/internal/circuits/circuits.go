@@ -1,12 +1,12 @@
 // Package circuits knows which circuits this deployment can prove, from the
-// circuit folder laid out as PROTOCOL.md describes.
+// circuit folder laid out as shared/circuitdir describes.
 //
 // A circuit name is known when its witness generator is present, either
-// circom's C++ build (<circuits>/<name>_cpp/<name>, an executable file) or
-// its WebAssembly build (<circuits>/<name>_js/<name>.wasm), and, when a zkey
-// folder is configured, its proving key <zkeys>/<name>.zkey exists too (a
-// request the workers could not prove is refused at the door rather than
-// failing minutes later). Only presence is checked; files are not read.
+// circom's C++ build (an executable file) or its WebAssembly build, and,
+// when a zkey folder is configured, its proving key exists too (a request
+// the workers could not prove is refused at the door rather than failing
+// minutes later): circuitdir.Layout.Installed. Only presence is checked;
+// files are not read.
 //
 // The listing is cached. A lookup that misses rescans the folders, at most
 // once per refresh interval, so a circuit added at run time becomes known
@@ -18,19 +18,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 )
 
 // Config locates the folders.
 type Config struct {
-	// CircuitDir holds the witness generators (required).
-	CircuitDir string
-	// ZkeyDir holds the proving keys; empty skips the zkey check.
-	ZkeyDir string
+	// Layout.CircuitDir holds the witness generators (required);
+	// Layout.ZkeyDir the proving keys, empty to skip the zkey check.
+	Layout circuitdir.Layout
 	// Refresh is the least time between two rescans (default 10 s).
 	Refresh time.Duration
 	// Now is the clock (default time.Now).
@@ -51,7 +50,7 @@ type Catalog struct {
 
 // New scans the folders once; a folder that cannot be read is an error.
 func New(cfg Config) (*Catalog, error) {
-	if cfg.CircuitDir == "" {
+	if cfg.Layout.CircuitDir == "" {
 		return nil, errors.New("circuits: circuit folder is required")
 	}
 	if cfg.Refresh == 0 {
@@ -60,7 +59,7 @@ func New(cfg Config) (*Catalog, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	for _, dir := range []string{cfg.CircuitDir, cfg.ZkeyDir} {
+	for _, dir := range []string{cfg.Layout.CircuitDir, cfg.Layout.ZkeyDir} {
 		if dir == "" {
 			continue
 		}
@@ -117,41 +116,13 @@ func (c *Catalog) Rescan() error {
 
 func (c *Catalog) rescanLocked() error {
 	c.scanned = c.cfg.Now()
-	entries, err := os.ReadDir(c.cfg.CircuitDir)
+	installed, err := c.cfg.Layout.Installed()
 	if err != nil {
 		return fmt.Errorf("circuits: %w", err)
 	}
-	names := make(map[string]bool)
-	for _, e := range entries {
-		dir := e.Name()
-		var name, file string
-		switch {
-		case strings.HasSuffix(dir, "_cpp"):
-			name = strings.TrimSuffix(dir, "_cpp")
-			file = name
-		case strings.HasSuffix(dir, "_js"):
-			name = strings.TrimSuffix(dir, "_js")
-			file = name + ".wasm"
-		default:
-			continue
-		}
-		if name == "" || names[name] {
-			continue
-		}
-		st, err := os.Stat(filepath.Join(c.cfg.CircuitDir, dir, file))
-		if err != nil || !st.Mode().IsRegular() {
-			continue
-		}
-		if strings.HasSuffix(dir, "_cpp") && st.Mode().Perm()&0o111 == 0 {
-			continue
-		}
-		if c.cfg.ZkeyDir != "" {
-			zk, err := os.Stat(filepath.Join(c.cfg.ZkeyDir, name+".zkey"))
-			if err != nil || !zk.Mode().IsRegular() {
-				continue
-			}
-		}
-		names[name] = true
+	names := make(map[string]bool, len(installed))
+	for _, n := range installed {
+		names[n] = true
 	}
 	c.names = names
 	return nil

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 )
 
 // writeFile creates an empty file: the catalog only checks presence.
@@ -60,7 +62,7 @@ func TestCatalog(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(Config{CircuitDir: circ, ZkeyDir: tt.zkeys})
+			c, err := New(Config{Layout: circuitdir.Layout{CircuitDir: circ, ZkeyDir: tt.zkeys}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,7 +87,7 @@ func TestCatalogRefresh(t *testing.T) {
 	t.Parallel()
 	circ := t.TempDir()
 	clk := &clock{now: time.Unix(1e9, 0)}
-	c, err := New(Config{CircuitDir: circ, Refresh: 10 * time.Second, Now: clk.Now})
+	c, err := New(Config{Layout: circuitdir.Layout{CircuitDir: circ}, Refresh: 10 * time.Second, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +116,9 @@ func TestNewErrors(t *testing.T) {
 	writeFile(t, file, 0o644)
 	for _, cfg := range []Config{
 		{},
-		{CircuitDir: filepath.Join(t.TempDir(), "missing")},
-		{CircuitDir: file},
-		{CircuitDir: t.TempDir(), ZkeyDir: filepath.Join(t.TempDir(), "missing")},
+		{Layout: circuitdir.Layout{CircuitDir: filepath.Join(t.TempDir(), "missing")}},
+		{Layout: circuitdir.Layout{CircuitDir: file}},
+		{Layout: circuitdir.Layout{CircuitDir: t.TempDir(), ZkeyDir: filepath.Join(t.TempDir(), "missing")}},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted a bad config", cfg)

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/openpassport/prover-fleet/bench/internal/child"
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/groth16/r1cs"
 )
@@ -58,14 +59,15 @@ func Find(d Dirs, name string) (Circuit, error) {
 		}
 		return a
 	}
+	l := circuitdir.Layout{CircuitDir: d.Circuits, ZkeyDir: d.Zkeys}
 	c := Circuit{
 		Name:      name,
 		Family:    fam,
 		ProofType: family.ProofType(fam),
-		Generator: abs(filepath.Join(d.Circuits, name+"_cpp", name)),
-		R1CS:      abs(filepath.Join(d.Circuits, name+".r1cs")),
-		Zkey:      abs(filepath.Join(d.Zkeys, name+".zkey")),
-		VKey:      abs(filepath.Join(d.Zkeys, name+".vkey.json")),
+		Generator: abs(l.Generator(name)),
+		R1CS:      abs(l.R1CS(name)),
+		Zkey:      abs(l.Zkey(name)),
+		VKey:      abs(l.VKey(name)),
 		Input:     abs(filepath.Join(d.Inputs, name+".json")),
 	}
 	for _, p := range []string{c.Generator, c.R1CS, c.Zkey, c.VKey, c.Input} {

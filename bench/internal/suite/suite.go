@@ -29,7 +29,6 @@ import (
 	"github.com/openpassport/prover-fleet/bench/internal/provers"
 	"github.com/openpassport/prover-fleet/bench/internal/queuepath"
 	"github.com/openpassport/prover-fleet/bench/internal/report"
-	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/shared/family"
 )
 
@@ -360,19 +359,6 @@ func FindRapidsnark() string {
 		return p
 	}
 	return ""
-}
-
-// FindSnarkjs is devfleet's snarkjs lookup, or "".
-func FindSnarkjs(circuitDir string) string {
-	p, err := devfleet.FindSnarkjs(circuitDir)
-	if err != nil {
-		return ""
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return p
-	}
-	return abs
 }
 
 // Document renders res as results.md.

@@ -20,9 +20,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/store"
 	"github.com/openpassport/prover-fleet/worker/internal/outcome"
@@ -118,13 +118,6 @@ func New(d Deps, cfg Config) (*Pipeline, error) {
 	return &Pipeline{d: d, cfg: cfg}, nil
 }
 
-// circuitName is what a circuit name may look like: it becomes a path
-// component, so no separators and no dot-names.
-var circuitName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
-
-// ValidCircuit reports whether name can name a circuit.
-func ValidCircuit(name string) bool { return circuitName.MatchString(name) }
-
 // File names inside a job directory.
 const (
 	InputFile   = "input.json"
@@ -140,7 +133,7 @@ const (
 // Run returns.
 func (p *Pipeline) Run(ctx context.Context, env job.Envelope, attempt int) error {
 	log := p.d.Logger.With("request_id", env.RequestID, "circuit", env.Circuit, "attempt", attempt)
-	if !ValidCircuit(env.Circuit) {
+	if !circuitdir.ValidName(env.Circuit) { // it becomes a path element
 		return outcome.Reject("invalid circuit name", nil)
 	}
 

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/groth16"
 	"github.com/openpassport/prover-fleet/shared/groth16/wtns"
 )
@@ -28,7 +28,7 @@ import (
 // timeout and cancellation are honoured between the prover's phases, and
 // inside its multi-scalar multiplications once the key's tables are built.
 type Native struct {
-	zkeyDir     string
+	layout      circuitdir.Layout // ZkeyDir absolute
 	timeout     time.Duration
 	tableBudget int64
 	log         *slog.Logger
@@ -49,10 +49,11 @@ type warmKey struct {
 	size    int64
 }
 
-// NewNative returns a Native prover reading <zkeyDir>/<name>.zkey, giving
-// each key up to tableBudget bytes of window tables (0: none).
-func NewNative(zkeyDir string, timeout time.Duration, tableBudget int64, log *slog.Logger) (*Native, error) {
-	if zkeyDir == "" {
+// NewNative returns a Native prover reading the proving keys of keys
+// (keys.Zkey; the circuit folder is not used), giving each key up to
+// tableBudget bytes of window tables (0: none).
+func NewNative(keys circuitdir.Layout, timeout time.Duration, tableBudget int64, log *slog.Logger) (*Native, error) {
+	if keys.ZkeyDir == "" {
 		return nil, errors.New("prover: zkey dir is empty")
 	}
 	if tableBudget < 0 {
@@ -61,13 +62,13 @@ func NewNative(zkeyDir string, timeout time.Duration, tableBudget int64, log *sl
 	if log == nil {
 		return nil, errors.New("prover: NewNative needs a logger")
 	}
-	abs, err := filepath.Abs(zkeyDir)
+	abs, err := keys.Abs()
 	if err != nil {
 		return nil, fmt.Errorf("prover: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Native{
-		zkeyDir: abs, timeout: timeout, tableBudget: tableBudget, log: log, keys: map[string]*warmKey{},
+		layout: abs, timeout: timeout, tableBudget: tableBudget, log: log, keys: map[string]*warmKey{},
 		ctx: ctx, cancel: cancel,
 	}, nil
 }
@@ -91,7 +92,7 @@ func (n *Native) Close() {
 
 // key returns circuit's warm proving key, loading it if needed.
 func (n *Native) key(ctx context.Context, circuit string) (*groth16.ProvingKey, error) {
-	path := filepath.Join(n.zkeyDir, circuit+".zkey")
+	path := n.layout.Zkey(circuit)
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoKey, circuit, err)

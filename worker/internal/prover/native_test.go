@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/groth16"
 )
 
@@ -41,7 +42,7 @@ func TestNativeWithTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	n, err := NewNative(keys, 0, 64<<20, slog.New(slog.NewTextHandler(&logs, nil)))
+	n, err := NewNative(circuitdir.Layout{ZkeyDir: keys}, 0, 64<<20, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,13 +95,13 @@ func (s *syncBuffer) String() string {
 
 func TestNewNativeRejects(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := NewNative("", 0, 0, log); err == nil {
+	if _, err := NewNative(circuitdir.Layout{}, 0, 0, log); err == nil {
 		t.Error("empty zkey dir accepted")
 	}
-	if _, err := NewNative(t.TempDir(), 0, -1, log); err == nil {
+	if _, err := NewNative(circuitdir.Layout{ZkeyDir: t.TempDir()}, 0, -1, log); err == nil {
 		t.Error("negative table budget accepted")
 	}
-	if _, err := NewNative(t.TempDir(), 0, 0, nil); err == nil {
+	if _, err := NewNative(circuitdir.Layout{ZkeyDir: t.TempDir()}, 0, 0, nil); err == nil {
 		t.Error("nil logger accepted")
 	}
 }

@@ -1,5 +1,5 @@
 // Package prover turns a witness into a Groth16 proof with the circuit's
-// proving key <zkeys>/<name>.zkey.
+// proving key (<zkeys>/<name>.zkey, circuitdir.Layout.Zkey).
 //
 // Command runs any prover with rapidsnark's argument shape as a child
 // process: <prover…> <zkey> <witness.wtns> <proof.json> <public.json>, where
@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
 )
 
@@ -45,8 +46,9 @@ type CommandConfig struct {
 	// "circuits/node_modules/.bin/snarkjs groth16 prove", "zkprove".
 	// A first word without a slash is looked up in PATH.
 	Command string
-	// ZkeyDir holds <name>.zkey.
-	ZkeyDir string
+	// Layout.ZkeyDir holds the proving keys (required; the circuit folder
+	// is not used).
+	Layout circuitdir.Layout
 	// Timeout bounds one proof.
 	Timeout time.Duration
 	// Env is the prover's whole environment.
@@ -69,13 +71,13 @@ func NewCommand(run proc.Runner, cfg CommandConfig) (*Command, error) {
 	if errors.Is(err, proc.ErrEmptyCommand) {
 		return nil, errors.New("prover: CommandConfig.Command is empty")
 	}
-	if cfg.ZkeyDir == "" {
-		return nil, errors.New("prover: CommandConfig.ZkeyDir is empty")
+	if cfg.Layout.ZkeyDir == "" {
+		return nil, errors.New("prover: CommandConfig.Layout.ZkeyDir is empty")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("prover: %w", err)
 	}
-	if cfg.ZkeyDir, err = filepath.Abs(cfg.ZkeyDir); err != nil {
+	if cfg.Layout, err = cfg.Layout.Abs(); err != nil {
 		return nil, fmt.Errorf("prover: %w", err)
 	}
 	return &Command{run: run, argv: argv, cfg: cfg}, nil
@@ -87,7 +89,7 @@ func (c *Command) Argv() []string { return append([]string(nil), c.argv...) }
 // Prove writes proof and public for the witness wtns of circuit, running in
 // dir. All paths are absolute.
 func (c *Command) Prove(ctx context.Context, circuit, dir, wtns, proof, public string) error {
-	zkey := filepath.Join(c.cfg.ZkeyDir, circuit+".zkey")
+	zkey := c.cfg.Layout.Zkey(circuit)
 	if _, err := os.Stat(zkey); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrNoKey, circuit, err)
 	}

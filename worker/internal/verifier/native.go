@@ -5,19 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/groth16"
 )
 
 // Native verifies in process with shared/groth16, keeping each circuit's
 // parsed verification key (reloaded when the file changes).
 type Native struct {
-	zkeyDir string
-	mu      sync.Mutex
-	keys    map[string]cachedVK
+	layout circuitdir.Layout // ZkeyDir absolute
+	mu     sync.Mutex
+	keys   map[string]cachedVK
 }
 
 type cachedVK struct {
@@ -26,20 +26,21 @@ type cachedVK struct {
 	size    int64
 }
 
-// NewNative returns a Native verifier reading <zkeyDir>/<name>.vkey.json.
-func NewNative(zkeyDir string) (*Native, error) {
-	if zkeyDir == "" {
+// NewNative returns a Native verifier reading the verification keys of
+// keys (keys.VKey; the circuit folder is not used).
+func NewNative(keys circuitdir.Layout) (*Native, error) {
+	if keys.ZkeyDir == "" {
 		return nil, errors.New("verifier: zkey dir is empty")
 	}
-	abs, err := filepath.Abs(zkeyDir)
+	abs, err := keys.Abs()
 	if err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
-	return &Native{zkeyDir: abs, keys: map[string]cachedVK{}}, nil
+	return &Native{layout: abs, keys: map[string]cachedVK{}}, nil
 }
 
 func (n *Native) key(circuit string) (*groth16.VerifyingKey, error) {
-	path := VKeyPath(n.zkeyDir, circuit)
+	path := n.layout.VKey(circuit)
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoKey, circuit, err)

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
 )
 
@@ -25,18 +26,14 @@ var ErrInvalid = errors.New("proof does not verify")
 // ErrNoKey: this worker has no verification key for the circuit.
 var ErrNoKey = errors.New("verification key not installed")
 
-// VKeyPath is where the verification key of circuit lives.
-func VKeyPath(zkeyDir, circuit string) string {
-	return filepath.Join(zkeyDir, circuit+".vkey.json")
-}
-
 // CommandConfig configures a Command verifier.
 type CommandConfig struct {
 	// Command is the verifier and leading arguments, split on white space:
 	// "circuits/node_modules/.bin/snarkjs groth16 verify".
 	Command string
-	// ZkeyDir holds <name>.vkey.json.
-	ZkeyDir string
+	// Layout.ZkeyDir holds the verification keys (required; the circuit
+	// folder is not used).
+	Layout circuitdir.Layout
 	// Timeout bounds one verification.
 	Timeout time.Duration
 	// Env is the verifier's whole environment.
@@ -59,13 +56,13 @@ func NewCommand(run proc.Runner, cfg CommandConfig) (*Command, error) {
 	if errors.Is(err, proc.ErrEmptyCommand) {
 		return nil, errors.New("verifier: CommandConfig.Command is empty")
 	}
-	if cfg.ZkeyDir == "" {
-		return nil, errors.New("verifier: CommandConfig.ZkeyDir is empty")
+	if cfg.Layout.ZkeyDir == "" {
+		return nil, errors.New("verifier: CommandConfig.Layout.ZkeyDir is empty")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
-	if cfg.ZkeyDir, err = filepath.Abs(cfg.ZkeyDir); err != nil {
+	if cfg.Layout, err = cfg.Layout.Abs(); err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
 	return &Command{run: run, argv: argv, cfg: cfg}, nil
@@ -73,7 +70,7 @@ func NewCommand(run proc.Runner, cfg CommandConfig) (*Command, error) {
 
 // Verify checks the proof and public signals files of circuit.
 func (c *Command) Verify(ctx context.Context, circuit, proof, public string) error {
-	vkey := VKeyPath(c.cfg.ZkeyDir, circuit)
+	vkey := c.cfg.Layout.VKey(circuit)
 	if _, err := os.Stat(vkey); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrNoKey, circuit, err)
 	}

@@ -1,6 +1,6 @@
 // Package witness runs circom's C++ witness generators:
 // <circuits>/<name>_cpp/<name> input.json witness.wtns (PROTOCOL.md
-// "Proving commands").
+// "Proving commands"; the path is circuitdir.Layout.Generator).
 //
 // A generator that rejects its input is told apart from trouble with the
 // machine: circom's generators report a failed constraint or a malformed input
@@ -15,10 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
 )
 
@@ -49,8 +49,9 @@ func (e *RejectedError) Unwrap() error { return e.Err }
 
 // Config configures a Generator.
 type Config struct {
-	// CircuitDir holds <name>_cpp/<name> for every circuit served.
-	CircuitDir string
+	// Layout.CircuitDir holds the generator of every circuit served
+	// (required; the key folder is not used).
+	Layout circuitdir.Layout
 	// Timeout bounds one run.
 	Timeout time.Duration
 	// Env is the generator's whole environment.
@@ -68,20 +69,20 @@ func New(run proc.Runner, cfg Config) (*Generator, error) {
 	if run == nil {
 		return nil, errors.New("witness: New needs a proc.Runner")
 	}
-	if cfg.CircuitDir == "" {
-		return nil, errors.New("witness: Config.CircuitDir is empty")
+	if cfg.Layout.CircuitDir == "" {
+		return nil, errors.New("witness: Config.Layout.CircuitDir is empty")
 	}
-	abs, err := filepath.Abs(cfg.CircuitDir)
+	abs, err := cfg.Layout.Abs()
 	if err != nil {
 		return nil, fmt.Errorf("witness: %w", err)
 	}
-	cfg.CircuitDir = abs
+	cfg.Layout = abs
 	return &Generator{run: run, cfg: cfg}, nil
 }
 
 // Path is the generator binary of circuit.
 func (g *Generator) Path(circuit string) string {
-	return filepath.Join(g.cfg.CircuitDir, circuit+"_cpp", circuit)
+	return g.cfg.Layout.Generator(circuit)
 }
 
 // Generate runs the generator of circuit in dir on input, writing output.

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/openpassport/prover-fleet/internal/snarkjs"
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 )
 
 // DemoCircuits are the real circom circuits standing in for the families.
@@ -79,20 +82,22 @@ func prepareCircuits(root string) (string, string, error) {
 		return "", "", err
 	}
 	var keygen string
+	repo := circuitdir.Layout{CircuitDir: circuits, ZkeyDir: filepath.Join(root, "zkeys")}
+	linked := circuitdir.Layout{ZkeyDir: zkeys}
 	for _, name := range DemoCircuits {
-		zkey, vkey := filepath.Join(root, "zkeys", name+".zkey"), filepath.Join(root, "zkeys", name+".vkey.json")
+		zkey, vkey := repo.Zkey(name), repo.VKey(name)
 		if !exists(zkey) || !exists(vkey) {
 			if keygen == "" {
 				if keygen, err = buildCmd(root, "./cmd/zkeygen"); err != nil {
 					return "", "", err
 				}
 			}
-			if zkey, vkey, err = cachedKey(keygen, filepath.Join(circuits, name+".r1cs"), name); err != nil {
+			if zkey, vkey, err = cachedKey(keygen, repo.R1CS(name), name); err != nil {
 				return "", "", err
 			}
 		}
-		for src, dst := range map[string]string{zkey: name + ".zkey", vkey: name + ".vkey.json"} {
-			if err := os.Symlink(src, filepath.Join(zkeys, dst)); err != nil {
+		for src, dst := range map[string]string{zkey: linked.Zkey(name), vkey: linked.VKey(name)} {
+			if err := os.Symlink(src, dst); err != nil {
 				return "", "", err
 			}
 		}
@@ -120,7 +125,8 @@ func cachedKey(keygen, r1cs, name string) (string, string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", err
 	}
-	zkey, vkey := filepath.Join(dir, name+".zkey"), filepath.Join(dir, name+".vkey.json")
+	cached := circuitdir.Layout{ZkeyDir: dir}
+	zkey, vkey := cached.Zkey(name), cached.VKey(name)
 	if exists(zkey) && exists(vkey) {
 		return zkey, vkey, nil
 	}
@@ -169,12 +175,13 @@ func buildCmd(root, pkg string) (string, error) {
 	return out, nil
 }
 
-// Snarkjs is the repository's pinned snarkjs.
+// Snarkjs is the repository's pinned snarkjs (internal/snarkjs); the test
+// fails without it.
 func Snarkjs(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(Root(t), "circuits", "node_modules", ".bin", "snarkjs")
-	if !exists(p) {
-		t.Fatalf("snarkjs not found at %s (run npm ci in circuits/)", p)
+	p, err := snarkjs.Find(filepath.Join(Root(t), "circuits", "build"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return p
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
@@ -260,13 +261,14 @@ func NewFakes(t *testing.T) *Fakes {
 			t.Fatal(err)
 		}
 	}
+	l := circuitdir.Layout{CircuitDir: f.Circuits, ZkeyDir: f.Zkeys}
 	for _, c := range fakeCircuits {
-		if err := os.MkdirAll(filepath.Join(f.Circuits, c+"_cpp"), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(l.Generator(c)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		write(filepath.Join(f.Circuits, c+"_cpp", c), witnessScript, 0o755)
-		write(filepath.Join(f.Zkeys, c+".zkey"), "fake key", 0o644)
-		write(filepath.Join(f.Zkeys, c+".vkey.json"), "{}", 0o644)
+		write(l.Generator(c), witnessScript, 0o755)
+		write(l.Zkey(c), "fake key", 0o644)
+		write(l.VKey(c), "{}", 0o644)
 	}
 	f.Prover = filepath.Join(root, "bin", "prover")
 	write(f.Prover, proverScript, 0o755)
