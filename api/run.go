@@ -5,18 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/openpassport/prover-fleet/api/internal/admin"
 	"github.com/openpassport/prover-fleet/api/internal/config"
 	"github.com/openpassport/prover-fleet/api/metrics"
 	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/internal/admin"
+	"github.com/openpassport/prover-fleet/internal/connect"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
@@ -45,37 +43,21 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer closeAttester()
 
-	pgCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	pool, err := connect.Postgres(ctx, connect.PostgresConfig{URL: cfg.DatabaseURL, Target: cfg.DatabaseTarget})
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
-	}
-	pgDialer, err := vsockdial.NewDialer(vsockdial.Config{Target: cfg.DatabaseTarget})
-	if err != nil {
-		return fmt.Errorf("--database-target: %w", err)
-	}
-	pgDialer.ConfigurePgx(pgCfg)
-	pool, err := pgxpool.NewWithConfig(ctx, pgCfg)
-	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return err
 	}
 	defer pool.Close()
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = pool.Ping(pingCtx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return fmt.Errorf("postgres %s: %w", connect.Redacted(cfg.DatabaseURL), err)
 	}
 
-	natsDialer, err := vsockdial.NewDialer(vsockdial.Config{Target: cfg.NATSTarget})
+	nc, err := connect.NATS(connect.NATSConfig{URL: cfg.NATSURL, Target: cfg.NATSTarget, Name: "prover-api", Logger: log})
 	if err != nil {
-		return fmt.Errorf("--nats-target: %w", err)
-	}
-	nc, err := nats.Connect(cfg.NATSURL, append(natsDialer.NATSOptions(),
-		nats.Name("prover-api"), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))...)
-	if err != nil {
-		return fmt.Errorf("nats: %w", err)
+		return err
 	}
 	defer func() {
 		if err := nc.Drain(); err != nil {
@@ -135,8 +117,14 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 				return jobqueue.Check(ctx, js, qcfg.Stream, cfg.Families)
 			}},
 		}
+		h := admin.Handler(admin.Config{Checks: func() []admin.Check { return checks }, Metrics: m.Handler(), Timeout: 2 * time.Second})
 		g.Go(func() error {
-			return serveAdmin(gctx, cfg.AdminAddress, admin.Handler(checks, m.Handler(), 2*time.Second), log)
+			ln, err := vsockdial.Listen(cfg.AdminAddress)
+			if err != nil {
+				return fmt.Errorf("admin: %w", err)
+			}
+			log.Info("admin serving", "address", ln.Addr().String())
+			return admin.Serve(gctx, ln, h)
 		})
 	}
 	return g.Wait()
@@ -155,23 +143,4 @@ func newAttester(cfg config.Config) (attest.Attester, func(), error) {
 		return nil, nil, err
 	}
 	return nsm, func() { _ = nsm.Close() }, nil
-}
-
-func serveAdmin(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
-	ln, err := vsockdial.Listen(addr)
-	if err != nil {
-		return fmt.Errorf("admin: %w", err)
-	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	log.Info("admin serving", "address", ln.Addr().String())
-	select {
-	case err := <-errc:
-		return fmt.Errorf("admin: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	return hs.Shutdown(sctx)
 }

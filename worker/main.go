@@ -16,17 +16,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
 
+	"github.com/openpassport/prover-fleet/internal/admin"
+	"github.com/openpassport/prover-fleet/internal/connect"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/vsockdial"
 	"github.com/openpassport/prover-fleet/worker/internal/config"
@@ -62,18 +60,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	cfg.Service.JobKey = key
 
-	natsDialer, err := vsockdial.NewDialer(vsockdial.Config{Target: cfg.NATSTarget})
+	nc, err := connect.NATS(connect.NATSConfig{URL: cfg.NATSURL, Target: cfg.NATSTarget,
+		Name: "prover-worker " + string(cfg.Service.Family), Logger: log})
 	if err != nil {
-		return fmt.Errorf("--nats-target: %w", err)
-	}
-	opts := append(natsDialer.NATSOptions(),
-		nats.Name("prover-worker "+string(cfg.Service.Family)),
-		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
-	nc, err := nats.Connect(cfg.NATSURL, opts...)
-	if err != nil {
-		return fmt.Errorf("connect to nats %s: %w", config.Redacted(cfg.NATSURL), err)
+		return err
 	}
 	defer func() {
 		if err := nc.Drain(); err != nil {
@@ -85,18 +75,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 
-	pgCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	pool, err := connect.Postgres(ctx, connect.PostgresConfig{URL: cfg.DatabaseURL, Target: cfg.DatabaseTarget})
 	if err != nil {
-		return fmt.Errorf("--database-url %s: %w", config.Redacted(cfg.DatabaseURL), err)
-	}
-	pgDialer, err := vsockdial.NewDialer(vsockdial.Config{Target: cfg.DatabaseTarget})
-	if err != nil {
-		return fmt.Errorf("--database-target: %w", err)
-	}
-	pgDialer.ConfigurePgx(pgCfg)
-	pool, err := pgxpool.NewWithConfig(ctx, pgCfg)
-	if err != nil {
-		return fmt.Errorf("postgres %s: %w", config.Redacted(cfg.DatabaseURL), err)
+		return err
 	}
 	defer pool.Close()
 
@@ -105,29 +86,29 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	var admin *http.Server
+	// The admin port takes no work, so it stays up (readyz answering 503)
+	// until the jobs are settled, then closes before the connections do.
+	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	adminDone := make(chan struct{})
 	if cfg.AdminAddress != "" {
 		ln, err := vsockdial.Listen(cfg.AdminAddress) // host:port, or vsock://:PORT inside an enclave
 		if err != nil {
+			stopAdmin()
 			return fmt.Errorf("--admin-address: %w", err)
 		}
-		admin = &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
-			if err := admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			defer close(adminDone)
+			if err := admin.Serve(adminCtx, ln, svc.Handler()); err != nil {
 				log.Error("admin server", "err", err)
 			}
 		}()
 		log.Info("admin server listening", "component", "admin", "address", ln.Addr().String())
+	} else {
+		close(adminDone)
 	}
 
 	err = svc.Run(ctx)
-
-	// The admin port takes no work, so it stays up (readyz answering 503)
-	// until the jobs are settled, then closes before the connections do.
-	if admin != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = admin.Shutdown(sctx)
-		cancel()
-	}
+	stopAdmin()
+	<-adminDone
 	return err
 }

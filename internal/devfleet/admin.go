@@ -2,7 +2,6 @@ package devfleet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/openpassport/prover-fleet/internal/admin"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 )
 
@@ -24,14 +24,12 @@ func (f *Fleet) startAdmin() error {
 		return fmt.Errorf("devfleet: admin listener: %w", err)
 	}
 	f.adminAddr = ln.Addr().String()
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
+	h := admin.Handler(admin.Config{
+		Checks:  f.readyChecks,
+		Metrics: promhttp.HandlerFor(f.Gatherer(), promhttp.HandlerOpts{}),
+		Timeout: 3 * time.Second,
 	})
-	mux.HandleFunc("GET /readyz", f.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(f.Gatherer(), promhttp.HandlerOpts{}))
-	f.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	f.admin = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	f.adminDone = make(chan error, 1)
 	go func() {
 		err := f.admin.Serve(ln)
@@ -55,18 +53,21 @@ func (f *Fleet) Gatherer() prometheus.Gatherer {
 	})
 }
 
-// Ready reports what keeps the fleet from serving, by check name; an empty
-// map means ready.
-func (f *Fleet) Ready(ctx context.Context) map[string]error {
-	bad := map[string]error{}
-	if err := f.pool.Ping(ctx); err != nil {
-		bad["postgres"] = err
-	}
-	if st := f.nc.Status(); st != nats.CONNECTED {
-		bad["nats"] = fmt.Errorf("connection %s", st)
-	}
-	if err := jobqueue.Check(ctx, f.js, f.cfg.Queue.Stream, f.cfg.Families); err != nil {
-		bad["jetstream"] = err
+// readyChecks are the fleet's readiness checks: Postgres, NATS, the stream
+// and its consumers, and each worker pool still running ("workers NAME";
+// a pool stopped on purpose is left out).
+func (f *Fleet) readyChecks() []admin.Check {
+	checks := []admin.Check{
+		{Name: "postgres", Probe: f.pool.Ping},
+		{Name: "nats", Probe: func(context.Context) error {
+			if st := f.nc.Status(); st != nats.CONNECTED {
+				return fmt.Errorf("connection %s", st)
+			}
+			return nil
+		}},
+		{Name: "jetstream", Probe: func(ctx context.Context) error {
+			return jobqueue.Check(ctx, f.js, f.cfg.Queue.Stream, f.cfg.Families)
+		}},
 	}
 	for _, w := range f.Workers() {
 		select {
@@ -74,32 +75,13 @@ func (f *Fleet) Ready(ctx context.Context) map[string]error {
 			continue // stopped on purpose
 		default:
 		}
-		if err := w.svc.Ready(ctx); err != nil {
-			bad["workers "+w.name] = err
-		}
+		checks = append(checks, admin.Check{Name: "workers " + w.name, Probe: w.svc.Ready})
 	}
-	return bad
+	return checks
 }
 
-func (f *Fleet) serveReady(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	bad := f.Ready(ctx)
-	out := map[string]string{"postgres": "ok", "nats": "ok", "jetstream": "ok"}
-	for _, wp := range f.Workers() {
-		out["workers "+wp.name] = "ok"
-		select {
-		case <-wp.done:
-			out["workers "+wp.name] = "stopped"
-		default:
-		}
-	}
-	for k, err := range bad {
-		out[k] = err.Error()
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if len(bad) > 0 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	_ = json.NewEncoder(w).Encode(out)
+// Ready reports what keeps the fleet from serving, by check name; an empty
+// map means ready.
+func (f *Fleet) Ready(ctx context.Context) map[string]error {
+	return admin.Run(ctx, f.readyChecks())
 }

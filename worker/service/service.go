@@ -42,13 +42,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/openpassport/prover-fleet/internal/admin"
 	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/shared/store"
-	"github.com/openpassport/prover-fleet/worker/internal/admin"
 	"github.com/openpassport/prover-fleet/worker/internal/metrics"
 	"github.com/openpassport/prover-fleet/worker/internal/outcome"
 	"github.com/openpassport/prover-fleet/worker/internal/pipeline"
@@ -393,26 +394,53 @@ func (s *Service) Config() Config { return s.cfg }
 // and is not a Gatherer.
 func (s *Service) Gatherer() prometheus.Gatherer { return s.gatherer }
 
-// Handler serves /metrics, /healthz and /readyz.
+// Handler serves /metrics (when the Service has a Gatherer), /healthz and
+// /readyz (internal/admin: the ReadyChecks' results as JSON, 503 while one
+// fails).
 func (s *Service) Handler() http.Handler {
-	return admin.Handler(s.gatherer, s.Ready, 3*time.Second)
+	var metrics http.Handler
+	if s.gatherer != nil {
+		metrics = promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
+	}
+	return admin.Handler(admin.Config{
+		Checks:  s.ReadyChecks,
+		Metrics: metrics,
+		Timeout: 3 * time.Second,
+	})
 }
 
-// Ready reports why the Service cannot take jobs now, or nil: it must be
-// running and not stopping, NATS connected, Postgres answering, and the
-// stream and its family's consumer present.
+// ReadyChecks are what must hold for the Service to take jobs: it runs and
+// is not stopping ("worker"), NATS is connected ("nats"), Postgres answers
+// ("postgres"), and the stream and the family's consumer exist
+// ("jetstream").
+func (s *Service) ReadyChecks() []admin.Check {
+	return []admin.Check{
+		{Name: "worker", Probe: func(context.Context) error {
+			if !s.ready.Load() {
+				return errors.New("not running (starting or shutting down)")
+			}
+			return nil
+		}},
+		{Name: "nats", Probe: func(context.Context) error {
+			if st := s.d.NC.Status(); st != nats.CONNECTED {
+				return fmt.Errorf("connection %s", st)
+			}
+			return nil
+		}},
+		{Name: "postgres", Probe: func(ctx context.Context) error { return s.d.Pool.Ping(ctx) }},
+		{Name: "jetstream", Probe: func(ctx context.Context) error {
+			return jobqueue.Check(ctx, s.d.JS, s.cfg.Stream, []family.Family{s.cfg.Family})
+		}},
+	}
+}
+
+// Ready reports why the Service cannot take jobs now, or nil: the first
+// failing ReadyCheck, as "name: reason" ("worker: not running …").
 func (s *Service) Ready(ctx context.Context) error {
-	if !s.ready.Load() {
-		return errors.New("not running (starting or shutting down)")
-	}
-	if st := s.d.NC.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("nats: connection %s", st)
-	}
-	if err := s.d.Pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	if err := jobqueue.Check(ctx, s.d.JS, s.cfg.Stream, []family.Family{s.cfg.Family}); err != nil {
-		return err
+	for _, c := range s.ReadyChecks() {
+		if err := c.Probe(ctx); err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
 	}
 	return nil
 }

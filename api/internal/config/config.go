@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/openpassport/prover-fleet/internal/envflag"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/vsockdial"
 )
@@ -109,19 +110,13 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	var envErr error
-	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || envErr != nil {
-			return
+	if err := envflag.Apply(fs, lookupEnv, func(flag string) []string {
+		if v := envOf[flag]; v != "" {
+			return []string{v}
 		}
-		if v, ok := lookupEnv(envOf[f.Name]); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s: %w", envOf[f.Name], err)
-			}
-		}
-	})
-	if envErr != nil {
-		return Config{}, envErr
+		return nil
+	}); err != nil {
+		return Config{}, err
 	}
 	var err error
 	if c.Families, err = family.ParseList(families); err != nil {

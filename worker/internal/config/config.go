@@ -13,12 +13,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"sort"
 	"strings"
 
 	"github.com/spf13/pflag"
 
+	"github.com/openpassport/prover-fleet/internal/envflag"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/worker/service"
@@ -58,6 +58,14 @@ func EnvName(flag string) string {
 
 // fallbackEnv are variables read when a flag's own variable is unset.
 var fallbackEnv = map[string]string{"database-url": "DATABASE_URL", "nats-url": "NATS_URL"}
+
+// envVars are the variables of a flag: its own, then its fallback.
+func envVars(flag string) []string {
+	if fb, ok := fallbackEnv[flag]; ok {
+		return []string{EnvName(flag), fb}
+	}
+	return []string{EnvName(flag)}
+}
 
 // Parse reads args (without the program name) and the environment through
 // lookup (os.LookupEnv). It returns pflag.ErrHelp after printing the usage
@@ -113,28 +121,8 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	// The environment fills what the command line did not set.
-	var envErr error
-	fs.VisitAll(func(f *pflag.Flag) {
-		if envErr != nil || f.Changed {
-			return
-		}
-		name := EnvName(f.Name)
-		v, ok := lookup(name)
-		if !ok {
-			if fb, has := fallbackEnv[f.Name]; has {
-				name = fb
-				v, ok = lookup(fb)
-			}
-		}
-		if !ok {
-			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			envErr = fmt.Errorf("%s: %w", name, err)
-		}
-	})
-	if envErr != nil {
-		return Config{}, envErr
+	if err := envflag.Apply(fs, lookup, envVars); err != nil {
+		return Config{}, err
 	}
 
 	var err error
@@ -185,15 +173,6 @@ func (c Config) Logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// Redacted is a server URL without its password, for logs and errors.
-func Redacted(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unparseable URL)"
-	}
-	return u.Redacted()
 }
 
 // Usage is a one-line hint for errors.
