@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openpassport/prover-fleet/api/internal/config"
@@ -55,19 +54,11 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("postgres %s: %w", connect.Redacted(cfg.DatabaseURL), err)
 	}
 
-	nc, err := connect.NATS(connect.NATSConfig{URL: cfg.NATSURL, Target: cfg.NATSTarget, Name: "prover-api", Logger: log})
+	nc, js, err := connect.NATS(connect.NATSConfig{URL: cfg.NATSURL, Target: cfg.NATSTarget, Name: "prover-api", Logger: log})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := nc.Drain(); err != nil {
-			log.Warn("nats drain", "err", err)
-		}
-	}()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("nats: %w", err)
-	}
+	defer connect.Drain(nc, log)
 	qcfg := jobqueue.DefaultConfig()
 	publisher, err := jobqueue.NewPublisher(js, qcfg)
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
 
 	"github.com/openpassport/prover-fleet/internal/admin"
@@ -60,20 +59,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	cfg.Service.JobKey = key
 
-	nc, err := connect.NATS(connect.NATSConfig{URL: cfg.NATSURL, Target: cfg.NATSTarget,
+	nc, js, err := connect.NATS(connect.NATSConfig{URL: cfg.NATSURL, Target: cfg.NATSTarget,
 		Name: "prover-worker " + string(cfg.Service.Family), Logger: log})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := nc.Drain(); err != nil {
-			log.Warn("nats drain", "err", err)
-		}
-	}()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer connect.Drain(nc, log)
 
 	pool, err := connect.Postgres(ctx, connect.PostgresConfig{URL: cfg.DatabaseURL, Target: cfg.DatabaseTarget})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/openpassport/prover-fleet/shared/vsockdial"
 )
@@ -72,18 +73,19 @@ type NATSConfig struct {
 	Logger *slog.Logger
 }
 
-// NATS connects to cfg.URL, reconnecting for ever after a loss. The
-// connection is the caller's to drain.
-func NATS(cfg NATSConfig) (*nats.Conn, error) {
+// NATS connects to cfg.URL, reconnecting for ever after a loss, and
+// returns the connection with its JetStream context. The connection is the
+// caller's to Drain.
+func NATS(cfg NATSConfig) (*nats.Conn, jetstream.JetStream, error) {
 	switch {
 	case cfg.URL == "":
-		return nil, errors.New("connect: NATSConfig.URL is empty")
+		return nil, nil, errors.New("connect: NATSConfig.URL is empty")
 	case cfg.Logger == nil:
-		return nil, errors.New("connect: NATSConfig.Logger is nil")
+		return nil, nil, errors.New("connect: NATSConfig.Logger is nil")
 	}
 	d, err := vsockdial.NewDialer(vsockdial.Config{Target: cfg.Target})
 	if err != nil {
-		return nil, fmt.Errorf("--nats-target: %w", err)
+		return nil, nil, fmt.Errorf("--nats-target: %w", err)
 	}
 	log := cfg.Logger
 	nc, err := nats.Connect(cfg.URL, append(d.NATSOptions(),
@@ -91,7 +93,20 @@ func NATS(cfg NATSConfig) (*nats.Conn, error) {
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", Redacted(cfg.URL), err)
+		return nil, nil, fmt.Errorf("connect to nats %s: %w", Redacted(cfg.URL), err)
 	}
-	return nc, nil
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// Drain drains nc (pending messages are delivered and published, then it
+// closes), logging a failure to log: the last step of a program's shutdown.
+func Drain(nc *nats.Conn, log *slog.Logger) {
+	if err := nc.Drain(); err != nil {
+		log.Warn("nats drain", "err", err)
+	}
 }

@@ -50,13 +50,16 @@ func TestNATSThroughTarget(t *testing.T) {
 	t.Parallel()
 	srv := stacktest.NATSServer(t)
 	target := strings.TrimPrefix(srv.URL(), "nats://")
-	nc, err := connect.NATS(connect.NATSConfig{URL: deadURL(t, "nats"), Target: target, Name: t.Name(), Logger: discard()})
+	nc, js, err := connect.NATS(connect.NATSConfig{URL: deadURL(t, "nats"), Target: target, Name: t.Name(), Logger: discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	defer connect.Drain(nc, discard())
 	if !nc.IsConnected() {
 		t.Fatal("not connected")
+	}
+	if _, err := js.AccountInfo(t.Context()); err != nil {
+		t.Fatalf("jetstream through the target: %v", err)
 	}
 }
 
@@ -80,15 +83,15 @@ func TestErrors(t *testing.T) {
 			return err
 		}, "--database-target: "},
 		{"nats without URL", func() error {
-			_, err := connect.NATS(connect.NATSConfig{Logger: discard()})
+			_, _, err := connect.NATS(connect.NATSConfig{Logger: discard()})
 			return err
 		}, "connect: NATSConfig.URL is empty"},
 		{"nats without logger", func() error {
-			_, err := connect.NATS(connect.NATSConfig{URL: "nats://h:4222"})
+			_, _, err := connect.NATS(connect.NATSConfig{URL: "nats://h:4222"})
 			return err
 		}, "connect: NATSConfig.Logger is nil"},
 		{"nats bad target", func() error {
-			_, err := connect.NATS(connect.NATSConfig{URL: "nats://h:4222", Target: "vsock://:4222", Logger: discard()})
+			_, _, err := connect.NATS(connect.NATSConfig{URL: "nats://h:4222", Target: "vsock://:4222", Logger: discard()})
 			return err
 		}, "--nats-target: "},
 	}

@@ -128,4 +128,3 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("EnvName = %s", got)
 	}
 }
-
