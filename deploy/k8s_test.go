@@ -482,9 +482,9 @@ func TestCleanupCronJob(t *testing.T) {
 }
 
 // The paths the probes, healthchecks and scrape annotations use are routes
-// both programs register.
+// both programs register: they serve internal/admin's handler.
 func TestAdminPathsServed(t *testing.T) {
-	for _, dir := range []string{"api/internal/admin", "worker/internal/admin"} {
+	for _, dir := range []string{"internal/admin"} {
 		routes := map[string]bool{}
 		for _, f := range goFiles(t, dir) {
 			ast.Inspect(f, func(n ast.Node) bool {
@@ -500,6 +500,17 @@ func TestAdminPathsServed(t *testing.T) {
 			if !routes[p] {
 				t.Errorf("%s registers no route %s (probes and scrapes use it)", dir, p)
 			}
+		}
+	}
+	for _, dir := range []string{"api", "worker/service"} {
+		uses := false
+		for _, f := range goFiles(t, dir) {
+			for _, imp := range f.Imports {
+				uses = uses || imp.Path.Value == `"github.com/openpassport/prover-fleet/internal/admin"`
+			}
+		}
+		if !uses {
+			t.Errorf("%s does not serve internal/admin's handler", dir)
 		}
 	}
 }
