@@ -22,7 +22,7 @@
 // client can pin it); the per-run part (NATS store, Postgres data, worker
 // temp dirs, fleet key) is a run-* directory inside it that Stop removes.
 //
-// Stop shuts down in the order ../shared/STYLE.md gives: the frontend stops
+// Stop shuts down in the order CONTRIBUTING.md gives (Conventions): the frontend stops
 // accepting and finishes its calls, the worker pools stop fetching and settle
 // their jobs, the admin listener closes, the NATS connections drain and the
 // database pool closes, then the NATS server and the throwaway Postgres stop

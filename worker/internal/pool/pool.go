@@ -3,7 +3,7 @@
 // would age in a local buffer while its AckWait runs), heartbeats the
 // message and the status row while the job runs, acknowledges it as package
 // outcome decides, kills running jobs whose request is cancelled, and stops
-// in STYLE.md's order.
+// in the order CONTRIBUTING.md gives (Conventions).
 //
 // Shutdown: when Run's context ends, the pool stops fetching (a pull still
 // open is allowed to expire and whatever it brings is handed back with Nak),
