@@ -10,16 +10,17 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
+
 	"fmt"
+	"hash"
 	"io"
-	"io/fs"
+
 	"math/big"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
+
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -115,9 +116,11 @@ func NewDev(cfg DevConfig) (*Dev, error) {
 		return nil, fmt.Errorf("attest: CBOR encoder: %w", err)
 	}
 
-	if d.root, d.rootKey, err = loadOrCreateRoot(cfg.Dir, d.now()); err != nil {
+	root, rootKey, err := loadOrCreateRoot(cfg.Dir, devNitroRoot(), d.now())
+	if err != nil {
 		return nil, err
 	}
+	d.root, d.rootKey = root, rootKey.(*ecdsa.PrivateKey) // devNitroRoot checked the type
 	d.rootPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d.root.Raw})
 	if _, err := d.leafAt(d.now()); err != nil {
 		return nil, err
@@ -133,6 +136,9 @@ func (d *Dev) RootCert() *x509.Certificate { return d.root }
 
 // PCR0 returns the PCR0 this attester reports, for VerifierConfig.AllowedPCR0.
 func (d *Dev) PCR0() []byte { return bytes.Clone(d.pcrs[0]) }
+
+// Format is FormatNitro.
+func (d *Dev) Format() Format { return FormatNitro }
 
 // Attest returns an untagged COSE_Sign1 document over req, timestamped now.
 func (d *Dev) Attest(ctx context.Context, req Request) ([]byte, error) {
@@ -223,115 +229,6 @@ func (d *Dev) issueLeaf(now time.Time) (*devLeaf, error) {
 	return &devLeaf{der: der, notBefore: tmpl.NotBefore, renewAt: tmpl.NotAfter.Add(-devLeafRenew), signer: signer}, nil
 }
 
-// loadOrCreateRoot reuses the root in dir or creates one. A lock file
-// keeps two processes starting together from creating two roots.
-func loadOrCreateRoot(dir string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("attest: development root dir: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, devLockFile), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("attest: development root lock: %w", err)
-	}
-	defer lock.Close() // releases the flock
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return nil, nil, fmt.Errorf("attest: lock %s: %w", lock.Name(), err)
-	}
-
-	certPath, keyPath := filepath.Join(dir, DevRootCertFile), filepath.Join(dir, DevRootKeyFile)
-	certPEM, certErr := os.ReadFile(certPath)
-	keyPEM, keyErr := os.ReadFile(keyPath)
-	switch {
-	case certErr == nil && keyErr == nil:
-		return parseRoot(certPEM, keyPEM, certPath, now)
-	case errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist):
-		return createRoot(certPath, keyPath, now)
-	case certErr != nil && !errors.Is(certErr, fs.ErrNotExist):
-		return nil, nil, fmt.Errorf("attest: read development root: %w", certErr)
-	case keyErr != nil && !errors.Is(keyErr, fs.ErrNotExist):
-		return nil, nil, fmt.Errorf("attest: read development root key: %w", keyErr)
-	default:
-		return nil, nil, fmt.Errorf("attest: development root in %s is incomplete (%s and %s must both exist); remove the one left to create a new root",
-			dir, DevRootCertFile, DevRootKeyFile)
-	}
-}
-
-func createRoot(certPath, keyPath string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("attest: generate development root key: %w", err)
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: DevRootCommonName, Organization: []string{devOrganization}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(devRootValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true, // leaves sit directly under the root
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("attest: create development root: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("attest: parse development root: %w", err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("attest: encode development root key: %w", err)
-	}
-	// The key goes first: a crash in between leaves an incomplete root,
-	// which loadOrCreateRoot reports instead of silently replacing.
-	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
-		return nil, nil, err
-	}
-	if err := writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return nil, nil, err
-	}
-	return cert, key, nil
-}
-
-func parseRoot(certPEM, keyPEM []byte, certPath string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("attest: development root %s: "+format, append([]any{certPath}, args...)...)
-	}
-	certBlock, _ := pem.Decode(certPEM)
-	if certBlock == nil || certBlock.Type != "CERTIFICATE" {
-		return nil, nil, bad("no CERTIFICATE PEM block")
-	}
-	cert, err := x509.ParseCertificate(certBlock.Bytes)
-	if err != nil {
-		return nil, nil, bad("%w", err)
-	}
-	keyBlock, _ := pem.Decode(keyPEM)
-	if keyBlock == nil || keyBlock.Type != "PRIVATE KEY" {
-		return nil, nil, bad("%s holds no PRIVATE KEY PEM block", DevRootKeyFile)
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(keyBlock.Bytes)
-	if err != nil {
-		return nil, nil, bad("%s: %w", DevRootKeyFile, err)
-	}
-	key, ok := parsed.(*ecdsa.PrivateKey)
-	switch {
-	case !ok || key.Curve != elliptic.P384():
-		return nil, nil, bad("%s is not an ECDSA P-384 key", DevRootKeyFile)
-	case !key.PublicKey.Equal(cert.PublicKey):
-		return nil, nil, bad("%s does not belong to the certificate", DevRootKeyFile)
-	case !cert.IsCA:
-		return nil, nil, bad("not a CA certificate")
-	case now.After(cert.NotAfter):
-		return nil, nil, bad("expired at %v; remove %s and %s to create a new root", cert.NotAfter, DevRootCertFile, DevRootKeyFile)
-	}
-	return cert, key, nil
-}
-
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
@@ -398,7 +295,10 @@ func DevPCRs(binarySHA384 []byte) map[uint][]byte {
 }
 
 // executableSHA384 hashes the running binary (os.Executable).
-func executableSHA384() ([]byte, error) {
+func executableSHA384() ([]byte, error) { return executableDigest(sha512.New384()) }
+
+// executableDigest hashes the running binary (os.Executable) with h.
+func executableDigest(h hash.Hash) ([]byte, error) {
 	path, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("attest: find running binary: %w", err)
@@ -408,7 +308,6 @@ func executableSHA384() ([]byte, error) {
 		return nil, fmt.Errorf("attest: measure running binary: %w", err)
 	}
 	defer f.Close()
-	h := sha512.New384()
 	if _, err := io.Copy(h, f); err != nil {
 		return nil, fmt.Errorf("attest: measure running binary %s: %w", path, err)
 	}

@@ -1,11 +1,17 @@
-// Package attest produces and checks attestation documents in the AWS Nitro
-// Enclaves format: an untagged COSE_Sign1 structure, ES384 over a P-384 leaf
-// key, whose payload is a CBOR map with module_id, digest ("SHA384"),
-// timestamp (ms), pcrs, certificate, cabundle (root first), public_key,
-// user_data and nonce. PROTOCOL.md ("Attestation document") is the contract;
-// the deployed app parses these documents, so the bytes must match it.
+// Package attest produces and checks the attestations the app verifies in
+// its hello, in the two formats it has known (docs/PROTOCOL.md is the
+// contract; the deployed app parses these bytes, so they must match it):
 //
-// Two implementations of [Attester] produce documents:
+//   - [FormatNitro], an AWS Nitro Enclaves attestation document: an untagged
+//     COSE_Sign1 structure, ES384 over a P-384 leaf key, whose payload is a
+//     CBOR map with module_id, digest ("SHA384"), timestamp (ms), pcrs,
+//     certificate, cabundle (root first), public_key, user_data and nonce.
+//   - [FormatGCP], a Google Confidential Space PKI token: a JWT signed RS256
+//     by the leaf of the x5c chain (leaf, intermediate, root) in its header,
+//     whose payload binds the session keys as eat_nonce and names the
+//     container's image digest and the debug status (dbgstat).
+//
+// Two implementations of [Attester] produce Nitro documents:
 //
 //   - [NSM] asks the Nitro Security Module (/dev/nsm inside an enclave) and
 //     returns its document unchanged. The chain leads to the AWS Nitro
@@ -18,7 +24,19 @@
 //     A development root proves nothing about the machine; it exists so that
 //     the one [Verifier] runs unchanged in development and in production.
 //
-// [Verifier] makes every check the app makes: a 4-element COSE_Sign1 array
+// Two produce Confidential Space tokens:
+//
+//   - [GCP] asks the Confidential Space launcher (POST /v1/token on its unix
+//     socket, token_type PKI) and returns Google's token unchanged.
+//   - [DevGCP] signs tokens in the same format with a chain under an RSA
+//     development root kept beside the Nitro one; its image digest is the
+//     SHA-256 of the running binary and its dbgstat says debug ("enabled").
+//
+// [TokenVerifier] checks tokens as the app does and more (the full chain, the
+// times, the image allow-list; see its Verify). [DetectFormat] tells the two
+// formats apart.
+//
+// [Verifier] makes every check the app makes of a Nitro document: a 4-element COSE_Sign1 array
 // (tagged or untagged); all of module_id, digest, timestamp, pcrs,
 // certificate and cabundle present; digest == SHA384; PCR indexes below 32
 // and lengths of 32, 48 or 64 bytes; cabundle entries of 1..1024 bytes;

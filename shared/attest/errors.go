@@ -13,6 +13,32 @@ var (
 	ErrInputTooLarge = errors.New("attest: request field too large")
 	// ErrClosed: Attest was called after Close.
 	ErrClosed = errors.New("attest: attester is closed")
+	// ErrNonceField: a Request field cannot be a Confidential Space nonce
+	// (each is sent base64-encoded and must then be 10..74 bytes).
+	ErrNonceField = errors.New("attest: request field does not fit a Confidential Space nonce")
+	// ErrLauncher: the Confidential Space launcher did not answer with a token.
+	ErrLauncher = errors.New("attest: Confidential Space launcher")
+)
+
+// Errors from [TokenVerifier.Verify]. Like the document errors, a failing
+// token returns an error wrapping exactly one of them (ErrUntrustedRoot,
+// ErrChain, ErrCertificate and ErrStale are shared with [Verifier]).
+var (
+	ErrTokenTooLarge  = errors.New("attest: token too large")
+	ErrTokenMalformed = errors.New("attest: malformed token")
+	// ErrTokenEncoding: the header does not decode with the plain base64
+	// decoder the app uses (node-forge's decode64): its segment must be a
+	// multiple of 4 characters of the standard alphabet.
+	ErrTokenEncoding  = errors.New("attest: token header is not plain base64 as the app decodes it")
+	ErrTokenAlgorithm = errors.New("attest: token algorithm is not RS256")
+	ErrX5C            = errors.New("attest: token x5c is not three certificates (leaf, intermediate, root)")
+	ErrTokenSignature = errors.New("attest: token signature does not verify")
+	ErrTokenTime      = errors.New("attest: token is expired, not yet valid or issued in the future")
+	ErrDebug          = errors.New("attest: token comes from a debug image (dbgstat is not disabled-since-boot)")
+	ErrEATNonce       = errors.New("attest: token eat_nonce does not hold the two session keys")
+	ErrClientKey      = errors.New("attest: token eat_nonce[0] is not the client's key")
+	ErrServerKey      = errors.New("attest: token eat_nonce[1] is not a P-256 key")
+	ErrImageDigest    = errors.New("attest: image digest not allowed")
 )
 
 // Errors from [Verifier.Verify]. Each check has its own sentinel; a failing

@@ -2,6 +2,8 @@ package attest_test
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -51,5 +53,53 @@ func ExampleVerifier() {
 	fmt.Println(errors.Is(err, attest.ErrUserData))
 	// Output:
 	// i-0dev-enc0example SHA384 65 16
+	// true
+}
+
+// A hello in the Confidential Space format, outside Confidential Space: the
+// development attester signs a PKI token whose eat_nonce binds the client's
+// and the server's compressed keys; the client checks it against the pinned
+// development root, accepting the debug status development tokens carry.
+func ExampleTokenVerifier() {
+	dir, err := os.MkdirTemp("", "attest-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	dev, err := attest.NewDevGCP(attest.DevGCPConfig{Dir: dir})
+	if err != nil {
+		log.Fatal(err)
+	}
+	clientKey, _ := ecdh.P256().GenerateKey(rand.Reader)
+	serverKey, _ := ecdh.P256().GenerateKey(rand.Reader)
+	client, _ := attest.CompressP256(clientKey.PublicKey().Bytes())
+	server, _ := attest.CompressP256(serverKey.PublicKey().Bytes())
+	token, err := dev.Attest(context.Background(), attest.Request{UserData: client, PublicKey: server})
+	if err != nil {
+		log.Fatal(err)
+	}
+	format, _ := attest.DetectFormat(token)
+
+	verifier, err := attest.NewTokenVerifier(attest.TokenVerifierConfig{
+		Roots:               []*x509.Certificate{dev.RootCert()},
+		AllowedImageDigests: []string{dev.ImageDigest()},
+		AllowDebug:          true, // development tokens say dbgstat "enabled"
+		MaxAge:              time.Minute,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	t, err := verifier.Verify(token, clientKey.PublicKey().Bytes())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(format, len(t.ServerKey), t.DebugStatus, t.ImageDigest == dev.ImageDigest())
+
+	other, _ := ecdh.P256().GenerateKey(rand.Reader)
+	_, err = verifier.Verify(token, other.PublicKey().Bytes())
+	fmt.Println(errors.Is(err, attest.ErrClientKey))
+	// Output:
+	// gcp 33 enabled true
 	// true
 }

@@ -80,6 +80,9 @@ func (n *NSM) Attest(ctx context.Context, req Request) ([]byte, error) {
 	return res.Attestation.Document, nil
 }
 
+// Format is FormatNitro.
+func (n *NSM) Format() Format { return FormatNitro }
+
 // Close ends the session. Attest afterwards returns ErrClosed.
 func (n *NSM) Close() error {
 	n.mu.Lock()
