@@ -135,6 +135,10 @@ type Options struct {
 	MaxSessions int
 	// Queue edits the stream configuration before it is set up.
 	Queue func(*jobqueue.Config)
+	// GCP makes the attester a development Confidential Space one
+	// (attest.DevGCP) instead of the Nitro-format attest.Dev; its tokens
+	// verify with Env.TokenVerifier.
+	GCP bool
 }
 
 // Env is one running frontend and its infrastructure.
@@ -147,11 +151,13 @@ type Env struct {
 	Events   *jobqueue.Events
 	Sealer   *job.Sealer
 	Verifier *attest.Verifier
-	Keys     *KeySlot
-	Queue    *SwitchQueue
-	Attester *PanicAttester
-	QueueCfg jobqueue.Config
-	Logs     *Buffer
+	// TokenVerifier checks the tokens of Options.GCP's attester.
+	TokenVerifier *attest.TokenVerifier
+	Keys          *KeySlot
+	Queue         *SwitchQueue
+	Attester      *PanicAttester
+	QueueCfg      jobqueue.Config
+	Logs          *Buffer
 }
 
 // Buffer collects log output for assertions.
@@ -186,13 +192,25 @@ func Start(t *testing.T, o Options) *Env {
 		Roots: []*x509.Certificate{dev.RootCert()}, AllowedPCR0: [][]byte{dev.PCR0()}, MaxAge: time.Minute,
 	})
 	must(t, err)
+	var attester attest.Attester = dev
+	var tokens *attest.TokenVerifier
+	if o.GCP {
+		gcp, err := attest.NewDevGCP(attest.DevGCPConfig{Dir: t.TempDir()})
+		must(t, err)
+		tokens, err = attest.NewTokenVerifier(attest.TokenVerifierConfig{
+			Roots: []*x509.Certificate{gcp.RootCert()}, AllowedImageDigests: []string{gcp.ImageDigest()},
+			AllowDebug: true, MaxAge: time.Minute,
+		})
+		must(t, err)
+		attester = gcp
+	}
 	sealer, err := job.NewSealer(job.NewKey())
 	must(t, err)
 	circuits, zkeys := FakeCircuits(t)
 	e := &Env{
 		Store: store.New(pool), NC: nc, JS: js, Events: jobqueue.NewEvents(nc),
-		Sealer: sealer, Verifier: verifier, Keys: &KeySlot{}, Queue: &SwitchQueue{Real: pub},
-		Attester: &PanicAttester{Attester: dev}, QueueCfg: qcfg, Logs: &Buffer{},
+		Sealer: sealer, Verifier: verifier, TokenVerifier: tokens, Keys: &KeySlot{}, Queue: &SwitchQueue{Real: pub},
+		Attester: &PanicAttester{Attester: attester}, QueueCfg: qcfg, Logs: &Buffer{},
 	}
 	logger := slog.New(slog.NewJSONHandler(io.MultiWriter(e.Logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.Server, err = server.New(server.Deps{

@@ -249,9 +249,12 @@ func ParseUUID(s string) (string, error) {
 }
 
 // Hello opens a handshake session for id with the client's key and returns
-// the normalized uuid and an attestation document binding the client's key
-// as received (user_data) and the session's server key (public_key, 65
-// bytes uncompressed).
+// the normalized uuid and an attestation binding the client's key and the
+// session's server key. A Nitro document binds the client's key as
+// received (user_data) and the server key uncompressed (public_key, 65
+// bytes); a Confidential Space token binds both keys compressed (eat_nonce
+// [base64(client), base64(server)], 33 bytes each), whichever form the
+// client sent.
 func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (protocol.HelloResult, error) {
 	key, err := handshake.ParseClientKey(clientKey)
 	if err != nil {
@@ -281,7 +284,7 @@ func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (proto
 	case err != nil:
 		return protocol.HelloResult{}, err
 	}
-	doc, attErr := s.d.Attester.Attest(ctx, attest.Request{UserData: clientKey, PublicKey: serverKey})
+	doc, attErr := s.d.Attester.Attest(ctx, helloRequest(s.d.Attester.Format(), clientKey, serverKey))
 	l := <-found
 	switch {
 	case l.err != nil:
@@ -298,7 +301,20 @@ func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (proto
 	return protocol.HelloResult{UUID: id, Attestation: doc}, nil
 }
 
-// Attestation returns an attestation document over the given fields.
+// helloRequest is what a hello's attestation binds in each format.
+func helloRequest(f attest.Format, clientKey, serverKey []byte) attest.Request {
+	if f != attest.FormatGCP {
+		return attest.Request{UserData: clientKey, PublicKey: serverKey}
+	}
+	// Both keys are P-256 points here (parsed, or made by Sessions).
+	client, _ := attest.CompressP256(clientKey)
+	server, _ := attest.CompressP256(serverKey)
+	return attest.Request{UserData: client, PublicKey: server}
+}
+
+// Attestation returns an attestation over the given fields: a Nitro
+// document, or a Confidential Space token whose eat_nonce holds the
+// non-empty fields in base64 (each 7..54 bytes).
 func (s *Service) Attestation(ctx context.Context, req attest.Request) ([]byte, error) {
 	for _, f := range []struct {
 		name string
@@ -314,6 +330,9 @@ func (s *Service) Attestation(ctx context.Context, req attest.Request) ([]byte, 
 		}
 	}
 	doc, err := s.d.Attester.Attest(ctx, req)
+	if errors.Is(err, attest.ErrNonceField) {
+		return nil, &ParamError{Param: "user_data, public_key, nonce", Reason: strings.TrimPrefix(err.Error(), "attest: ")}
+	}
 	if err != nil {
 		return nil, &InternalError{Public: msgAttest, Err: err}
 	}
