@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -36,7 +38,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	attester, closeAttester, err := newAttester(cfg)
+	attester, closeAttester, err := newAttester(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -121,12 +123,30 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	return g.Wait()
 }
 
-func newAttester(cfg config.Config) (attest.Attester, func(), error) {
-	if cfg.Attester == "dev" {
+// newAttester makes the attester --attester names, and its closer.
+func newAttester(cfg config.Config, log *slog.Logger) (attest.Attester, func(), error) {
+	switch config.CanonicalAttester(cfg.Attester) {
+	case config.AttesterGCP:
+		g, err := attest.NewGCP(attest.GCPConfig{Socket: cfg.LauncherSocket})
+		if err != nil {
+			return nil, nil, err
+		}
+		return g, func() { _ = g.Close() }, nil
+	case config.AttesterDevGCP:
+		dev, err := attest.NewDevGCP(attest.DevGCPConfig{Dir: cfg.DevAttestDir})
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Warn("development attester: tokens are signed by a development root and prove nothing",
+			"root_pem", filepath.Join(cfg.DevAttestDir, attest.DevGCPRootCertFile), "image_digest", dev.ImageDigest())
+		return dev, func() {}, nil
+	case config.AttesterDevNitro:
 		dev, err := attest.NewDev(attest.DevConfig{Dir: cfg.DevAttestDir, ModuleID: "prover-api-dev"})
 		if err != nil {
 			return nil, nil, err
 		}
+		log.Warn("development attester: documents are signed by a development root and prove nothing",
+			"root_pem", filepath.Join(cfg.DevAttestDir, attest.DevRootCertFile), "pcr0", hex.EncodeToString(dev.PCR0()))
 		return dev, func() {}, nil
 	}
 	nsm, err := attest.NewNSM(attest.NSMConfig{})

@@ -1,10 +1,12 @@
 // Package client talks to the frontend the way the phone app does, for
 // tests, the demo and `proverctl submit`: it opens a WebSocket (or uses
 // HTTP POST), says hello with a fresh P-256 key, verifies the attestation
-// document (user_data is our key, freshness, chain, PCR0 — whatever the
-// given verifier checks), derives the AES-256-GCM key from the document's
-// public_key, encrypts the request and submits it, then follows the
-// request by subscription, falling back to polling.
+// in whichever format the server answers — a Nitro document (user_data is
+// our key, freshness, chain, PCR0) or a Confidential Space token
+// (eat_nonce[0] is our key, chain, times, debug status, image digest) —
+// derives the AES-256-GCM key from the server key it binds, encrypts the
+// request and submits it, then follows the request by subscription,
+// falling back to polling.
 //
 //	c, err := client.Dial(ctx, "ws://localhost:8888/", client.Options{Verifier: verifier})
 //	defer c.Close()
@@ -12,7 +14,8 @@
 //	final, err := c.Wait(ctx, id, progress)
 //
 // Errors from the server are *Error, carrying the JSON-RPC code and
-// message; a document that does not verify is ErrAttestation.
+// message; an attestation that does not verify, or that comes in a format
+// no verifier was given for, is ErrAttestation.
 package client
 
 import (
@@ -43,16 +46,25 @@ import (
 	"github.com/openpassport/prover-fleet/shared/status"
 )
 
-// Verifier checks an attestation document (*attest.Verifier).
+// Verifier checks a Nitro attestation document (*attest.Verifier).
 type Verifier interface {
 	Verify(doc, wantUserData []byte) (*attest.Document, error)
 }
 
+// TokenVerifier checks a Confidential Space token (*attest.TokenVerifier).
+type TokenVerifier interface {
+	Verify(token, clientKey []byte) (*attest.Token, error)
+}
+
 // Options configure a Client.
 type Options struct {
-	// Verifier checks the hello's attestation document. Submit refuses to
-	// run without one: the document is what vouches for the server's key.
-	Verifier Verifier
+	// Verifier checks a hello's Nitro document and TokenVerifier its
+	// Confidential Space token; the format the server answers in picks the
+	// one used. Submit refuses to run without either (the attestation is
+	// what vouches for the server's key), and refuses an attestation in a
+	// format whose verifier is nil.
+	Verifier      Verifier
+	TokenVerifier TokenVerifier
 	// CompressedKey sends the client key as 33 bytes (newer app builds)
 	// instead of 65.
 	CompressedKey bool
@@ -365,8 +377,8 @@ func (p Progress) emit(stage Stage, id string, st protocol.Status) {
 // document's public_key, AES-256-GCM encryption of the request, submit. It
 // returns the uuid once the server has recorded and queued the request.
 func (c *Client) Submit(ctx context.Context, r Request, progress Progress) (string, error) {
-	if c.opts.Verifier == nil {
-		return "", errors.New("client: Options.Verifier is required to submit")
+	if c.opts.Verifier == nil && c.opts.TokenVerifier == nil {
+		return "", errors.New("client: Options.Verifier or Options.TokenVerifier is required to submit")
 	}
 	if !json.Valid(r.Inputs) {
 		return "", errors.New("client: Request.Inputs is not JSON")
@@ -388,13 +400,9 @@ func (c *Client) Submit(ctx context.Context, r Request, progress Progress) (stri
 		return "", err
 	}
 	progress.emit(StageHello, hello.UUID, protocol.Status{})
-	doc, err := c.opts.Verifier.Verify(hello.Attestation, pub)
+	serverKey, err := c.verifyAttestation(hello.Attestation, pub)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrAttestation, err)
-	}
-	serverKey, err := ecdh.P256().NewPublicKey(doc.PublicKey)
-	if err != nil {
-		return "", fmt.Errorf("%w: public_key is not an uncompressed P-256 key: %w", ErrAttestation, err)
+		return "", err
 	}
 	progress.emit(StageAttested, hello.UUID, protocol.Status{})
 	key, err := handshake.SharedKey(priv, serverKey)
@@ -433,6 +441,37 @@ func (c *Client) Submit(ctx context.Context, r Request, progress Progress) (stri
 	}
 	progress.emit(StageSubmitted, got, protocol.Status{})
 	return got, nil
+}
+
+// verifyAttestation checks a hello's attestation with the verifier of its
+// format and returns the server key it binds.
+func (c *Client) verifyAttestation(att, pub []byte) (*ecdh.PublicKey, error) {
+	format, err := attest.DetectFormat(att)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAttestation, err)
+	}
+	var raw []byte
+	switch {
+	case format == attest.FormatNitro && c.opts.Verifier != nil:
+		doc, err := c.opts.Verifier.Verify(att, pub)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAttestation, err)
+		}
+		raw = doc.PublicKey
+	case format == attest.FormatGCP && c.opts.TokenVerifier != nil:
+		tok, err := c.opts.TokenVerifier.Verify(att, pub)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAttestation, err)
+		}
+		raw = tok.ServerKey
+	default:
+		return nil, fmt.Errorf("%w: the server answered in the %s format, which this client was not set up to verify", ErrAttestation, format)
+	}
+	key, err := handshake.ParseClientKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the attested server key: %w", ErrAttestation, err)
+	}
+	return key, nil
 }
 
 // compress turns a 65-byte uncompressed P-256 key into its 33-byte form.

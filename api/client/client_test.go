@@ -294,3 +294,51 @@ func TestWaitAfterSocketLoss(t *testing.T) {
 		t.Fatalf("Status after the socket closed: %+v, %v", st, err)
 	}
 }
+
+// TestConfidentialSpace: against a frontend answering with tokens, the
+// client verifies the token with its TokenVerifier (with either key
+// encoding), derives the key from eat_nonce[1] and submits; a client that
+// can only verify Nitro documents, or that pins another root, stops before
+// it encrypts anything.
+func TestConfidentialSpace(t *testing.T) {
+	t.Parallel()
+	e := apitest.Start(t, apitest.Options{GCP: true})
+	ctx := context.Background()
+	for _, compressed := range []bool{false, true} {
+		c := dial(t, e, e.WSURL(), client.Options{TokenVerifier: e.TokenVerifier, CompressedKey: compressed})
+		var r recorder
+		id, err := c.Submit(ctx, client.Request{Type: "dsc", Circuit: "dsc_sha256_rsa_65537_4096", Inputs: json.RawMessage(`{"a":"1"}`)}, r.progress)
+		must(t, err)
+		if got := r.trail(); !slices.Equal(got, []string{"hello", "attested", "submitted"}) {
+			t.Fatalf("compressed=%v: trail %v", compressed, got)
+		}
+		work(t, e, family.DSC, `{"a":"1"}`, true, nil)
+		if st, err := c.Wait(ctx, id, nil); err != nil || st.Status != protocol.StatusProofGenerated {
+			t.Fatalf("compressed=%v: Wait = %+v, %v", compressed, st, err)
+		}
+	}
+
+	nitroOnly := dial(t, e, e.WSURL(), client.Options{Verifier: e.Verifier})
+	other, err := attest.NewDevGCP(attest.DevGCPConfig{Dir: t.TempDir()})
+	must(t, err)
+	wrongRoot, err := attest.NewTokenVerifier(attest.TokenVerifierConfig{Roots: []*x509.Certificate{other.RootCert()},
+		AllowAnyImage: true, AllowDebug: true, MaxAge: time.Minute})
+	must(t, err)
+	for _, tc := range []struct {
+		name string
+		c    *client.Client
+		want error
+	}{
+		{name: "no token verifier", c: nitroOnly, want: client.ErrAttestation},
+		{name: "foreign root", c: dial(t, e, e.WSURL(), client.Options{TokenVerifier: wrongRoot}), want: attest.ErrUntrustedRoot},
+	} {
+		id := uuid.NewString()
+		_, err := tc.c.Submit(ctx, client.Request{UUID: id, Type: "register", Circuit: "register_demo", Inputs: json.RawMessage(`{}`)}, nil)
+		if !errors.Is(err, client.ErrAttestation) || !errors.Is(err, tc.want) {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if ok, err := e.Store.Exists(ctx, id); err != nil || ok {
+			t.Fatalf("%s: request recorded after a rejected attestation (%v, %v)", tc.name, ok, err)
+		}
+	}
+}

@@ -8,7 +8,7 @@
 //		Store:    store.New(pool),
 //		Queue:    publisher,              // *jobqueue.Publisher
 //		Events:   jobqueue.NewEvents(nc),
-//		Attester: devAttester,            // *attest.Dev or *attest.NSM
+//		Attester: devAttester,            // *attest.DevGCP, *attest.GCP, *attest.Dev or *attest.NSM
 //		Sealer:   sealer,                 // *job.Sealer with the fleet key
 //		Logger:   logger,
 //	}, server.Config{CircuitFolder: "circuits/build", ZkeyFolder: "zkeys"})
@@ -80,7 +80,8 @@ type Config struct {
 	// CircuitRefresh is the least time between rescans of the folders on
 	// an unknown name (default 10 s).
 	CircuitRefresh time.Duration
-	// SessionTTL is how long a hello waits for its submit (default 120 s).
+	// SessionTTL is how long a hello waits for its submit (default 15 min,
+	// handshake.DefaultTTL).
 	SessionTTL time.Duration
 	// MaxSessions bounds open sessions (default 10000).
 	MaxSessions int

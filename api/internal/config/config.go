@@ -16,9 +16,16 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/openpassport/prover-fleet/internal/envflag"
+	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/vsockdial"
 )
+
+// DefaultSessionTTL is how long a hello's session waits for its submit by
+// default: the app submits only after the user has confirmed, which can
+// take minutes (the server the app used before kept sessions without a
+// limit). --max-sessions still bounds the table.
+const DefaultSessionTTL = 15 * time.Minute
 
 // Config is prover-api's configuration.
 type Config struct {
@@ -37,7 +44,11 @@ type Config struct {
 	NATSURL        string
 	NATSTarget     string
 	Families       []family.Family
-	Attester       string // "nsm" or "dev"
+	// Attester is one of the Attester* names (aliases are resolved by
+	// Parse); LauncherSocket is the Confidential Space launcher's socket of
+	// AttesterGCP, DevAttestDir the development root of the dev ones.
+	Attester       string
+	LauncherSocket string
 	DevAttestDir   string
 	SessionTTL     time.Duration
 	MaxSessions    int
@@ -45,6 +56,32 @@ type Config struct {
 	JobKeyFile     string
 	LogLevel       slog.Level
 	LogFormat      string // "json" or "text"
+}
+
+// Attesters --attester names.
+const (
+	AttesterGCP      = "gcp"       // Confidential Space launcher (PKI token)
+	AttesterNitro    = "nitro"     // Nitro Security Module (COSE document)
+	AttesterDevGCP   = "dev-gcp"   // development root, Confidential Space format
+	AttesterDevNitro = "dev-nitro" // development root, Nitro format
+)
+
+// attesterAliases are the names of earlier versions.
+var attesterAliases = map[string]string{"nsm": AttesterNitro, "dev": AttesterDevNitro}
+
+// CanonicalAttester resolves an alias (nsm, dev) to its name; other
+// names come back unchanged.
+func CanonicalAttester(name string) string {
+	if c, ok := attesterAliases[name]; ok {
+		return c
+	}
+	return name
+}
+
+// DevAttester reports whether an attester name is a development one.
+func DevAttester(name string) bool {
+	n := CanonicalAttester(name)
+	return n == AttesterDevGCP || n == AttesterDevNitro
 }
 
 // Flag names and their environment variables.
@@ -58,6 +95,7 @@ var envOf = map[string]string{
 	"nats-target":     "PROVER_API_NATS_TARGET",
 	"families":        "PROVER_API_FAMILIES",
 	"attester":        "PROVER_API_ATTESTER",
+	"launcher-socket": "PROVER_API_LAUNCHER_SOCKET",
 	"dev-attest-dir":  "PROVER_API_DEV_ATTEST_DIR",
 	"session-ttl":     "PROVER_API_SESSION_TTL",
 	"max-sessions":    "PROVER_API_MAX_SESSIONS",
@@ -89,9 +127,10 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	fs.StringVar(&c.NATSTarget, "nats-target", "", "dial NATS here instead (vsock://CID:PORT inside an enclave)")
 	fs.StringVar(&families, "families", "all", "proof families served: all, or a comma-separated list of register, dsc, disclose")
-	fs.StringVar(&c.Attester, "attester", "nsm", "attestation source: nsm (Nitro Security Module, in an enclave) or dev (development root, outside one)")
-	fs.StringVar(&c.DevAttestDir, "dev-attest-dir", "", "directory of the development attestation root (created if missing; required with --attester dev)")
-	fs.DurationVar(&c.SessionTTL, "session-ttl", 120*time.Second, "how long a hello's session waits for its submit")
+	fs.StringVar(&c.Attester, "attester", AttesterNitro, "attestation the hello answers with: gcp (Confidential Space launcher, PKI token), nitro (Nitro Security Module, in an enclave), dev-gcp or dev-nitro (the same formats signed by a development root, outside a TEE); nsm and dev are aliases of nitro and dev-nitro")
+	fs.StringVar(&c.LauncherSocket, "launcher-socket", attest.DefaultLauncherSocket, "unix socket of the Confidential Space launcher (--attester gcp)")
+	fs.StringVar(&c.DevAttestDir, "dev-attest-dir", "", "directory of the development attestation roots (created if missing; required with --attester dev-gcp or dev-nitro)")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", DefaultSessionTTL, "how long a hello's session waits for its submit (the app submits after the user confirms)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 10000, "open handshake sessions at most; beyond, hello answers \"server busy\"")
 	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9090", "address of /healthz, /readyz and /metrics: host:port, or vsock://:PORT inside an enclave; empty disables")
 	fs.StringVar(&c.JobKeyFile, "job-key-file", "", "file holding the fleet key that seals circuit inputs (64 hex characters or 32 raw bytes; required)")
@@ -118,6 +157,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	}); err != nil {
 		return Config{}, err
 	}
+	c.Attester = CanonicalAttester(c.Attester)
 	var err error
 	if c.Families, err = family.ParseList(families); err != nil {
 		return Config{}, fmt.Errorf("--families: %w", err)
@@ -153,14 +193,18 @@ func (c Config) Validate() error {
 	if c.DatabaseTarget != "" {
 		errs = append(errs, checkTarget("database-target", c.DatabaseTarget))
 	}
-	switch c.Attester {
-	case "nsm":
-	case "dev":
+	switch a := CanonicalAttester(c.Attester); a {
+	case AttesterNitro:
+	case AttesterGCP:
+		if c.LauncherSocket == "" {
+			errs = append(errs, errors.New("--launcher-socket (PROVER_API_LAUNCHER_SOCKET) must not be empty with --attester gcp"))
+		}
+	case AttesterDevGCP, AttesterDevNitro:
 		if c.DevAttestDir == "" {
-			errs = append(errs, errors.New("--dev-attest-dir (PROVER_API_DEV_ATTEST_DIR) is required with --attester dev"))
+			errs = append(errs, fmt.Errorf("--dev-attest-dir (PROVER_API_DEV_ATTEST_DIR) is required with --attester %s", a))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("--attester must be nsm or dev, got %q", c.Attester))
+		errs = append(errs, fmt.Errorf("--attester must be gcp, nitro, dev-gcp or dev-nitro (nsm and dev are aliases), got %q", c.Attester))
 	}
 	if c.SessionTTL <= 0 {
 		errs = append(errs, fmt.Errorf("--session-ttl must be positive, got %s", c.SessionTTL))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/vsockdial"
 )
@@ -30,7 +31,7 @@ func TestParse(t *testing.T) {
 		}
 		want := Config{
 			ServerAddress: "0.0.0.0:8888", DatabaseURL: "postgres://db", CircuitFolder: "circuits/build", ZkeyFolder: "zkeys",
-			NATSURL: "nats://127.0.0.1:4222", Families: family.All(), Attester: "nsm", SessionTTL: 120 * time.Second,
+			NATSURL: "nats://127.0.0.1:4222", Families: family.All(), Attester: "nitro", LauncherSocket: attest.DefaultLauncherSocket, SessionTTL: 15 * time.Minute,
 			MaxSessions: 10000, AdminAddress: "127.0.0.1:9090", JobKeyFile: "/k", LogLevel: slog.LevelInfo, LogFormat: "json",
 		}
 		if !equal(c, want) {
@@ -59,8 +60,9 @@ func TestParse(t *testing.T) {
 		want := Config{
 			ServerAddress: ":7", DatabaseURL: "postgres://env", CircuitFolder: "/c", ZkeyFolder: "", NATSURL: "nats://env:4222",
 			NATSTarget: "vsock://3:4222", DatabaseTarget: "vsock://3:5432",
-			Families: []family.Family{family.Disclose, family.Register}, Attester: "dev", DevAttestDir: "/dev-root",
-			SessionTTL: 30 * time.Second, MaxSessions: 9, AdminAddress: "", JobKeyFile: "/env/key",
+			Families: []family.Family{family.Disclose, family.Register}, Attester: "dev-nitro", DevAttestDir: "/dev-root",
+			LauncherSocket: attest.DefaultLauncherSocket,
+			SessionTTL:     30 * time.Second, MaxSessions: 9, AdminAddress: "", JobKeyFile: "/env/key",
 			LogLevel: slog.LevelDebug, LogFormat: "text",
 		}
 		if !equal(c, want) {
@@ -75,8 +77,10 @@ func TestParse(t *testing.T) {
 	}{
 		{"nothing", nil, nil, "--database-url (DATABASE_URL) is required"},
 		{"no key", []string{"-d", "x"}, nil, "--job-key-file (PROVER_API_JOB_KEY_FILE) is required"},
-		{"attester", append([]string{"--attester", "tpm"}, required...), nil, `--attester must be nsm or dev, got "tpm"`},
-		{"dev without dir", append([]string{"--attester", "dev"}, required...), nil, "--dev-attest-dir (PROVER_API_DEV_ATTEST_DIR) is required with --attester dev"},
+		{"attester", append([]string{"--attester", "tpm"}, required...), nil, `--attester must be gcp, nitro, dev-gcp or dev-nitro (nsm and dev are aliases), got "tpm"`},
+		{"dev without dir", append([]string{"--attester", "dev"}, required...), nil, "--dev-attest-dir (PROVER_API_DEV_ATTEST_DIR) is required with --attester dev-nitro"},
+		{"dev-gcp without dir", append([]string{"--attester", "dev-gcp"}, required...), nil, "--dev-attest-dir (PROVER_API_DEV_ATTEST_DIR) is required with --attester dev-gcp"},
+		{"gcp without socket", append([]string{"--attester", "gcp", "--launcher-socket", ""}, required...), nil, "--launcher-socket (PROVER_API_LAUNCHER_SOCKET) must not be empty with --attester gcp"},
 		{"family", append([]string{"--families", "register,kyc"}, required...), nil, "--families: unknown proof family"},
 		{"ttl", append([]string{"--session-ttl", "0s"}, required...), nil, "--session-ttl must be positive"},
 		{"sessions", append([]string{"--max-sessions", "0"}, required...), nil, "--max-sessions must be at least 1"},
@@ -220,5 +224,27 @@ func TestNewLogger(t *testing.T) {
 	NewLogger(Config{LogFormat: "text"}, &buf).Info("hi")
 	if !strings.Contains(buf.String(), "msg=hi") || !strings.Contains(buf.String(), "program=prover-api") {
 		t.Fatalf("text logger wrote %q", buf.String())
+	}
+}
+
+func TestAttesterNames(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ given, want string }{
+		{"gcp", AttesterGCP}, {"nitro", AttesterNitro}, {"dev-gcp", AttesterDevGCP}, {"dev-nitro", AttesterDevNitro},
+		{"nsm", AttesterNitro}, {"dev", AttesterDevNitro},
+	} {
+		t.Run(tc.given, func(t *testing.T) {
+			c, err := Parse(append([]string{"--attester", tc.given, "--dev-attest-dir", "/d"}, required...), env(nil), &bytes.Buffer{})
+			if err != nil || c.Attester != tc.want {
+				t.Fatalf("Attester = %q, %v; want %q", c.Attester, err, tc.want)
+			}
+			if DevAttester(tc.given) != strings.HasPrefix(tc.want, "dev-") {
+				t.Fatalf("DevAttester(%q) = %v", tc.given, DevAttester(tc.given))
+			}
+		})
+	}
+	c, err := Parse(append([]string{"--attester", "gcp", "--launcher-socket", "/run/x.sock"}, required...), env(nil), &bytes.Buffer{})
+	if err != nil || c.LauncherSocket != "/run/x.sock" {
+		t.Fatalf("%+v, %v", c, err)
 	}
 }

@@ -136,7 +136,7 @@ func Encrypt(key, plaintext []byte) (nonce, ciphertext, tag []byte, err error) {
 
 // Config sets up Sessions.
 type Config struct {
-	// TTL is how long a session waits for its submit (default 120 s).
+	// TTL is how long a session waits for its submit (default DefaultTTL).
 	TTL time.Duration
 	// MaxSessions bounds the open sessions (default 10000).
 	MaxSessions int
@@ -149,7 +149,8 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultTTL         = 120 * time.Second
+	// DefaultTTL leaves a user minutes to confirm before the app submits.
+	DefaultTTL         = 15 * time.Minute
 	DefaultMaxSessions = 10000
 )
 
