@@ -100,10 +100,11 @@ func runDemo(ctx context.Context, args []string, std stdio) error {
 	}()
 	fmt.Fprintf(std.out, "Fleet up in %s: frontend %s, metrics %s\n  %s\n\n",
 		fmtDur(time.Since(started)), fleet.WSURL(), fleet.MetricsURL(), describeProver(fleet.Config()))
-	verifier, err := fleet.NewVerifier()
+	opts, err := fleet.ClientOptions()
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(std.out, "Attestation: %s (root %s)\n\n", describeAttester(fleet), fleet.RootPEMPath())
 
 	before, err := workerTimings(fleet.Gatherer())
 	if err != nil {
@@ -127,7 +128,7 @@ func runDemo(ctx context.Context, args []string, std stdio) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.err = demoOne(ctx, fleet.WSURL(), verifier, ff.zkeys, inputs[i], r)
+			r.err = demoOne(ctx, fleet.WSURL(), opts, ff.zkeys, inputs[i], r)
 			if r.err != nil {
 				r.row.fail(r.err.Error())
 			}
@@ -230,8 +231,8 @@ func countConstraints(ctx context.Context, circuits, name string) int {
 
 // demoOne sends one request over its own WebSocket (as the app does),
 // follows it, and verifies the proof natively.
-func demoOne(ctx context.Context, url string, verifier client.Verifier, zkeys string, inputs json.RawMessage, r *demoResult) error {
-	c, err := client.Dial(ctx, url, client.Options{Verifier: verifier})
+func demoOne(ctx context.Context, url string, opts client.Options, zkeys string, inputs json.RawMessage, r *demoResult) error {
+	c, err := client.Dial(ctx, url, opts)
 	if err != nil {
 		return err
 	}

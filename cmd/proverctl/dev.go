@@ -76,8 +76,13 @@ func printDevBanner(std stdio, fleet *devfleet.Fleet) {
 	fmt.Fprintf(w, "  WebSocket URL      %s\n", fleet.WSURL())
 	fmt.Fprintf(w, "  HTTP URL           %s  (JSON-RPC over POST; GET %sv1/proofs/{uuid})\n", fleet.HTTPURL(), fleet.HTTPURL())
 	fmt.Fprintf(w, "  metrics URL        %s  (also /healthz, /readyz)\n", fleet.MetricsURL())
+	fmt.Fprintf(w, "  attestation        %s\n", describeAttester(fleet))
 	fmt.Fprintf(w, "  attestation root   %s  (development root, PEM)\n", fleet.RootPEMPath())
-	fmt.Fprintf(w, "  attestation PCR0   %s\n", hex.EncodeToString(fleet.PCR0()))
+	if fleet.Attester() == devfleet.AttesterDevGCP {
+		fmt.Fprintf(w, "  image digest       %s\n", fleet.ImageDigest())
+	} else {
+		fmt.Fprintf(w, "  attestation PCR0   %s\n", hex.EncodeToString(fleet.PCR0()))
+	}
 	fmt.Fprintf(w, "  NATS URL           %s\n", fleet.NATSURL())
 	fmt.Fprintf(w, "  database           %s  (%s)\n", redactURL(fleet.DatabaseURL()), db)
 	fmt.Fprintf(w, "  fleet job key      %s\n", fleet.JobKeyFile())
@@ -87,9 +92,26 @@ func printDevBanner(std stdio, fleet *devfleet.Fleet) {
 	} else {
 		fmt.Fprintf(w, "  workers            one pool per family (%s): %s\n", familyList(fleet), describeProver(cfg))
 	}
-	fmt.Fprintf(w, "\nTry:\n  proverctl submit --url %s --root-pem %s --pcr0 %s \\\n"+
+	fmt.Fprintf(w, "\nTry:\n  proverctl submit --url %s --root-pem %s %s \\\n"+
 		"      --type register --circuit register_demo --inputs circuits/inputs/register_demo.json --wait\n\n",
-		fleet.WSURL(), fleet.RootPEMPath(), hex.EncodeToString(fleet.PCR0()))
+		fleet.WSURL(), fleet.RootPEMPath(), submitPolicy(fleet))
+}
+
+// describeAttester says which development attester the fleet runs.
+func describeAttester(fleet *devfleet.Fleet) string {
+	if fleet.Attester() == devfleet.AttesterDevGCP {
+		return "dev-gcp: Confidential Space PKI tokens (debug status), signed by a development root"
+	}
+	return "dev-nitro: Nitro attestation documents, signed by a development root"
+}
+
+// submitPolicy is the proverctl submit flags that trust this fleet's
+// attestations.
+func submitPolicy(fleet *devfleet.Fleet) string {
+	if fleet.Attester() == devfleet.AttesterDevGCP {
+		return "--image-digest " + fleet.ImageDigest() + " --allow-debug"
+	}
+	return "--pcr0 " + hex.EncodeToString(fleet.PCR0())
 }
 
 func familyList(fleet *devfleet.Fleet) string {

@@ -27,6 +27,7 @@ type fleetFlags struct {
 	shutdownGrace   time.Duration
 	logLevel        string
 	logFormat       string
+	attester        string
 	flags           *flags
 }
 
@@ -56,6 +57,8 @@ func (ff *fleetFlags) register(f *flags, defaultLogLevel string) {
 	f.bind("log-level", "PROVERCTL_LOG_LEVEL")
 	f.StringVar(&ff.logFormat, "log-format", "text", "text or json")
 	f.bind("log-format", "PROVERCTL_LOG_FORMAT")
+	f.StringVar(&ff.attester, "attester", devfleet.AttesterDevGCP, "development attester: dev-gcp (Confidential Space tokens, as the current app expects) or dev-nitro (Nitro documents, as app versions before mid-2025 expect)")
+	f.bind("attester", "PROVERCTL_ATTESTER")
 }
 
 // config builds the fleet configuration, with the logger writing to w.
@@ -66,6 +69,13 @@ func (ff *fleetFlags) config(w io.Writer) (devfleet.Config, error) {
 	}
 	if ff.concurrency < 1 {
 		return devfleet.Config{}, usagef("--concurrency must be at least 1, got %d", ff.concurrency)
+	}
+	attester := ff.attester
+	if attester == "dev" { // prover-api's alias
+		attester = devfleet.AttesterDevNitro
+	}
+	if attester != devfleet.AttesterDevGCP && attester != devfleet.AttesterDevNitro {
+		return devfleet.Config{}, usagef("--attester must be dev-gcp or dev-nitro, got %q", ff.attester)
 	}
 	logger, err := newLogger(ff.logLevel, ff.logFormat, w)
 	if err != nil {
@@ -85,6 +95,7 @@ func (ff *fleetFlags) config(w io.Writer) (devfleet.Config, error) {
 		ZkeyDir:     ff.zkeys,
 		Families:    fams,
 		Logger:      logger,
+		Attester:    attester,
 		Worker: service.Config{
 			Concurrency:    ff.concurrency,
 			ProverMode:     mode,

@@ -315,9 +315,13 @@ func TestDev(t *testing.T) {
 	if ws := field("WebSocket URL"); !strings.HasPrefix(ws, "ws://127.0.0.1:") {
 		t.Errorf("WebSocket URL %q", ws)
 	}
+	// dev-gcp by default: the Confidential Space root and the image digest.
 	rootPEM := field("attestation root")
-	if want := filepath.Join(state, "attest", "root.pem"); rootPEM != want {
+	if want := filepath.Join(state, "attest", "gcp-root.pem"); rootPEM != want {
 		t.Errorf("attestation root %q, want %q (in --state-dir)", rootPEM, want)
+	}
+	if d := field("image digest"); !strings.HasPrefix(d, "sha256:") || !strings.Contains(banner, "--image-digest "+d+" --allow-debug") {
+		t.Errorf("image digest %q or the Try line:\n%s", d, banner)
 	}
 	if !strings.Contains(banner, "dsc_x") {
 		t.Errorf("banner does not list the circuit dsc_x:\n%s", banner)
@@ -439,5 +443,57 @@ func TestDemo(t *testing.T) {
 	}
 	if strings.Contains(errOut, "level=ERROR") {
 		t.Errorf("the demo logged errors:\n%s", errOut)
+	}
+}
+
+// TestSubmitConfidentialSpace: against a fleet signing Confidential Space
+// tokens, submit verifies them by the flags of that format and refuses
+// what they do not allow.
+func TestSubmitConfidentialSpace(t *testing.T) {
+	t.Parallel()
+	circuits, zkeys := fakeCircuit(t, "register_x")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fleet, err := devfleet.Start(ctx, devfleet.Config{
+		DatabaseURL: stacktest.PostgresURL(t), CircuitDir: circuits, ZkeyDir: zkeys,
+		Families: []family.Family{family.Register}, NoWorkers: true, Attester: devfleet.AttesterDevGCP,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fleet.Stop(context.Background()) })
+	env := map[string]string{"PROVER_URL": fleet.WSURL(), "PROVER_ROOT_PEM": fleet.RootPEMPath()}
+	digest := fleet.ImageDigest()
+	other := "sha256:" + strings.Repeat("0", 64)
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // "" for success
+	}{
+		{"auto with the image digest", []string{"--image-digest", digest, "--allow-debug"}, ""},
+		{"gcp with any image, compressed key", []string{"--attestation", "gcp", "--insecure-any-image", "--allow-debug", "--compressed-key"}, ""},
+		{"debug image refused", []string{"--image-digest", digest}, "debug image"},
+		{"another image", []string{"--image-digest", other, "--allow-debug"}, "image digest not allowed"},
+		{"Google's root", []string{"--image-digest", digest, "--allow-debug", "--root-pem", ""}, "not a pinned root"},
+		{"nitro only", []string{"--attestation", "nitro", "--insecure-any-pcr0"}, "not set up to verify"},
+		{"auto without a policy", nil, "--attestation auto needs the policy of a format"},
+		{"gcp without a digest", []string{"--attestation", "gcp"}, "--image-digest is required"},
+		{"bad format", []string{"--attestation", "tpm", "--insecure-any-image"}, "--attestation must be gcp, nitro or auto"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"submit", "--type", "register", "--circuit", "register_x", "--inputs", "testdata/inputs.json"}, tc.args...)
+			out, _, err := runCmd(ctx, env, args...)
+			if tc.want == "" {
+				var submitted map[string]string
+				if err != nil || json.Unmarshal([]byte(out), &submitted) != nil || submitted["uuid"] == "" {
+					t.Fatalf("submit: %q, %v", out, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -24,33 +24,128 @@ import (
 // defaultURL is the frontend `proverctl dev` serves.
 const defaultURL = "ws://127.0.0.1:8888/"
 
-// attestFlags configure how the attestation document of a hello is checked.
+// attestFlags configure how the attestation of a hello is checked.
 type attestFlags struct {
-	rootPEM  string
-	pcr0     []string
-	anyPCR0  bool
-	maxAge   time.Duration
-	verifier *attest.Verifier
+	format    string
+	rootPEM   string
+	pcr0      []string
+	anyPCR0   bool
+	digests   []string
+	anyImage  bool
+	debug     bool
+	maxAge    time.Duration
+	verifiers client.Options
 }
+
+// Values of --attestation.
+const (
+	attestAuto  = "auto"
+	attestGCP   = "gcp"
+	attestNitro = "nitro"
+)
 
 func (a *attestFlags) register(f *flags) {
-	f.StringVar(&a.rootPEM, "root-pem", "", "attestation root certificate (PEM) to pin; default: the AWS Nitro root (`proverctl dev` prints its development root)")
+	f.StringVar(&a.format, "attestation", attestAuto, "attestation format to accept: gcp (Confidential Space token), nitro (AWS Nitro document) or auto (whichever the server sends, among those whose policy flags are given)")
+	f.bind("attestation", "PROVER_ATTESTATION")
+	f.StringVar(&a.rootPEM, "root-pem", "", "attestation root certificate(s) (PEM) to pin; default: Google's Confidential Space root for tokens, the AWS Nitro root for documents (`proverctl dev` prints its development root)")
 	f.bind("root-pem", "PROVER_ROOT_PEM")
-	f.StringSliceVar(&a.pcr0, "pcr0", nil, "PCR0 (hex) of the enclave images to accept; repeat or separate with commas")
+	f.StringSliceVar(&a.pcr0, "pcr0", nil, "Nitro: PCR0 (hex) of the enclave images to accept; repeat or separate with commas")
 	f.bind("pcr0", "PROVER_PCR0")
-	f.BoolVar(&a.anyPCR0, "insecure-any-pcr0", false, "accept any PCR0 (development only: the document then vouches for no particular image)")
-	f.DurationVar(&a.maxAge, "attestation-max-age", 5*time.Minute, "oldest attestation document accepted")
+	f.BoolVar(&a.anyPCR0, "insecure-any-pcr0", false, "Nitro: accept any PCR0 (development only: the document then vouches for no particular image)")
+	f.StringSliceVar(&a.digests, "image-digest", nil, "Confidential Space: image digests (sha256:<64 hex>) to accept; repeat or separate with commas")
+	f.bind("image-digest", "PROVER_IMAGE_DIGEST")
+	f.BoolVar(&a.anyImage, "insecure-any-image", false, "Confidential Space: accept any image digest (development only)")
+	f.BoolVar(&a.debug, "allow-debug", false, "Confidential Space: accept tokens of a debug image (dbgstat not disabled-since-boot), as development tokens are; development only")
+	f.DurationVar(&a.maxAge, "attestation-max-age", 5*time.Minute, "oldest attestation accepted")
 }
 
-func (a *attestFlags) build() (*attest.Verifier, error) {
-	data := attest.AWSNitroRootPEM()
+// build makes the verifiers --attestation asks for.
+func (a *attestFlags) build() (client.Options, error) {
+	var opts client.Options
+	wantNitro, wantGCP := false, false
+	switch a.format {
+	case attestNitro:
+		wantNitro = true
+	case attestGCP:
+		wantGCP = true
+	case attestAuto:
+		wantNitro = len(a.pcr0) > 0 || a.anyPCR0
+		wantGCP = len(a.digests) > 0 || a.anyImage
+		if !wantNitro && !wantGCP {
+			return opts, usagef("--attestation auto needs the policy of a format: --image-digest (or --insecure-any-image) for Confidential Space tokens, --pcr0 (or --insecure-any-pcr0) for Nitro documents")
+		}
+	default:
+		return opts, usagef("--attestation must be gcp, nitro or auto, got %q", a.format)
+	}
+	var pinned []*x509.Certificate
 	if a.rootPEM != "" {
-		var err error
-		if data, err = os.ReadFile(a.rootPEM); err != nil {
-			return nil, fmt.Errorf("--root-pem: %w", err)
+		data, err := os.ReadFile(a.rootPEM)
+		if err != nil {
+			return opts, fmt.Errorf("--root-pem: %w", err)
+		}
+		if pinned, err = parseCerts(data, a.rootPEM); err != nil {
+			return opts, err
 		}
 	}
-	var roots []*x509.Certificate
+	roots := func(def []byte) ([]*x509.Certificate, error) {
+		if pinned != nil {
+			return pinned, nil
+		}
+		return parseCerts(def, "built-in root")
+	}
+	if wantNitro {
+		r, err := roots(attest.AWSNitroRootPEM())
+		if err != nil {
+			return opts, err
+		}
+		var pcrs [][]byte
+		for _, s := range a.pcr0 {
+			b, err := hex.DecodeString(strings.TrimSpace(s))
+			if err != nil {
+				return opts, usagef("--pcr0 %q is not hex", s)
+			}
+			pcrs = append(pcrs, b)
+		}
+		switch {
+		case len(pcrs) == 0 && !a.anyPCR0:
+			return opts, usagef("--pcr0 is required (the enclave image to trust), or --insecure-any-pcr0 for development")
+		case len(pcrs) > 0 && a.anyPCR0:
+			return opts, usagef("--pcr0 and --insecure-any-pcr0 exclude each other")
+		}
+		v, err := attest.NewVerifier(attest.VerifierConfig{Roots: r, AllowedPCR0: pcrs, AllowAnyPCR0: a.anyPCR0, MaxAge: a.maxAge})
+		if err != nil {
+			return opts, usageError{err.Error()}
+		}
+		opts.Verifier = v
+	}
+	if wantGCP {
+		r, err := roots(attest.GCPConfidentialSpaceRootPEM())
+		if err != nil {
+			return opts, err
+		}
+		var digests []string
+		for _, d := range a.digests {
+			digests = append(digests, strings.ToLower(strings.TrimSpace(d)))
+		}
+		switch {
+		case len(digests) == 0 && !a.anyImage:
+			return opts, usagef("--image-digest is required (the container image to trust), or --insecure-any-image for development")
+		case len(digests) > 0 && a.anyImage:
+			return opts, usagef("--image-digest and --insecure-any-image exclude each other")
+		}
+		v, err := attest.NewTokenVerifier(attest.TokenVerifierConfig{Roots: r, AllowedImageDigests: digests,
+			AllowAnyImage: a.anyImage, AllowDebug: a.debug, MaxAge: a.maxAge})
+		if err != nil {
+			return opts, usageError{err.Error()}
+		}
+		opts.TokenVerifier = v
+	}
+	return opts, nil
+}
+
+// parseCerts reads every PEM certificate in data.
+func parseCerts(data []byte, name string) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
 	for rest := data; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -62,32 +157,14 @@ func (a *attestFlags) build() (*attest.Verifier, error) {
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("--root-pem %s: %w", a.rootPEM, err)
+			return nil, fmt.Errorf("--root-pem %s: %w", name, err)
 		}
-		roots = append(roots, cert)
+		certs = append(certs, cert)
 	}
-	if len(roots) == 0 {
-		return nil, usagef("--root-pem %s holds no PEM certificate", a.rootPEM)
+	if len(certs) == 0 {
+		return nil, usagef("--root-pem %s holds no PEM certificate", name)
 	}
-	var pcrs [][]byte
-	for _, s := range a.pcr0 {
-		b, err := hex.DecodeString(strings.TrimSpace(s))
-		if err != nil {
-			return nil, usagef("--pcr0 %q is not hex", s)
-		}
-		pcrs = append(pcrs, b)
-	}
-	if len(pcrs) == 0 && !a.anyPCR0 {
-		return nil, usagef("--pcr0 is required (the enclave image to trust), or --insecure-any-pcr0 for development")
-	}
-	if len(pcrs) > 0 && a.anyPCR0 {
-		return nil, usagef("--pcr0 and --insecure-any-pcr0 exclude each other")
-	}
-	v, err := attest.NewVerifier(attest.VerifierConfig{Roots: roots, AllowedPCR0: pcrs, AllowAnyPCR0: a.anyPCR0, MaxAge: a.maxAge})
-	if err != nil {
-		return nil, usageError{err.Error()}
-	}
-	return v, nil
+	return certs, nil
 }
 
 func runSubmit(ctx context.Context, args []string, std stdio) error {
@@ -100,7 +177,8 @@ func runSubmit(ctx context.Context, args []string, std stdio) error {
 		timeout                              time.Duration
 		af                                   attestFlags
 	)
-	f := newFlags("submit", "", "Sends one proof request the way the app does: hello, verify the attestation document, derive the\n"+
+	f := newFlags("submit", "", "Sends one proof request the way the app does: hello, verify the attestation (a Confidential Space\n"+
+		"token or a Nitro document, --attestation), derive the\n"+
 		"shared key, encrypt, submit. With --wait it then follows the request (subscription, or polling over\n"+
 		"HTTP) with a progress display on stderr and prints the final status JSON on stdout; without, it\n"+
 		"prints {\"uuid\": ...}.", std)
@@ -143,13 +221,14 @@ func runSubmit(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return err
 	}
-	verifier, err := af.build()
+	opts, err := af.build()
 	if err != nil {
 		return err
 	}
+	opts.CompressedKey = compressed
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := client.Dial(ctx, rawURL, client.Options{Verifier: verifier, CompressedKey: compressed})
+	c, err := client.Dial(ctx, rawURL, opts)
 	if err != nil {
 		return err
 	}

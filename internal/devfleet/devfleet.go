@@ -2,7 +2,8 @@
 // `proverctl dev`, `proverctl demo`, end-to-end tests and benchmarks: an
 // embedded NATS JetStream server, a PostgreSQL database (DATABASE_URL, or a
 // throwaway server made from the system's binaries), the migrations, the job
-// stream and consumers, a per-run fleet job key, the development attester,
+// stream and consumers, a per-run fleet job key, a development attester
+// (Nitro format by default, Confidential Space with Config.Attester),
 // the frontend (api/server) on a listener, one worker pool per family
 // (worker/service) and an admin listener with /metrics, /healthz and
 // /readyz.
@@ -13,8 +14,8 @@
 //	})
 //	if err != nil { ... }
 //	defer fleet.Stop(context.WithoutCancel(ctx))
-//	verifier, _ := fleet.NewVerifier()
-//	c, _ := client.Dial(ctx, fleet.WSURL(), client.Options{Verifier: verifier})
+//	opts, _ := fleet.ClientOptions() // the verifier of the fleet's format
+//	c, _ := client.Dial(ctx, fleet.WSURL(), opts)
 //
 // Everything Start creates lives under one state directory: a temporary one
 // (removed by Stop) unless Config.StateDir names one. A named state
@@ -51,6 +52,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/openpassport/prover-fleet/api/client"
 	"github.com/openpassport/prover-fleet/api/metrics"
 	"github.com/openpassport/prover-fleet/api/server"
 	"github.com/openpassport/prover-fleet/internal/devstack"
@@ -87,6 +89,9 @@ const (
 	DefaultFetchWait = time.Second
 	// JobKeyFile is the name of the fleet job key file in the run directory.
 	JobKeyFile = "fleet.key"
+	// AttesterDevNitro and AttesterDevGCP are the values of Config.Attester.
+	AttesterDevNitro = "dev-nitro"
+	AttesterDevGCP   = "dev-gcp"
 )
 
 // Config configures a Fleet. CircuitDir and ZkeyDir are required.
@@ -133,6 +138,11 @@ type Config struct {
 	Queue jobqueue.Config
 	// Logger receives every component's logs (discarded when nil).
 	Logger *slog.Logger
+	// Attester is the development attester's format: AttesterDevNitro
+	// (the default: Nitro documents, attest.Dev) or AttesterDevGCP
+	// (Confidential Space tokens, attest.DevGCP). Both keep their root in
+	// AttestDir.
+	Attester string
 }
 
 // Fleet is a running fleet. Its accessors are safe for concurrent use.
@@ -151,7 +161,9 @@ type Fleet struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 
-	attester *attest.Dev
+	attester attest.Attester
+	nitro    *attest.Dev      // set with AttesterDevNitro
+	gcp      *attest.DevGCP   // set with AttesterDevGCP
 	metrics  *metrics.Metrics // the frontend's, as prover-api defines them
 	frontend *server.Server
 	feAddr   string
@@ -251,6 +263,13 @@ func (c *Config) withDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	switch c.Attester {
+	case "":
+		c.Attester = AttesterDevNitro
+	case AttesterDevNitro, AttesterDevGCP:
+	default:
+		return fmt.Errorf("devfleet: Config.Attester must be %s or %s, got %q", AttesterDevNitro, AttesterDevGCP, c.Attester)
+	}
 	return nil
 }
 
@@ -290,7 +309,13 @@ func (f *Fleet) start(ctx context.Context) error {
 	}
 
 	// The development attester; its root stays in the state dir.
-	f.attester, err = attest.NewDev(attest.DevConfig{Dir: f.AttestDir(), ModuleID: ModuleID})
+	if cfg.Attester == AttesterDevGCP {
+		f.gcp, err = attest.NewDevGCP(attest.DevGCPConfig{Dir: f.AttestDir()})
+		f.attester = f.gcp
+	} else {
+		f.nitro, err = attest.NewDev(attest.DevConfig{Dir: f.AttestDir(), ModuleID: ModuleID})
+		f.attester = f.nitro
+	}
 	if err != nil {
 		return fmt.Errorf("devfleet: %w", err)
 	}
@@ -547,36 +572,107 @@ func (f *Fleet) WorkDir() string { return filepath.Join(f.run, "work") }
 // for prover-worker or prover-api processes joining the fleet.
 func (f *Fleet) JobKeyFile() string { return filepath.Join(f.run, JobKeyFile) }
 
-// AttestDir holds the development attestation root (kept in a named state dir).
+// AttestDir holds the development attestation roots (kept in a named state dir).
 func (f *Fleet) AttestDir() string { return filepath.Join(f.state, "attest") }
 
-// RootPEMPath is the development attestation root certificate (PEM) that
+// Attester is the development attester's format (Config.Attester).
+func (f *Fleet) Attester() string { return f.cfg.Attester }
+
+// RootPEMPath is the root certificate (PEM) of the attester in use, which
 // clients pin.
-func (f *Fleet) RootPEMPath() string { return filepath.Join(f.AttestDir(), attest.DevRootCertFile) }
+func (f *Fleet) RootPEMPath() string {
+	if f.gcp != nil {
+		return filepath.Join(f.AttestDir(), attest.DevGCPRootCertFile)
+	}
+	return filepath.Join(f.AttestDir(), attest.DevRootCertFile)
+}
 
-// RootPEM is the development attestation root certificate, PEM-encoded.
-func (f *Fleet) RootPEM() []byte { return f.attester.RootPEM() }
+// RootPEM is the root certificate of the attester in use, PEM-encoded.
+func (f *Fleet) RootPEM() []byte {
+	if f.gcp != nil {
+		return f.gcp.RootPEM()
+	}
+	return f.nitro.RootPEM()
+}
 
-// RootCert is the development attestation root certificate.
-func (f *Fleet) RootCert() *x509.Certificate { return f.attester.RootCert() }
+// RootCert is the root certificate of the attester in use.
+func (f *Fleet) RootCert() *x509.Certificate {
+	if f.gcp != nil {
+		return f.gcp.RootCert()
+	}
+	return f.nitro.RootCert()
+}
 
-// PCR0 is the PCR0 of the fleet's attestation documents (derived from the
-// running binary), for a client's allow-list.
-func (f *Fleet) PCR0() []byte { return f.attester.PCR0() }
+// PCR0 is the PCR0 of the fleet's Nitro documents (derived from the
+// running binary), for a client's allow-list; nil with AttesterDevGCP.
+func (f *Fleet) PCR0() []byte {
+	if f.nitro == nil {
+		return nil
+	}
+	return f.nitro.PCR0()
+}
 
-// VerifierConfig is the attestation verifier configuration a client of
-// this fleet uses: the development root, this PCR0, DefaultAttestMaxAge.
+// ImageDigest is the image digest of the fleet's Confidential Space tokens
+// (the SHA-256 of the running binary); empty with AttesterDevNitro.
+func (f *Fleet) ImageDigest() string {
+	if f.gcp == nil {
+		return ""
+	}
+	return f.gcp.ImageDigest()
+}
+
+// ErrOtherFormat: a verifier of the format the fleet does not attest in
+// was asked for.
+var ErrOtherFormat = errors.New("devfleet: the fleet attests in the other format")
+
+// VerifierConfig is the Nitro verifier configuration a client of this
+// fleet uses: the development root, this PCR0, DefaultAttestMaxAge. With
+// AttesterDevGCP it has no roots (NewVerifier fails).
 func (f *Fleet) VerifierConfig() attest.VerifierConfig {
+	if f.nitro == nil {
+		return attest.VerifierConfig{MaxAge: DefaultAttestMaxAge}
+	}
 	return attest.VerifierConfig{
-		Roots:       []*x509.Certificate{f.attester.RootCert()},
-		AllowedPCR0: [][]byte{f.attester.PCR0()},
+		Roots:       []*x509.Certificate{f.nitro.RootCert()},
+		AllowedPCR0: [][]byte{f.nitro.PCR0()},
 		MaxAge:      DefaultAttestMaxAge,
 	}
 }
 
-// NewVerifier returns a verifier built from VerifierConfig.
+// NewVerifier returns a Nitro verifier built from VerifierConfig
+// (ErrOtherFormat with AttesterDevGCP).
 func (f *Fleet) NewVerifier() (*attest.Verifier, error) {
+	if f.nitro == nil {
+		return nil, fmt.Errorf("%w: it signs Confidential Space tokens (use NewTokenVerifier)", ErrOtherFormat)
+	}
 	return attest.NewVerifier(f.VerifierConfig())
+}
+
+// NewTokenVerifier returns the Confidential Space verifier a client of
+// this fleet uses: the development root, this image digest, debug allowed
+// (development tokens say so), DefaultAttestMaxAge (ErrOtherFormat with
+// AttesterDevNitro).
+func (f *Fleet) NewTokenVerifier() (*attest.TokenVerifier, error) {
+	if f.gcp == nil {
+		return nil, fmt.Errorf("%w: it signs Nitro documents (use NewVerifier)", ErrOtherFormat)
+	}
+	return attest.NewTokenVerifier(attest.TokenVerifierConfig{
+		Roots:               []*x509.Certificate{f.gcp.RootCert()},
+		AllowedImageDigests: []string{f.gcp.ImageDigest()},
+		AllowDebug:          true,
+		MaxAge:              DefaultAttestMaxAge,
+	})
+}
+
+// ClientOptions returns api/client options with the verifier of the
+// fleet's format.
+func (f *Fleet) ClientOptions() (client.Options, error) {
+	if f.gcp != nil {
+		v, err := f.NewTokenVerifier()
+		return client.Options{TokenVerifier: v}, err
+	}
+	v, err := f.NewVerifier()
+	return client.Options{Verifier: v}, err
 }
 
 // Pool is the fleet's database pool.

@@ -1,6 +1,7 @@
 package devfleet_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -20,6 +21,7 @@ import (
 	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/internal/devstack"
 	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/worker/service"
@@ -74,6 +76,7 @@ func TestConfigErrors(t *testing.T) {
 		{"missing folder", devfleet.Config{CircuitDir: filepath.Join(c, "nope"), ZkeyDir: k}, "devfleet: Config.CircuitDir: stat"},
 		{"bad port", devfleet.Config{CircuitDir: c, ZkeyDir: k, NATSPort: 70000}, "devfleet: Config.NATSPort must be 0..65535, got 70000"},
 		{"bad family", devfleet.Config{CircuitDir: c, ZkeyDir: k, Families: []family.Family{"passport"}}, `devfleet: Config.Families: unknown family "passport"`},
+		{"bad attester", devfleet.Config{CircuitDir: c, ZkeyDir: k, Attester: "nsm"}, `devfleet: Config.Attester must be dev-nitro or dev-gcp, got "nsm"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,5 +279,52 @@ func TestAddStopKillWorkers(t *testing.T) {
 	}
 	if err := fleet.Stop(ctx); err != nil {
 		t.Errorf("fleet Stop: %v", err)
+	}
+}
+
+// TestConfidentialSpaceAttester: with AttesterDevGCP the fleet signs
+// tokens under a development root kept in the state dir; ClientOptions
+// gives the matching verifier and a Nitro verifier is refused.
+func TestConfidentialSpaceAttester(t *testing.T) {
+	t.Parallel()
+	c, k := emptyFolders(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fleet, err := devfleet.Start(ctx, devfleet.Config{
+		DatabaseURL: stacktest.PostgresURL(t), CircuitDir: c, ZkeyDir: k, NoWorkers: true,
+		Attester: devfleet.AttesterDevGCP,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fleet.Stop(context.Background()) })
+	if fleet.RootPEMPath() != filepath.Join(fleet.AttestDir(), attest.DevGCPRootCertFile) || fleet.PCR0() != nil ||
+		!strings.HasPrefix(fleet.ImageDigest(), "sha256:") || fleet.Attester() != devfleet.AttesterDevGCP {
+		t.Fatalf("root %s, PCR0 %x, digest %q", fleet.RootPEMPath(), fleet.PCR0(), fleet.ImageDigest())
+	}
+	pem, err := os.ReadFile(fleet.RootPEMPath())
+	if err != nil || !bytes.Equal(pem, fleet.RootPEM()) {
+		t.Fatalf("root PEM file: %v", err)
+	}
+	if _, err := fleet.NewVerifier(); !errors.Is(err, devfleet.ErrOtherFormat) {
+		t.Fatalf("NewVerifier: %v", err)
+	}
+	opts, err := fleet.ClientOptions()
+	if err != nil || opts.TokenVerifier == nil || opts.Verifier != nil {
+		t.Fatalf("ClientOptions = %+v, %v", opts, err)
+	}
+	ws, err := client.Dial(ctx, fleet.WSURL(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	pub := mustP256(t)
+	hello, err := ws.Hello(ctx, uuid.NewString(), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := opts.TokenVerifier.Verify(hello.Attestation, pub)
+	if err != nil || tok.ImageDigest != fleet.ImageDigest() {
+		t.Fatalf("token: %+v, %v", tok, err)
 	}
 }
