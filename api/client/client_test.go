@@ -313,7 +313,7 @@ func TestConfidentialSpace(t *testing.T) {
 			t.Fatalf("compressed=%v: trail %v", compressed, got)
 		}
 		work(t, e, family.DSC, `{"a":"1"}`, true, nil)
-		if st, err := c.Wait(ctx, id, nil); err != nil || st.Status != protocol.StatusProofGenerated {
+		if st, err := c.Wait(ctx, id, nil); err != nil || st.Status != status.ProofGenerated {
 			t.Fatalf("compressed=%v: Wait = %+v, %v", compressed, st, err)
 		}
 	}
