@@ -17,6 +17,7 @@ import (
 	"github.com/openpassport/prover-fleet/internal/admin"
 	"github.com/openpassport/prover-fleet/internal/connect"
 	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/shared/store"
@@ -38,6 +39,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	zkeyNames, err := circuitdir.LoadZkeyMap(cfg.ZkeyMapFile)
+	if err != nil {
+		return err
+	}
 	attester, closeAttester, err := newAttester(cfg, log)
 	if err != nil {
 		return err
@@ -83,6 +88,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Families:      cfg.Families,
 		CircuitFolder: cfg.CircuitFolder,
 		ZkeyFolder:    cfg.ZkeyFolder,
+		ZkeyNames:     zkeyNames,
 		SessionTTL:    cfg.SessionTTL,
 		MaxSessions:   cfg.MaxSessions,
 	})

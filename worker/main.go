@@ -24,6 +24,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/internal/admin"
 	"github.com/openpassport/prover-fleet/internal/connect"
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/vsockdial"
 	"github.com/openpassport/prover-fleet/worker/internal/config"
@@ -53,6 +54,11 @@ func main() {
 // stops fetching and settles its jobs, then the admin server stops, NATS is
 // drained and the database pool closed.
 func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	zkeys, err := circuitdir.LoadZkeyMap(cfg.ZkeyMapFile)
+	if err != nil {
+		return err
+	}
+	cfg.Service.ZkeyNames = zkeys
 	key, err := job.LoadKeyFile(cfg.JobKeyFile)
 	if err != nil {
 		return err

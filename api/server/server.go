@@ -77,6 +77,9 @@ type Config struct {
 	// ZkeyFolder holds the proving keys; when set, a circuit is only known
 	// if its zkey is there too.
 	ZkeyFolder string
+	// ZkeyNames maps circuit names to zkey file names in ZkeyFolder for
+	// keys not named <name>.zkey (circuitdir.LoadZkeyMap).
+	ZkeyNames map[string]string
 	// CircuitRefresh is the least time between rescans of the folders on
 	// an unknown name (default 10 s).
 	CircuitRefresh time.Duration
@@ -124,7 +127,7 @@ func New(deps Deps, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	catalog, err := circuits.New(circuits.Config{
-		Layout:  circuitdir.Layout{CircuitDir: cfg.CircuitFolder, ZkeyDir: cfg.ZkeyFolder},
+		Layout:  circuitdir.Layout{CircuitDir: cfg.CircuitFolder, ZkeyDir: cfg.ZkeyFolder, ZkeyNames: cfg.ZkeyNames},
 		Refresh: cfg.CircuitRefresh,
 	})
 	if err != nil {

@@ -15,7 +15,9 @@
 package circuitdir
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,6 +42,11 @@ type Layout struct {
 	CircuitDir string
 	// ZkeyDir holds the proving and verification keys.
 	ZkeyDir string
+	// ZkeyNames maps a circuit name to the file name of its proving key in
+	// ZkeyDir (--circuit-zkey-map, see LoadZkeyMap); a circuit not in it
+	// has <name>.zkey. A mapped key's verification key is the key's name
+	// with .vkey.json for .zkey.
+	ZkeyNames map[string]string
 }
 
 const (
@@ -66,11 +73,66 @@ func (l Layout) Wasm(name string) string {
 // R1CS is the constraint system of circuit name.
 func (l Layout) R1CS(name string) string { return filepath.Join(l.CircuitDir, name+".r1cs") }
 
-// Zkey is the Groth16 proving key of circuit name.
-func (l Layout) Zkey(name string) string { return filepath.Join(l.ZkeyDir, name+".zkey") }
+// Zkey is the Groth16 proving key of circuit name: <zkeys>/<name>.zkey, or
+// the file ZkeyNames gives it.
+func (l Layout) Zkey(name string) string {
+	if f, ok := l.ZkeyNames[name]; ok {
+		return filepath.Join(l.ZkeyDir, f)
+	}
+	return filepath.Join(l.ZkeyDir, name+".zkey")
+}
 
-// VKey is the verification key of circuit name.
-func (l Layout) VKey(name string) string { return filepath.Join(l.ZkeyDir, name+".vkey.json") }
+// VKey is the verification key of circuit name: <zkeys>/<name>.vkey.json,
+// or beside a mapped proving key, named after it.
+func (l Layout) VKey(name string) string {
+	if f, ok := l.ZkeyNames[name]; ok {
+		return filepath.Join(l.ZkeyDir, strings.TrimSuffix(f, ".zkey")+".vkey.json")
+	}
+	return filepath.Join(l.ZkeyDir, name+".vkey.json")
+}
+
+// MaxZkeyMapBytes bounds a circuit-zkey map file.
+const MaxZkeyMapBytes = 1 << 20
+
+// LoadZkeyMap reads a circuit-zkey map: a JSON object from circuit names to
+// the file names of their proving keys in the zkey folder, for keys not
+// named <circuit>.zkey (a trusted setup's output, a key shared by two
+// circuit names):
+//
+//	{"register_sha256_sha256_sha256_rsa_65537_4096": "register_rsa_4096_final.zkey"}
+//
+// Every name must be a valid circuit name and every file name one path
+// element ending in .zkey. An empty path returns nil (no map).
+func LoadZkeyMap(path string) (map[string]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("circuitdir: circuit-zkey map: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxZkeyMapBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("circuitdir: circuit-zkey map %s: %w", path, err)
+	}
+	if len(data) > MaxZkeyMapBytes {
+		return nil, fmt.Errorf("circuitdir: circuit-zkey map %s is over %d bytes", path, MaxZkeyMapBytes)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("circuitdir: circuit-zkey map %s: want a JSON object of circuit name to zkey file name: %w", path, err)
+	}
+	for name, file := range m {
+		switch {
+		case !ValidName(name):
+			return nil, fmt.Errorf("circuitdir: circuit-zkey map %s: %q is not a circuit name", path, name)
+		case file == "" || file != filepath.Base(file) || strings.ContainsRune(file, os.PathSeparator) || !strings.HasSuffix(file, ".zkey") || file == ".zkey":
+			return nil, fmt.Errorf("circuitdir: circuit-zkey map %s: %q for %s must be a file name in the zkey folder ending in .zkey", path, file, name)
+		}
+	}
+	return m, nil
+}
 
 // Abs returns the layout with both folders made absolute (an empty one
 // stays empty), as the C++ generator needs to find its data file.
@@ -90,8 +152,8 @@ func (l Layout) Abs() (Layout, error) {
 
 // Installed lists, sorted, the circuits whose witness generator is
 // present: an executable <name>_cpp/<name> or a <name>_js/<name>.wasm
-// (regular files) and, when ZkeyDir is set, whose <name>.zkey is present
-// too. Only presence is checked; no file is read. An unreadable circuit
+// (regular files) and, when ZkeyDir is set, whose proving key (Zkey) is
+// present too. Only presence is checked; no file is read. An unreadable circuit
 // folder is an error.
 func (l Layout) Installed() ([]string, error) {
 	entries, err := os.ReadDir(l.CircuitDir)

@@ -114,6 +114,10 @@ type Config struct {
 	CircuitDir string
 	// ZkeyDir holds <name>.zkey and <name>.vkey.json. Required.
 	ZkeyDir string
+	// ZkeyNames maps circuit names to key file names in ZkeyDir for keys
+	// not named <name>.zkey (circuitdir.Layout.ZkeyNames,
+	// --circuit-zkey-map).
+	ZkeyNames map[string]string
 	// ProverMode is ProverCommand (default) or ProverNative.
 	ProverMode string
 	// NativeTableBudget is, in native mode, the memory (bytes) each
@@ -330,7 +334,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 
 	env := childEnv(cfg.ChildEnv)
-	layout := circuitdir.Layout{CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir}
+	layout := circuitdir.Layout{CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, ZkeyNames: cfg.ZkeyNames}
 	run := m.Runner(proc.Exec{})
 	w, err := witness.New(run, witness.Config{Layout: layout, Timeout: cfg.WitnessTimeout, Env: env})
 	if err != nil {

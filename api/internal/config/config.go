@@ -41,9 +41,12 @@ type Config struct {
 	DatabaseTarget string
 	CircuitFolder  string
 	ZkeyFolder     string
-	NATSURL        string
-	NATSTarget     string
-	Families       []family.Family
+	// ZkeyMapFile is the circuit-zkey map (circuitdir.LoadZkeyMap), loaded
+	// by the program; empty: every key is <name>.zkey.
+	ZkeyMapFile string
+	NATSURL     string
+	NATSTarget  string
+	Families    []family.Family
 	// Attester is one of the Attester* names (aliases are resolved by
 	// Parse); LauncherSocket is the Confidential Space launcher's socket of
 	// AttesterGCP, DevAttestDir the development root of the dev ones.
@@ -86,23 +89,24 @@ func DevAttester(name string) bool {
 
 // Flag names and their environment variables.
 var envOf = map[string]string{
-	"server-address":  "PROVER_API_SERVER_ADDRESS",
-	"database-url":    "DATABASE_URL",
-	"database-target": "PROVER_API_DATABASE_TARGET",
-	"circuit-folder":  "PROVER_API_CIRCUIT_FOLDER",
-	"zkey-folder":     "PROVER_API_ZKEY_FOLDER",
-	"nats-url":        "NATS_URL",
-	"nats-target":     "PROVER_API_NATS_TARGET",
-	"families":        "PROVER_API_FAMILIES",
-	"attester":        "PROVER_API_ATTESTER",
-	"launcher-socket": "PROVER_API_LAUNCHER_SOCKET",
-	"dev-attest-dir":  "PROVER_API_DEV_ATTEST_DIR",
-	"session-ttl":     "PROVER_API_SESSION_TTL",
-	"max-sessions":    "PROVER_API_MAX_SESSIONS",
-	"admin-address":   "PROVER_API_ADMIN_ADDRESS",
-	"job-key-file":    "PROVER_API_JOB_KEY_FILE",
-	"log-level":       "PROVER_API_LOG_LEVEL",
-	"log-format":      "PROVER_API_LOG_FORMAT",
+	"server-address":   "PROVER_API_SERVER_ADDRESS",
+	"database-url":     "DATABASE_URL",
+	"database-target":  "PROVER_API_DATABASE_TARGET",
+	"circuit-folder":   "PROVER_API_CIRCUIT_FOLDER",
+	"zkey-folder":      "PROVER_API_ZKEY_FOLDER",
+	"circuit-zkey-map": "PROVER_API_CIRCUIT_ZKEY_MAP",
+	"nats-url":         "NATS_URL",
+	"nats-target":      "PROVER_API_NATS_TARGET",
+	"families":         "PROVER_API_FAMILIES",
+	"attester":         "PROVER_API_ATTESTER",
+	"launcher-socket":  "PROVER_API_LAUNCHER_SOCKET",
+	"dev-attest-dir":   "PROVER_API_DEV_ATTEST_DIR",
+	"session-ttl":      "PROVER_API_SESSION_TTL",
+	"max-sessions":     "PROVER_API_MAX_SESSIONS",
+	"admin-address":    "PROVER_API_ADMIN_ADDRESS",
+	"job-key-file":     "PROVER_API_JOB_KEY_FILE",
+	"log-level":        "PROVER_API_LOG_LEVEL",
+	"log-format":       "PROVER_API_LOG_FORMAT",
 }
 
 // EnvVar returns the environment variable of a flag ("" if none).
@@ -124,6 +128,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.StringVar(&c.DatabaseTarget, "database-target", "", "dial Postgres here instead (vsock://CID:PORT inside an enclave)")
 	fs.StringVarP(&c.CircuitFolder, "circuit-folder", "c", "circuits/build", "folder of witness generators (<name>_cpp/<name> or <name>_js/<name>.wasm)")
 	fs.StringVarP(&c.ZkeyFolder, "zkey-folder", "k", "zkeys", "folder of proving keys (<name>.zkey); a circuit without one is refused; empty skips the check")
+	fs.StringVarP(&c.ZkeyMapFile, "circuit-zkey-map", "z", "", `JSON file mapping circuit names to zkey file names in the zkey folder, {"<circuit>": "<file>.zkey"} (default: <name>.zkey)`)
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	fs.StringVar(&c.NATSTarget, "nats-target", "", "dial NATS here instead (vsock://CID:PORT inside an enclave)")
 	fs.StringVar(&families, "families", "all", "proof families served: all, or a comma-separated list of register, dsc, disclose")

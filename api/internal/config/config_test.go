@@ -39,8 +39,8 @@ func TestParse(t *testing.T) {
 		}
 	})
 	t.Run("short flags of the seed", func(t *testing.T) {
-		c, err := Parse([]string{"-s", ":1", "-d", "db", "-c", "circ", "-k", "zk", "--job-key-file", "k"}, env(nil), &bytes.Buffer{})
-		if err != nil || c.ServerAddress != ":1" || c.DatabaseURL != "db" || c.CircuitFolder != "circ" || c.ZkeyFolder != "zk" {
+		c, err := Parse([]string{"-s", ":1", "-d", "db", "-c", "circ", "-k", "zk", "-z", "map.json", "--job-key-file", "k"}, env(nil), &bytes.Buffer{})
+		if err != nil || c.ServerAddress != ":1" || c.DatabaseURL != "db" || c.CircuitFolder != "circ" || c.ZkeyFolder != "zk" || c.ZkeyMapFile != "map.json" {
 			t.Fatalf("%+v, %v", c, err)
 		}
 	})

@@ -38,6 +38,9 @@ type Config struct {
 	Service service.Config
 	// JobKeyFile holds the fleet key (64 hex characters or 32 bytes).
 	JobKeyFile string
+	// ZkeyMapFile is the circuit-zkey map (circuitdir.LoadZkeyMap) the
+	// program loads into Service.ZkeyNames; empty: every key is <name>.zkey.
+	ZkeyMapFile string
 	// NATSURL and DatabaseURL locate the servers; NATSTarget and
 	// DatabaseTarget optionally send the bytes elsewhere (vsock://3:4222
 	// inside an enclave, see shared/vsockdial).
@@ -86,6 +89,7 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 	fs.IntVar(&s.Concurrency, "concurrency", service.DefaultConcurrency, "jobs run at once")
 	fs.StringVarP(&s.CircuitDir, "circuit-folder", "c", "", "folder of witness generators <name>_cpp/<name> (required)")
 	fs.StringVarP(&s.ZkeyDir, "zkey-folder", "k", "", "folder of <name>.zkey and <name>.vkey.json (required)")
+	fs.StringVarP(&c.ZkeyMapFile, "circuit-zkey-map", "z", "", `JSON file mapping circuit names to zkey file names in the zkey folder, {"<circuit>": "<file>.zkey"} (default: <name>.zkey)`)
 	fs.StringVarP(&s.Prover, "prover", "r", service.DefaultProver,
 		`prover command taking <zkey> <wtns> <proof.json> <public.json>: a rapidsnark path, "snarkjs groth16 prove", zkprove`)
 	fs.StringVar(&mode, "prover-mode", service.ProverCommand, "command (run --prover per proof) or native (in-process, warm keys)")

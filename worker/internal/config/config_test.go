@@ -40,9 +40,9 @@ func TestParse(t *testing.T) {
 		}},
 		{"flags", append([]string{"--concurrency", "4", "-r", "snarkjs groth16 prove", "--prover-mode", "native",
 			"--prove-timeout", "90s", "--shutdown-grace", "0", "--log-level", "debug", "--log-format", "text",
-			"--child-env", "A=1", "--child-env", "B=2", "--worker-id", "w1", "--native-table-mib", "0"}, required...), nil, func(t *testing.T, c config.Config) {
+			"--child-env", "A=1", "--child-env", "B=2", "--worker-id", "w1", "--native-table-mib", "0", "-z", "/m.json"}, required...), nil, func(t *testing.T, c config.Config) {
 			s := c.Service
-			if s.NativeTableBudget != 0 || s.Concurrency != 4 || s.Prover != "snarkjs groth16 prove" || s.ProverMode != "native" ||
+			if s.NativeTableBudget != 0 || c.ZkeyMapFile != "/m.json" || s.Concurrency != 4 || s.Prover != "snarkjs groth16 prove" || s.ProverMode != "native" ||
 				s.ProveTimeout != 90*time.Second || s.ShutdownGrace != -1 || c.LogLevel != slog.LevelDebug ||
 				c.LogFormat != "text" || strings.Join(s.ChildEnv, ",") != "A=1,B=2" || s.WorkerID != "w1" {
 				t.Fatalf("%+v", c)
@@ -52,10 +52,10 @@ func TestParse(t *testing.T) {
 			"PROVER_WORKER_FAMILY": "dsc", "PROVER_WORKER_CIRCUIT_FOLDER": "/ec", "PROVER_WORKER_ZKEY_FOLDER": "/ek",
 			"DATABASE_URL": "postgres://fallback/db", "PROVER_WORKER_JOB_KEY_FILE": "/ekey",
 			"PROVER_WORKER_CONCURRENCY": "3", "NATS_URL": "nats://n:4222", "PROVER_WORKER_HEARTBEAT": "5s",
-			"PROVER_WORKER_ADMIN_ADDRESS": "", "PROVER_WORKER_NATIVE_TABLE_MIB": "512",
+			"PROVER_WORKER_ADMIN_ADDRESS": "", "PROVER_WORKER_NATIVE_TABLE_MIB": "512", "PROVER_WORKER_CIRCUIT_ZKEY_MAP": "/em.json",
 		}, func(t *testing.T, c config.Config) {
 			s := c.Service
-			if s.NativeTableBudget != 512<<20 || s.Family != family.DSC || s.CircuitDir != "/ec" || s.ZkeyDir != "/ek" || c.DatabaseURL != "postgres://fallback/db" ||
+			if s.NativeTableBudget != 512<<20 || c.ZkeyMapFile != "/em.json" || s.Family != family.DSC || s.CircuitDir != "/ec" || s.ZkeyDir != "/ek" || c.DatabaseURL != "postgres://fallback/db" ||
 				c.JobKeyFile != "/ekey" || s.Concurrency != 3 || c.NATSURL != "nats://n:4222" || s.Heartbeat != 5*time.Second ||
 				c.AdminAddress != "" {
 				t.Fatalf("%+v", c)
