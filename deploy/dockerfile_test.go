@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -537,5 +538,44 @@ func mustWrite(t *testing.T, p, content string, mode os.FileMode) {
 	}
 	if err := os.WriteFile(p, []byte(content), mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConfidentialSpaceLabels: the images carry the launch policy the
+// Confidential Space launcher reads from image labels, and the frontend's
+// lets the VM's metadata choose the attester and the servers only.
+func TestConfidentialSpaceLabels(t *testing.T) {
+	_, _, byName := loadDockerfile(t)
+	for stage, want := range map[string][]string{
+		"image-api": {"PROVER_API_ATTESTER", "DATABASE_URL", "NATS_URL"},
+		"worker":    {"DATABASE_URL", "NATS_URL"},
+	} {
+		s := byName[stage]
+		if s == nil {
+			t.Fatalf("no stage %s", stage)
+		}
+		labels := map[string]string{}
+		for _, in := range s.instrs {
+			if in.cmd != "LABEL" {
+				continue
+			}
+			for _, m := range regexp.MustCompile(`"([^"]+)"="([^"]*)"`).FindAllStringSubmatch(in.args, -1) {
+				labels[m[1]] = m[2]
+			}
+		}
+		allowed := strings.Split(labels["tee.launch_policy.allow_env_override"], ",")
+		for _, v := range want {
+			if !slices.Contains(allowed, v) {
+				t.Errorf("%s: tee.launch_policy.allow_env_override %q lacks %s", stage, allowed, v)
+			}
+		}
+		for _, v := range allowed {
+			if strings.Contains(v, "JOB_KEY") || strings.Contains(v, "FOLDER") || strings.Contains(v, "SOCKET") {
+				t.Errorf("%s: the VM's metadata may override %s", stage, v)
+			}
+		}
+		if labels["tee.launch_policy.log_redirect"] != "always" {
+			t.Errorf("%s: tee.launch_policy.log_redirect = %q", stage, labels["tee.launch_policy.log_redirect"])
+		}
 	}
 }
