@@ -55,21 +55,24 @@ func freeAddr(t *testing.T) string {
 // tcp:// addresses, the form vsockdial.Listen shares with vsock://:PORT.
 func TestRun(t *testing.T) {
 	tests := []struct {
-		name    string
-		targets bool
+		name     string
+		targets  bool
+		attester string
 	}{
-		{name: "direct"},
-		{name: "through targets", targets: true},
+		{name: "direct", attester: "dev"},
+		{name: "through targets", targets: true, attester: "dev-nitro"},
+		{name: "development Confidential Space tokens", attester: "dev-gcp"},
+		{name: "Confidential Space launcher", attester: "gcp"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			testRun(t, tt.targets)
+			testRun(t, tt.targets, tt.attester)
 		})
 	}
 }
 
-func testRun(t *testing.T, targets bool) {
+func testRun(t *testing.T, targets bool, attester string) {
 	ctx := context.Background()
 	dbURL := stacktest.PostgresURL(t)
 	_, js, natsURL := stacktest.NATS(t)
@@ -82,8 +85,29 @@ func testRun(t *testing.T, targets bool) {
 	serverAddr, adminAddr := freeAddr(t), freeAddr(t)
 	args := []string{
 		"-s", serverAddr, "-c", circuits, "-k", zkeys,
-		"--attester", "dev", "--dev-attest-dir", attestDir, "--admin-address", adminAddr,
+		"--attester", attester, "--dev-attest-dir", attestDir, "--admin-address", adminAddr,
 		"--job-key-file", keyFile, "--families", "register,dsc",
+	}
+	// The client's verifier, from the same development root (reused from
+	// the directory); with gcp, a stand-in launcher signs with it.
+	var opts client.Options
+	switch attester {
+	case "gcp", "dev-gcp":
+		dev, err := attest.NewDevGCP(attest.DevGCPConfig{Dir: attestDir})
+		must(t, err)
+		if attester == "gcp" {
+			args = append(args, "--launcher-socket", apitest.StartLauncher(t, dev))
+		}
+		opts.TokenVerifier, err = attest.NewTokenVerifier(attest.TokenVerifierConfig{
+			Roots: []*x509.Certificate{dev.RootCert()}, AllowedImageDigests: []string{dev.ImageDigest()},
+			AllowDebug: true, MaxAge: time.Minute})
+		must(t, err)
+	default:
+		dev, err := attest.NewDev(attest.DevConfig{Dir: attestDir, ModuleID: "verifier"})
+		must(t, err)
+		opts.Verifier, err = attest.NewVerifier(attest.VerifierConfig{
+			Roots: []*x509.Certificate{dev.RootCert()}, AllowedPCR0: [][]byte{dev.PCR0()}, MaxAge: time.Minute})
+		must(t, err)
 	}
 	if targets {
 		u, err := url.Parse(dbURL)
@@ -109,18 +133,10 @@ func testRun(t *testing.T, targets bool) {
 	done := make(chan error, 1)
 	go func() { done <- run(runCtx, cfg, slog.New(slog.NewJSONHandler(&logs, nil))) }()
 
-	// The same development root (reused from the directory) and binary
-	// give the client what to verify against.
-	dev, err := attest.NewDev(attest.DevConfig{Dir: attestDir, ModuleID: "verifier"})
-	must(t, err)
-	verifier, err := attest.NewVerifier(attest.VerifierConfig{
-		Roots: []*x509.Certificate{dev.RootCert()}, AllowedPCR0: [][]byte{dev.PCR0()}, MaxAge: time.Minute})
-	must(t, err)
-
 	var c *client.Client
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err = client.Dial(ctx, "ws://"+serverAddr+"/", client.Options{Verifier: verifier})
+		c, err = client.Dial(ctx, "ws://"+serverAddr+"/", opts)
 		if err == nil {
 			break
 		}

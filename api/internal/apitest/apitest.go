@@ -13,9 +13,14 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -270,4 +275,65 @@ func (e *Env) StreamCount(t *testing.T) uint64 {
 	info, err := s.Info(context.Background())
 	must(t, err)
 	return info.State.Msgs
+}
+
+// StartLauncher stands in for the Confidential Space launcher, which cannot
+// run here: an HTTP server on a unix socket answering POST /v1/token as the
+// launcher's teeserver does (a JSON TokenOptions body, unknown fields
+// refused, audience and token_type required) with a token of dev over the
+// nonces it was sent. It returns the socket's path; the server stops when
+// the test ends.
+func StartLauncher(t *testing.T, dev *attest.DevGCP) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "launcher") // unix socket paths are short
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	socket := filepath.Join(dir, "teeserver.sock")
+	ln, err := net.Listen("unix", socket)
+	must(t, err)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/token", func(w http.ResponseWriter, r *http.Request) {
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		var req struct {
+			Audience  string   `json:"audience"`
+			TokenType string   `json:"token_type"`
+			Nonces    []string `json:"nonces"`
+		}
+		if err := dec.Decode(&req); err != nil || req.Audience == "" || req.TokenType != attest.TokenTypePKI {
+			http.Error(w, fmt.Sprintf("bad token request: %v %+v", err, req), http.StatusBadRequest)
+			return
+		}
+		// The nonces are GCPNonces of a Request; rebuild it for dev.
+		var fields [][]byte
+		for _, n := range req.Nonces {
+			b, err := base64.StdEncoding.DecodeString(n)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			fields = append(fields, b)
+		}
+		var ar attest.Request
+		for i, f := range fields {
+			switch i {
+			case 0:
+				ar.UserData = f
+			case 1:
+				ar.PublicKey = f
+			case 2:
+				ar.Nonce = f
+			}
+		}
+		tok, err := dev.Attest(r.Context(), ar)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = w.Write(tok)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return socket
 }
