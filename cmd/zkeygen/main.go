@@ -26,6 +26,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -59,6 +60,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	zkeyPath := fs.String("zkey", "", "proving key to write, snarkjs .zkey format (required)")
 	vkeyPath := fs.String("vkey", "", "verifying key to write, snarkjs vkey.json format (required)")
 	seed := fs.String("seed", "", "secret the setup is derived from; anyone who knows it can forge proofs (required)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: zkeygen -r1cs circuit.r1cs -zkey circuit.zkey -vkey circuit.vkey.json -seed STRING")
 		fmt.Fprintln(stderr, groth16.DevSetupWarning)
@@ -80,11 +82,23 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	fmt.Fprintln(stderr, "WARNING:", groth16.DevSetupWarning)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	sys, err := r1cs.ReadFile(ctx, *r1csPath)
 	if err != nil {
 		return fmt.Errorf("read r1cs: %w", err)
 	}
+	nCons, nWires, nPub := len(sys.Constraints), sys.NWires, sys.NPublic()
 	k, vk, err := groth16.DevSetup(ctx, sys, []byte(*seed))
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
@@ -111,7 +125,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("write vkey: %w", err)
 	}
 	fmt.Fprintf(stderr, "zkeygen: %d constraints, %d wires, %d public signals, domain 2^%d; wrote %s and %s in %s\n",
-		len(sys.Constraints), sys.NWires, sys.NPublic(), log2(k.DomainSize), *zkeyPath, *vkeyPath,
+		nCons, nWires, nPub, log2(k.DomainSize), *zkeyPath, *vkeyPath,
 		time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -22,6 +22,10 @@ import (
 const DevSetupWarning = "DEVELOPMENT KEY: the toxic waste (tau, alpha, beta, gamma, delta) is derived from the seed; " +
 	"anyone who knows the seed can forge proofs for this circuit. Never use it in production."
 
+// setupChunk is how many scalars of a fixed-base batch (setupmul.go) share
+// one field inversion per window.
+const setupChunk = 512
+
 // ErrCircuitTooLarge means the circuit needs a larger domain than supported.
 var ErrCircuitTooLarge = errors.New("groth16: circuit too large")
 
@@ -129,6 +133,29 @@ func DevSetup(ctx context.Context, sys *r1cs.System, seed []byte) (*zkey.Key, *V
 		return nil, nil, err
 	}
 
+	// Fixed-base products, one table per group: A = u·G1, B1 = v·G1,
+	// B2 = v·G2, IC/C = lin·G1, H = h·G1. The scalars are computed as late
+	// and dropped as early as the order allows (the peak memory at 2^22).
+	_, _, g1, g2 := bn254.Generators()
+	t1 := newSetupTableG1(&g1, 3*nVars+n)
+	k.NVars, k.NPublic, k.DomainSize = uint32(nVars), uint32(nPub), uint32(n)
+	k.A = make([]bn254.G1Affine, nVars)
+	t1.mul(u, k.A)
+	k.B1 = make([]bn254.G1Affine, nVars)
+	t1.mul(v, k.B1)
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	k.B2 = make([]bn254.G2Affine, nVars)
+	newSetupTableG2(&g2, nVars).mul(v, k.B2)
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	linPts := make([]bn254.G1Affine, nVars)
+	t1.mul(lin, linPts)
+	k.IC = linPts[: nPub+1 : nPub+1]
+	k.C = linPts[nPub+1:]
+
 	// H_j = L_{2j+1}(tau)/delta over the 2n domain.
 	omega2, err := fr.Generator(uint64(2 * n))
 	if err != nil {
@@ -140,33 +167,17 @@ func DevSetup(ctx context.Context, sys *r1cs.System, seed []byte) (*zkey.Key, *V
 			h[j].Mul(&h[j], &deltaInv)
 		}
 	})
-
-	// One fixed-base pass per group: [u | v | lin | h | alpha, beta, delta].
-	_, _, g1, g2 := bn254.Generators()
-	s1 := make([]fr.Element, 0, 3*nVars+n+3)
-	s1 = append(s1, u...)
-	s1 = append(s1, v...)
-	s1 = append(s1, lin...)
-	s1 = append(s1, h...)
-	s1 = append(s1, alpha, beta, delta)
-	p1 := batchMulG1(&g1, s1)
+	k.H = make([]bn254.G1Affine, n)
+	t1.mul(h, k.H)
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	s2 := make([]fr.Element, 0, nVars+3)
-	s2 = append(s2, v...)
-	s2 = append(s2, beta, gamma, delta)
-	p2 := batchMulG2(&g2, s2)
-
-	k.NVars, k.NPublic, k.DomainSize = uint32(nVars), uint32(nPub), uint32(n)
-	k.A = p1[0:nVars:nVars]
-	k.B1 = p1[nVars : 2*nVars : 2*nVars]
-	k.IC = p1[2*nVars : 2*nVars+nPub+1 : 2*nVars+nPub+1]
-	k.C = p1[2*nVars+nPub+1 : 3*nVars : 3*nVars]
-	k.H = p1[3*nVars : 3*nVars+n : 3*nVars+n]
-	k.Alpha1, k.Beta1, k.Delta1 = p1[3*nVars+n], p1[3*nVars+n+1], p1[3*nVars+n+2]
-	k.B2 = p2[0:nVars:nVars]
-	k.Beta2, k.Gamma2, k.Delta2 = p2[nVars], p2[nVars+1], p2[nVars+2]
+	small1 := make([]bn254.G1Affine, 3)
+	t1.mul([]fr.Element{alpha, beta, delta}, small1)
+	k.Alpha1, k.Beta1, k.Delta1 = small1[0], small1[1], small1[2]
+	small2 := make([]bn254.G2Affine, 3)
+	newSetupTableG2(&g2, 3).mul([]fr.Element{beta, gamma, delta}, small2)
+	k.Beta2, k.Gamma2, k.Delta2 = small2[0], small2[1], small2[2]
 
 	vk, err := NewVerifyingKey(k.Alpha1, k.Beta2, k.Gamma2, k.Delta2, k.IC)
 	if err != nil {
