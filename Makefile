@@ -10,7 +10,7 @@ GOTESTFLAGS ?= -race -count=1 -timeout 30m
 
 PROGRAMS := prover-api prover-worker proverctl zkprove zkeygen
 
-.PHONY: all build demo dev test test-short bench bench-quick circuits keys deps fmt vet clean
+.PHONY: all build demo dev test test-short bench bench-quick circuits circuits-large keys deps fmt vet clean
 
 all: build
 
@@ -31,6 +31,13 @@ deps:
 # Compile the demo circuits (idempotent: skips what is up to date).
 circuits: deps
 	scripts/build-circuits.sh $(CIRCUITS_OUT)
+
+# The large demo circuits at 2^20 and 2^22 constraints (circuits/README.md, "Large
+# circuits"): compile, C++ witness generators, checked sample inputs in
+# $(CIRCUITS_OUT)/inputs, development keys in $(ZKEYS) (all git-ignored). Not part of
+# `make test` (its tests build tiny instances); about an hour on 2 cores.
+circuits-large: deps
+	DEV_KEY_SEED="$(DEV_KEY_SEED)" ZKEYGEN=$(abspath $(BIN))/zkeygen scripts/build-large-circuits.sh $(CIRCUITS_OUT) $(ZKEYS)
 
 # Development keys that are too large to commit are generated once, quickly,
 # by our own Go keygen (snarkjs needs >30 min for 2^17 on 2 cores).

@@ -4,6 +4,8 @@
 #   scripts/build-circuits.sh [OUTDIR]        (default: circuits/build)
 #   CIRCUITS="dsc_demo disclose_demo" scripts/build-circuits.sh   (a subset)
 #   FORCE=1 scripts/build-circuits.sh          (rebuild even when up to date)
+#   SRC=DIR WASM=0 scripts/build-circuits.sh   (main files from DIR; no wasm generator: the
+#                                               large circuits, scripts/build-large-circuits.sh)
 #
 # For every circuits/src/<name>.circom that has a `component main` it produces, in OUTDIR,
 # the layout the worker expects (see circuits/README.md):
@@ -19,7 +21,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SRC="$ROOT/circuits/src"
+SRC="${SRC:-$ROOT/circuits/src}"
+# Include paths: the demo gadgets, the large circuits' templates, circomlib.
+LIBS=("$ROOT/circuits/src" "$ROOT/circuits/large")
+WASM="${WASM:-1}"
 NODE_MODULES="$ROOT/circuits/node_modules"
 CIRCOM="$NODE_MODULES/.bin/circom2"
 OUTDIR="${1:-$ROOT/circuits/build}"
@@ -35,6 +40,7 @@ done
 
 mkdir -p "$OUTDIR"
 OUTDIR="$(cd "$OUTDIR" && pwd)"
+SRC="$(cd "$SRC" && pwd)"
 
 # One build per OUTDIR at a time.
 exec 9>"$OUTDIR/.lock"
@@ -63,7 +69,10 @@ TOOLS_ID="$(
   nasm -v
   sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1
 )"
-SOURCES_HASH="$(cd "$SRC" && find . -name '*.circom' -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)"
+# The sources: SRC, and the include paths when SRC is elsewhere (generated main files).
+HASHED=("$SRC")
+[[ "$SRC" == "$ROOT/circuits/src" ]] || HASHED+=("${LIBS[@]}")
+SOURCES_HASH="$(find "${HASHED[@]}" -name '*.circom' -type f | LC_ALL=C sort -u | xargs sha256sum | sed 's|  .*/|  |' | sha256sum | cut -d' ' -f1)"
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 stamp_for() { printf '%s\n%s\n%s\n' "$1" "$SOURCES_HASH" "$TOOLS_ID" | sha256sum | cut -d' ' -f1; }
 
@@ -72,22 +81,28 @@ up_to_date() {
   [[ "${FORCE:-0}" != 1 ]] &&
     [[ -f "$OUTDIR/$name.stamp" ]] &&
     [[ "$(head -1 "$OUTDIR/$name.stamp")" == "$(stamp_for "$name")" ]] &&
-    [[ -s "$OUTDIR/$name.r1cs" && -x "$OUTDIR/${name}_cpp/$name" && -s "$OUTDIR/${name}_cpp/$name.dat" && -s "$OUTDIR/${name}_js/$name.wasm" ]]
+    [[ -s "$OUTDIR/$name.r1cs" && -x "$OUTDIR/${name}_cpp/$name" && -s "$OUTDIR/${name}_cpp/$name.dat" ]] &&
+    [[ "$WASM" == 0 || -s "$OUTDIR/${name}_js/$name.wasm" ]]
 }
 
 # build_one NAME: compile and build; writes OUTDIR/NAME.log and, on success, NAME.stamp.
 build_one() {
   local name="$1" log="$OUTDIR/$1.log"
-  rm -rf "$OUTDIR/$name.stamp" "$OUTDIR/$name.r1cs" "$OUTDIR/${name}_cpp" "$OUTDIR/${name}_js"
-  local t0 t1 t2
+  rm -rf "$OUTDIR/$name.stamp" "$OUTDIR/$name.r1cs" "$OUTDIR/${name}_cpp" "$OUTDIR/${name}_js" "$OUTDIR/$name.time"
+  local t0 t1 t2 wasm=() libs=()
+  [[ "$WASM" == 0 ]] || wasm=(--wasm)
+  for l in "${LIBS[@]}" "$NODE_MODULES"; do libs+=(-l "$l"); done
   t0=$(date +%s.%N)
-  "$CIRCOM" "$SRC/$name.circom" --r1cs --wasm --c --O2 -l "$NODE_MODULES" -o "$OUTDIR" >"$log" 2>&1 ||
+  # /usr/bin/time -f: peak memory (KiB) and CPU seconds of the compiler, into NAME.time.
+  /usr/bin/time -o "$OUTDIR/$name.time" -f 'circom2 maxrss_kib=%M user_s=%U sys_s=%S' \
+    "$CIRCOM" "$SRC/$name.circom" --r1cs "${wasm[@]}" --c "${CIRCOM_OPT:---O2}" "${libs[@]}" -o "$OUTDIR" >"$log" 2>&1 ||
     { echo "circom2 failed, see $log" >&2; return 1; }
   t1=$(date +%s.%N)
   # -O1 instead of the Makefile's -O3: the generated <name>.cpp is ~8 MB and -O3 takes
   # twice the CPU (40 s vs 18 s for register_demo) for the same witness time (0.04 s).
   # Never add -DNDEBUG: the generator reports failed constraints through assert().
-  make -s -C "$OUTDIR/${name}_cpp" -j"$JOBS" CFLAGS="-std=c++11 -O1 -I." >>"$log" 2>&1 ||
+  /usr/bin/time -a -o "$OUTDIR/$name.time" -f 'make maxrss_kib=%M user_s=%U sys_s=%S' \
+    make -s -C "$OUTDIR/${name}_cpp" -j"$JOBS" CFLAGS="-std=c++11 -O1 -I." >>"$log" 2>&1 ||
     { echo "make failed, see $log" >&2; return 1; }
   t2=$(date +%s.%N)
   # Keep only what runs: the executable and its .dat (plus the sources, which are
@@ -96,9 +111,9 @@ build_one() {
   local nl l
   nl=$(sed -n 's/.*non-linear constraints: *\([0-9]*\).*/\1/p' "$log")
   l=$(sed -n 's/^linear constraints: *\([0-9]*\).*/\1/p' "$log")
-  printf '%s\ncompile_s=%s cpp_build_s=%s constraints=%s linear=%s\n' \
+  printf '%s\ncompile_s=%s cpp_build_s=%s constraints=%s linear=%s\n%s\n' \
     "$(stamp_for "$name")" "$(elapsed "$t0" "$t1")" "$(elapsed "$t1" "$t2")" "$nl" "$l" \
-    >"$OUTDIR/$name.stamp"
+    "$(tr '\n' ' ' <"$OUTDIR/$name.time")" >"$OUTDIR/$name.stamp"
 }
 
 T_START=$(date +%s.%N)
