@@ -74,7 +74,7 @@ HASHED=("$SRC")
 [[ "$SRC" == "$ROOT/circuits/src" ]] || HASHED+=("${LIBS[@]}")
 SOURCES_HASH="$(find "${HASHED[@]}" -name '*.circom' -type f | LC_ALL=C sort -u | xargs sha256sum | sed 's|  .*/|  |' | sha256sum | cut -d' ' -f1)"
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-stamp_for() { printf '%s\n%s\n%s\n' "$1" "$SOURCES_HASH" "$TOOLS_ID" | sha256sum | cut -d' ' -f1; }
+stamp_for() { printf '%s\n%s\n%s\n%s\n' "$1" "$SOURCES_HASH" "$TOOLS_ID" "${CIRCOM_OPT:---O2}" | sha256sum | cut -d' ' -f1; }
 
 up_to_date() {
   local name="$1"

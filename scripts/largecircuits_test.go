@@ -182,3 +182,72 @@ func normalise(t *testing.T, b []byte) []byte {
 	out, _ := json.Marshal(v)
 	return out
 }
+
+// TestLargeCircuitModel compiles (r1cs only) tiny instances of several shapes
+// and compares their constraint counts with gen-large.js's model, which is
+// what sizes the catalogue's circuits to their powers of two.
+func TestLargeCircuitModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs circom2; not under -short")
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		params string
+	}{
+		{"rsa two signatures", `{"sig":"rsa","n":64,"k":6,"bits":380,"nSigs":2,"depth":5,"nChunks":4}`},
+		{"rsa odd key packing", `{"sig":"rsa","n":40,"k":5,"bits":190,"nSigs":1,"depth":3,"nChunks":9}`},
+		{"schnorr", `{"sig":"schnorr","nSigs":3,"depth":2,"nChunks":5}`},
+		// --O1 keeps linear constraints; its model is a measured point plus a slope.
+		{"rsa O1", `{"sig":"rsa","n":32,"k":4,"bits":120,"nSigs":1,"depth":4,"nChunks":11,"opt":1,"calib":{"nChunks":3,"constraints":16087}}`},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			// circom2 (WebAssembly) reaches only files below the working
+			// directory's ancestors; t.TempDir is under /tmp, which is one.
+			dir := t.TempDir()
+			name := "model_" + strconv.Itoa(i)
+			gen := func(args ...string) []byte {
+				t.Helper()
+				b, err := exec.CommandContext(ctx, "node", append([]string{filepath.Join(root, "circuits", "scripts", "gen-large.js")}, args...)...).Output()
+				if err != nil {
+					t.Fatalf("gen-large.js %v: %v", args[0], err)
+				}
+				return b
+			}
+			var info struct {
+				Constraints int `json:"constraints"`
+				Opt         int `json:"opt"`
+			}
+			if err := json.Unmarshal(gen("info", tt.params), &info); err != nil {
+				t.Fatal(err)
+			}
+			main := filepath.Join(dir, name+".circom")
+			gen("main", tt.params, "--out", main)
+			opt := "--O2"
+			if info.Opt == 1 {
+				opt = "--O1"
+			}
+			cmd := exec.CommandContext(ctx, filepath.Join(root, "circuits", "node_modules", ".bin", "circom2"), main, "--r1cs", opt,
+				"-l", filepath.Join(root, "circuits", "large"), "-l", filepath.Join(root, "circuits", "src"),
+				"-l", filepath.Join(root, "circuits", "node_modules"), "-o", dir)
+			cmd.Dir = root
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("circom2: %v\n%s", err, out)
+			}
+			sys, err := r1cs.ReadFile(ctx, filepath.Join(dir, name+".r1cs"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sys.Constraints) != info.Constraints {
+				t.Fatalf("circom2 made %d constraints, the model says %d\n%s", len(sys.Constraints), info.Constraints, out)
+			}
+		})
+	}
+}

@@ -41,8 +41,14 @@ const BUILTIN = {
   dsc_large_a_20: { power: 20, sig: 'rsa', n: 120, k: 35, bits: 4096, nSigs: 2, depth: 12 },
   // dsc family: four RSA-2048-shaped signatures (32 limbs of 64 bits), depth 12.
   dsc_large_b_20: { power: 20, sig: 'rsa', n: 64, k: 32, bits: 2048, nSigs: 4, depth: 12 },
-  // register family at 2^22: as register_large_a_20 with four times the hashing.
-  register_large_22: { power: 22, sig: 'rsa', n: 120, k: 35, bits: 4096, nSigs: 1, depth: 20 },
+  // register family at 2^22: as register_large_a_20 with more hashing. Compiled with --O1:
+  // circom2 is WebAssembly (at most 4 GiB of memory) and --O2's simplification does not fit
+  // at this size. --O1 keeps the linear constraints, so the model is a measurement: the
+  // compiled count at calib.nChunks plus O1_CHUNK per further chunk (checked by the build).
+  register_large_22: {
+    power: 22, sig: 'rsa', n: 120, k: 35, bits: 4096, nSigs: 1, depth: 20,
+    opt: 1, calib: { nChunks: 17, constraints: 338693 },
+  },
 };
 
 const CATALOGUE = process.env.LARGE_CATALOGUE
@@ -52,7 +58,7 @@ const CATALOGUE = process.env.LARGE_CATALOGUE
 const N_PUBLIC = 4; // root, nullifier, commitment, currentDate
 
 // Constraint model (non-linear constraints after circom --O2, which removes every linear
-// one). Exact: the tests compile circuits at tiny sizes and compare, and the build compares
+// one; entries compiled with --O1 use a measured model, see register_large_22). Exact: the tests compile circuits at tiny sizes and compare, and the build compares
 // the compiled count of every catalogue circuit.
 const POSEIDON = { 2: 240, 3: 261 }; // circomlib Poseidon(nInputs)
 const CONST_SBOX = 3; // a Poseidon input that is a constant saves one S-box (x^5: 3 constraints)
@@ -69,7 +75,11 @@ function bigMulModCost(n, k) {
 function chainCost(m) {
   return Math.ceil(m / 2) * POSEIDON[3] - CONST_SBOX - (m % 2 ? CONST_SBOX : 0);
 }
+// --O1: a chunk is 491 non-linear and 306 linear constraints (measured).
+const O1_CHUNK = 797;
+
 function predict(p) {
+  if (p.opt === 1) return p.calib.constraints + (p.nChunks - p.calib.nChunks) * O1_CHUNK;
   let sig;
   if (p.sig === 'rsa') {
     const per = 2 * p.n < 253 ? 2 : 1;
@@ -99,7 +109,7 @@ function params(name) {
   if (p.nChunks === undefined) {
     const limit = 2 ** p.power - N_PUBLIC - 1;
     const fixed = predict({ ...p, nChunks: 0 });
-    p.nChunks = Math.floor((limit - fixed) / CHUNK);
+    p.nChunks = Math.floor((limit - fixed) / (p.opt === 1 ? O1_CHUNK : CHUNK));
     if (p.nChunks < minChunks(p)) throw new Error(`${name}: 2^${p.power} is too small for its fixed part`);
   }
   if (p.nChunks < minChunks(p)) throw new Error(`nChunks must be at least ${minChunks(p)}`);
@@ -114,6 +124,10 @@ function check(p) {
   if (!int(p.nSigs, 1, 1000)) bad('nSigs must be 1..1000');
   if (!int(p.depth, 1, 64)) bad('depth must be 1..64');
   if (p.nChunks !== undefined && !int(p.nChunks, 1, 1e7)) bad('nChunks must be a positive integer');
+  if (p.opt !== undefined && p.opt !== 1 && p.opt !== 2) bad('opt must be 1 or 2 (circom --O1 or --O2)');
+  if (p.opt === 1 && !(p.calib && int(p.calib.nChunks, 1, 1e7) && int(p.calib.constraints, 1, 2 ** 28))) {
+    bad('opt 1 needs calib: {nChunks, constraints} measured with circom2 --O1');
+  }
   if (p.nChunks === undefined && !int(p.power, 8, 27)) bad('power must be 8..27 (or give nChunks)');
   if (p.sig === 'rsa') {
     if (!int(p.k, 2, 64)) bad('k must be 2..64');
