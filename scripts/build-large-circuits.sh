@@ -87,7 +87,7 @@ for name in "${NAMES[@]}"; do
     zm=$(awk -v k="$zm" 'BEGIN { printf "%.1f", k / 1048576 }')
   fi
   [[ -f "$ZKEYS/$name.zkey" ]] && zk=$(awk -v b="$(stat -c %s "$ZKEYS/$name.zkey")" 'BEGIN { printf "%.0f", b / 1e6 }')
-  printf '%-20s %9s %10s %11s %10s %11s %10s %10s %11s %10s\n' "$name" "$(field "$s" constraints)" \
+  printf '%-20s %9s %10s %11s %10s %11s %10s %10s %11s %10s\n' "$name" "$(( $(field "$s" constraints) + $(field "$s" linear) ))" \
     "$(field "$s" compile_s)" "$(awk -v k="${c2:-0}" 'BEGIN { printf "%.1f", k / 1048576 }')" "$(field "$s" cpp_build_s)" \
     "$(field "$OUTDIR/$name.witness.time" wall_s)" \
     "$(awk -v k="$(field "$OUTDIR/$name.witness.time" maxrss_kib)" 'BEGIN { printf "%.0f", k / 1024 }')" \
