@@ -35,7 +35,7 @@ circuits: deps
 # The large demo circuits at 2^20 and 2^22 constraints (circuits/README.md, "Large
 # circuits"): compile, C++ witness generators, checked sample inputs in
 # $(CIRCUITS_OUT)/inputs, development keys in $(ZKEYS) (all git-ignored). Not part of
-# `make test` (its tests build tiny instances); about an hour on 2 cores.
+# `make test` (its tests build tiny instances); ~30 min of CPU, 4.5 GB of keys.
 circuits-large: deps
 	DEV_KEY_SEED="$(DEV_KEY_SEED)" ZKEYGEN=$(abspath $(BIN))/zkeygen scripts/build-large-circuits.sh $(CIRCUITS_OUT) $(ZKEYS)
 
