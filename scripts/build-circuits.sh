@@ -94,8 +94,11 @@ build_one() {
   [[ "$WASM" == 0 ]] || wasm=(--wasm)
   for l in "${LIBS[@]}" "$NODE_MODULES"; do libs+=(-l "$l"); done
   t0=$(date +%s.%N)
-  # /usr/bin/time -f: peak memory (KiB) and CPU seconds of the compiler, into NAME.time.
-  /usr/bin/time -o "$OUTDIR/$name.time" -f 'circom2 maxrss_kib=%M user_s=%U sys_s=%S' \
+  # GNU time (Debian package "time", optional): peak memory (KiB) and CPU seconds of the
+  # compiler and of make, into NAME.time and the stamp.
+  : >"$OUTDIR/$name.time"
+  measure() { if [[ -x /usr/bin/time ]]; then /usr/bin/time -a -o "$OUTDIR/$name.time" -f "$1 maxrss_kib=%M user_s=%U sys_s=%S" "${@:2}"; else "${@:2}"; fi; }
+  measure circom2 \
     "$CIRCOM" "$SRC/$name.circom" --r1cs "${wasm[@]}" --c "${CIRCOM_OPT:---O2}" "${libs[@]}" -o "$OUTDIR" >"$log" 2>&1 ||
     { echo "circom2 failed, see $log" >&2; return 1; }
   t1=$(date +%s.%N)
@@ -103,7 +106,7 @@ build_one() {
   # twice the CPU (40 s vs 18 s for register_demo) for the same witness time (0.04 s).
   # Never add -DNDEBUG: the generator reports failed constraints through assert().
   # CPP_OPT=-O0 builds a small circuit's generator in 40% less CPU (the tests use it).
-  /usr/bin/time -a -o "$OUTDIR/$name.time" -f 'make maxrss_kib=%M user_s=%U sys_s=%S' \
+  measure make \
     make -s -C "$OUTDIR/${name}_cpp" -j"$JOBS" CFLAGS="-std=c++11 ${CPP_OPT:--O1} -I." >>"$log" 2>&1 ||
     { echo "make failed, see $log" >&2; return 1; }
   t2=$(date +%s.%N)

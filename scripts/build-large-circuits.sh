@@ -39,6 +39,8 @@ if [[ "${KEYS:-1}" != 0 ]]; then
   (cd "$ROOT" && go build -o "$ZKEYGEN" ./cmd/zkeygen) || die "cannot build cmd/zkeygen"
 fi
 
+# timed FILE FORMAT CMD...: CMD, measured by GNU time (Debian package "time") when present.
+timed() { if [[ -x /usr/bin/time ]]; then /usr/bin/time -o "$1" -f "$2" "${@:3}"; else : >"$1"; "${@:3}"; fi; }
 field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" "$1" | head -1; }
 T_START=$(date +%s)
 for name in "${NAMES[@]}"; do
@@ -64,14 +66,14 @@ for name in "${NAMES[@]}"; do
     "${GEN[@]}" inputs "$name" --seed 1 --out "$OUTDIR/inputs/$name.json"
   fi
   wtns="$(mktemp -d)"
-  /usr/bin/time -o "$OUTDIR/$name.witness.time" -f 'witness wall_s=%e maxrss_kib=%M' \
+  timed "$OUTDIR/$name.witness.time" 'witness wall_s=%e maxrss_kib=%M' \
     "$OUTDIR/${name}_cpp/$name" "$OUTDIR/inputs/$name.json" "$wtns/w.wtns" >"$wtns/log" 2>&1 ||
     { tail -5 "$wtns/log" >&2; rm -rf "$wtns"; die "$name: the witness generator rejects inputs/$name.json"; }
   rm -rf "$wtns"
 
   if [[ "${KEYS:-1}" != 0 ]] && [[ ! -s "$ZKEYS/$name.zkey" || ! -s "$ZKEYS/$name.vkey.json" || "$OUTDIR/$name.r1cs" -nt "$ZKEYS/$name.zkey" ]]; then
     echo "$name: zkeygen (development key)"
-    /usr/bin/time -o "$OUTDIR/$name.zkeygen.time" -f 'zkeygen wall_s=%e user_s=%U sys_s=%S maxrss_kib=%M' \
+    timed "$OUTDIR/$name.zkeygen.time" 'zkeygen wall_s=%e user_s=%U sys_s=%S maxrss_kib=%M' \
       "$ZKEYGEN" -r1cs "$OUTDIR/$name.r1cs" -zkey "$ZKEYS/$name.zkey" -vkey "$ZKEYS/$name.vkey.json" \
       -seed "$DEV_KEY_SEED $name" 2>&1 | grep -v '^WARNING' || die "$name: zkeygen failed"
   fi
