@@ -93,6 +93,17 @@ fi
 
 [[ ${#need_deb[@]} -gt 0 ]] && say "Debian packages to install: ${need_deb[*]}"
 for d in "${npm_dirs[@]}"; do say "npm packages to install: npm ci --prefix $d (pinned by $d/package-lock.json)"; done
+# e2e/app's lock file uses overrides that npm < 10 cannot read (Debian 12's own npm is 9:
+# it fails with a misleading "can only install with an existing package-lock.json").
+npm_major=""
+if command -v npm >/dev/null; then npm_major="$(npm --version 2>/dev/null)" && npm_major="${npm_major%%.*}"; fi
+for d in "${npm_dirs[@]}"; do
+  if [[ "$d" == e2e/app && -n "$npm_major" && "$npm_major" -lt 10 ]]; then
+    msg="npm $(npm --version) cannot install $d (its overrides need npm 10 or later, as Node.js 20 ships): install Node.js 20+ and run this again"
+    [[ "$MODE" == install ]] && die "$msg"
+    say "$msg"
+  fi
+done
 case "$MODE" in
   dry-run) exit 0 ;;
   check) exit 1 ;;

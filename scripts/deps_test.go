@@ -24,8 +24,9 @@ type machine struct {
 	installed map[string]string // Debian package -> version
 	tools     []string          // g++, make, node, npm... present on PATH
 	root      bool
-	sudo      bool // a sudo that works without a password
-	pg        bool // a PostgreSQL under PG_LIB
+	sudo      bool   // a sudo that works without a password
+	pg        bool   // a PostgreSQL under PG_LIB
+	npm       string // npm's version (default 11.19.1)
 }
 
 type run struct {
@@ -72,7 +73,12 @@ func deps(t *testing.T, m machine, repo string, args ...string) run {
 case "$2" in *Status*) echo "install ok installed" ;; *) printf %s "$v" ;; esac`)
 	write("apt-get", `echo "apt-get $*" >>"`+calls+`"`)
 	// npm ci --prefix DIR ... makes DIR/node_modules, as the real one does.
-	write("npm", `echo "npm $*" >>"`+calls+`"; [ "$1 $2" = "ci --prefix" ] && mkdir -p "$3/node_modules"`)
+	npmVersion := m.npm
+	if npmVersion == "" {
+		npmVersion = "11.19.1"
+	}
+	write("npm", `[ "$1" = --version ] && { echo `+npmVersion+`; exit 0; }
+echo "npm $*" >>"`+calls+`"; [ "$1 $2" = "ci --prefix" ] && mkdir -p "$3/node_modules"`)
 	if m.sudo {
 		write("sudo", `echo "sudo $*" >>"`+calls+`"; [ "$1" = -n ] && shift; [ "$1" = true ] && exit 0; exec "$@"`)
 	}
@@ -118,8 +124,10 @@ func repo(t *testing.T, installed ...string) string {
 	}
 	copyFile("deps.sh", filepath.Join(dir, "scripts", "deps.sh"))
 	copyFile("../go.mod", filepath.Join(dir, "go.mod"))
-	for _, f := range []string{"package.json", "package-lock.json"} {
-		copyFile(filepath.Join("..", "circuits", f), filepath.Join(dir, "circuits", f))
+	for _, d := range []string{"circuits", "e2e/app"} {
+		for _, f := range []string{"package.json", "package-lock.json"} {
+			copyFile(filepath.Join("..", d, f), filepath.Join(dir, d, f))
+		}
 	}
 	for _, d := range installed {
 		// The stamp deps.sh writes after npm ci: sha256sum of the package files.
@@ -187,20 +195,28 @@ func TestDeps(t *testing.T) {
 			wantCalls: []string{
 				"apt-get update -qq",
 				"apt-get install -y -qq --no-install-recommends nlohmann-json3-dev=3.11.2-2 nasm=2.16.01-1 libgmp-dev=2:6.2.1+dfsg1-1.1 postgresql-15 g++ make nodejs",
-				"npm ci --prefix ", /* repo dir follows */
+				"npm ci --prefix ", // circuits, then e2e/app, in the test's copy of the repository
+				"npm ci --prefix ",
 			},
 		},
 		{
 			name:    "complete machine installs nothing",
 			m:       complete,
-			npmDone: []string{"circuits"},
+			npmDone: []string{"circuits", "e2e/app"},
 			wantOut: []string{"deps: nothing to install"},
 		},
 		{
 			name:      "only npm missing",
 			m:         complete,
-			wantOut:   []string{"deps: npm packages to install: npm ci --prefix circuits"},
-			wantCalls: []string{"npm ci --prefix "},
+			wantOut:   []string{"deps: npm packages to install: npm ci --prefix circuits", "npm ci --prefix e2e/app"},
+			wantCalls: []string{"npm ci --prefix ", "npm ci --prefix "},
+		},
+		{
+			name:    "npm too old for e2e/app: refused with what to do",
+			m:       func() machine { m := complete; m.npm = "9.2.0"; return m }(),
+			npmDone: []string{"circuits"},
+			wantErr: true,
+			wantOut: []string{"npm 9.2.0 cannot install e2e/app (its overrides need npm 10 or later, as Node.js 20 ships)"},
 		},
 		{
 			name: "another version of a pinned package is kept",
@@ -209,7 +225,7 @@ func TestDeps(t *testing.T) {
 				m.installed = map[string]string{"nlohmann-json3-dev": "3.11.3-1", "nasm": "2.16.01-1", "libgmp-dev": "2:6.2.1+dfsg1-1.1"}
 				return m
 			}(),
-			npmDone: []string{"circuits"},
+			npmDone: []string{"circuits", "e2e/app"},
 			wantOut: []string{"deps: note: nlohmann-json3-dev 3.11.3-1 is installed (pinned: 3.11.2-2); keeping it", "deps: nothing to install"},
 		},
 		{
@@ -220,7 +236,7 @@ func TestDeps(t *testing.T) {
 				m.root, m.sudo = false, true
 				return m
 			}(),
-			npmDone: []string{"circuits"},
+			npmDone: []string{"circuits", "e2e/app"},
 			wantCalls: []string{
 				"sudo -n true",
 				"sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update -qq",
@@ -237,7 +253,7 @@ func TestDeps(t *testing.T) {
 				m.root = false
 				return m
 			}(),
-			npmDone: []string{"circuits"},
+			npmDone: []string{"circuits", "e2e/app"},
 			wantErr: true,
 			wantOut: []string{"sudo apt-get update && sudo apt-get install -y --no-install-recommends nasm=2.16.01-1"},
 		},
