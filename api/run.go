@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"time"
 
@@ -27,7 +28,8 @@ import (
 // run connects to Postgres and NATS (through their targets when set, e.g.
 // vsock://3:5432 inside an enclave), serves until ctx is done, then shuts
 // down in order: stop accepting and finish calls in flight, then drain
-// NATS, then close the pool. Both listeners take host:port or vsock://:PORT.
+// NATS, then close the pool. The listeners (JSON-RPC, the Socket.IO status
+// relay, admin) take host:port or vsock://:PORT.
 func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	key, err := job.LoadKeyFile(cfg.JobKeyFile)
 	if err != nil {
@@ -76,10 +78,11 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	m := metrics.New()
+	st, events := store.New(pool), jobqueue.NewEvents(nc)
 	srv, err := server.New(server.Deps{
-		Store:    store.New(pool),
+		Store:    st,
 		Queue:    m.WrapQueue(publisher),
-		Events:   jobqueue.NewEvents(nc),
+		Events:   events,
 		Attester: attester,
 		Sealer:   sealer,
 		Logger:   log,
@@ -96,13 +99,48 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	m.WatchSessions(srv.Sessions)
+	var (
+		rl  *server.Relay
+		sln net.Listener
+	)
+	if cfg.StatusAddress != "" {
+		recheck := cfg.StatusRecheck
+		if recheck == 0 {
+			recheck = -1 // never
+		}
+		rl, err = server.NewRelay(server.RelayDeps{
+			Rows:     st,
+			Events:   events,
+			Connect:  server.ListenerConnect(pool), // the pool's dialer: --database-target too
+			Logger:   log,
+			Observer: m,
+		}, server.RelayConfig{
+			MaxConnections:   cfg.StatusMaxConnections,
+			MaxSubscriptions: cfg.StatusMaxSubscriptions,
+			Linger:           cfg.StatusLinger,
+			MaxWait:          cfg.StatusMaxWait,
+			Recheck:          recheck,
+		})
+		if err != nil {
+			return err
+		}
+		if sln, err = vsockdial.Listen(cfg.StatusAddress); err != nil {
+			return fmt.Errorf("--status-address: %w", err)
+		}
+	}
 	ln, err := vsockdial.Listen(cfg.ServerAddress)
 	if err != nil {
+		if sln != nil {
+			_ = sln.Close()
+		}
 		return fmt.Errorf("--server-address: %w", err)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, ln) })
+	if rl != nil {
+		g.Go(func() error { return rl.Serve(gctx, sln) })
+	}
 	if cfg.AdminAddress != "" {
 		checks := []admin.Check{
 			{Name: "postgres", Probe: pool.Ping},

@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/openpassport/prover-fleet/api/client"
 	"github.com/openpassport/prover-fleet/api/internal/apitest"
 	"github.com/openpassport/prover-fleet/api/internal/config"
@@ -75,6 +78,7 @@ func TestRun(t *testing.T) {
 func testRun(t *testing.T, targets bool, attester string) {
 	ctx := context.Background()
 	dbURL := stacktest.PostgresURL(t)
+	realDB := dbURL
 	_, js, natsURL := stacktest.NATS(t)
 	must(t, jobqueue.Setup(ctx, js, jobqueue.DefaultConfig(), family.All())) // proverctl migrate's part
 	key := job.NewKey()
@@ -82,9 +86,9 @@ func testRun(t *testing.T, targets bool, attester string) {
 	must(t, os.WriteFile(keyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600))
 	circuits, zkeys := apitest.FakeCircuits(t)
 	attestDir := t.TempDir()
-	serverAddr, adminAddr := freeAddr(t), freeAddr(t)
+	serverAddr, adminAddr, statusAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	args := []string{
-		"-s", serverAddr, "-c", circuits, "-k", zkeys,
+		"-s", serverAddr, "--status-address", statusAddr, "-c", circuits, "-k", zkeys,
 		"--attester", attester, "--dev-attest-dir", attestDir, "--admin-address", adminAddr,
 		"--job-key-file", keyFile, "--families", "register,dsc",
 	}
@@ -163,6 +167,23 @@ func testRun(t *testing.T, targets bool, attester string) {
 		t.Fatalf("disclose on a register,dsc frontend: %v", err)
 	}
 
+	// The status relay answers the app's subscribe with the row's status,
+	// and relays a verdict written straight into the table, which only its
+	// LISTEN connection (dialled like the pool, through the target when
+	// there is one) can see.
+	ws := relaySubscribe(t, statusAddr, id)
+	if got, want := relayFrame(t, ws), `42["status",{"uuid":"`+id+`","status":0}]`; got != want {
+		t.Fatalf("relay: %s, want %s", got, want)
+	}
+	pool, err := pgxpool.New(ctx, realDB)
+	must(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(ctx, `UPDATE proofs SET status = 5, reason = 'REGISTERED_COMMITMENT' WHERE request_id = $1`, id)
+	must(t, err)
+	if got, want := relayFrame(t, ws), `42["status",{"uuid":"`+id+`","status":5,"error_code":"REGISTERED_COMMITMENT","reason":"REGISTERED_COMMITMENT"}]`; got != want {
+		t.Fatalf("relay: %s, want %s", got, want)
+	}
+
 	// The job is on the stream, sealed with the fleet key from the file.
 	cons, err := js.Consumer(ctx, jobqueue.StreamName, "dsc")
 	must(t, err)
@@ -176,6 +197,33 @@ func testRun(t *testing.T, targets bool, attester string) {
 		t.Fatalf("sealed inputs: %q, %v", plain, err)
 	}
 
+	// The relay's metrics, recorded as its subscription ends (just after
+	// the client has its last frame).
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing := ""
+		for _, line := range []string{
+			`prover_api_status_listener_up 1`,
+			`prover_api_relay_events_sent_total{status="0"} 1`,
+			`prover_api_relay_events_sent_total{status="5"} 1`,
+			`prover_api_relay_subscriptions_total{outcome="final"} 1`,
+			`prover_api_relay_subscriptions 0`,
+		} {
+			if !strings.Contains(string(body), line) {
+				missing = line
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q:\n%s", missing, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200} {
 		resp, err := http.Get("http://" + adminAddr + path)
 		must(t, err)
@@ -212,5 +260,52 @@ func testRun(t *testing.T, targets bool, attester string) {
 	}
 	if strings.Contains(logs.String(), inputs) || strings.Contains(logs.String(), hex.EncodeToString(key)) {
 		t.Fatal("inputs or the fleet key appear in the logs")
+	}
+}
+
+// relaySubscribe opens the relay as the app's socket.io-client does (path
+// "/", websocket) and subscribes to id, speaking the few framing
+// characters of Engine.IO 4 and Socket.IO 5 itself.
+func relaySubscribe(t *testing.T, addr, id string) *websocket.Conn {
+	t.Helper()
+	var (
+		ws  *websocket.Conn
+		err error
+	)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ws, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/?EIO=4&transport=websocket", nil)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Cleanup(func() { ws.Close() })
+	if open := relayFrame(t, ws); !strings.HasPrefix(open, "0{") {
+		t.Fatalf("relay open packet %q", open)
+	}
+	must(t, ws.WriteMessage(websocket.TextMessage, []byte("40")))
+	if got := relayFrame(t, ws); !strings.HasPrefix(got, "40{") {
+		t.Fatalf("relay connect answer %q", got)
+	}
+	must(t, ws.WriteMessage(websocket.TextMessage, []byte(`42["subscribe","`+id+`"]`)))
+	return ws
+}
+
+// relayFrame reads the relay's next frame, answering pings.
+func relayFrame(t *testing.T, ws *websocket.Conn) string {
+	t.Helper()
+	for {
+		must(t, ws.SetReadDeadline(time.Now().Add(20*time.Second)))
+		_, data, err := ws.ReadMessage()
+		must(t, err)
+		if string(data) == "2" {
+			must(t, ws.WriteMessage(websocket.TextMessage, []byte("3")))
+			continue
+		}
+		return string(data)
 	}
 }

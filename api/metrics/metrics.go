@@ -13,6 +13,15 @@
 //	prover_api_sessions_open                          open handshake sessions
 //	prover_api_enqueue_duration_seconds{family}       JetStream publish latency
 //	prover_api_enqueue_failures_total{family,reason}  refused publishes; reason "queue_full" or "error"
+//	prover_api_relay_connections                      open Socket.IO connections of the status relay
+//	prover_api_relay_connections_refused_total        relay handshakes refused by --status-max-connections
+//	prover_api_relay_subscriptions                    live relay subscriptions
+//	prover_api_relay_subscriptions_total{outcome}     ended (or refused) relay subscriptions: final, not_found,
+//	                                                  invalid, refused, linger_expired, max_wait, closed
+//	prover_api_relay_events_sent_total{status}        status events the relay sent, by status (0..5)
+//	prover_api_status_listener_up                     1 while the LISTEN connection on status_update is up
+//	prover_api_status_notifications_total{outcome}    status_update notifications received: matched (a
+//	                                                  subscriber wanted it), unmatched, malformed
 package metrics
 
 import (
@@ -26,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/openpassport/prover-fleet/api/internal/relay"
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
@@ -38,6 +48,14 @@ type Metrics struct {
 	duration        *prometheus.HistogramVec
 	enqueue         *prometheus.HistogramVec
 	enqueueFailures *prometheus.CounterVec
+
+	relayConns    prometheus.Gauge
+	relayRefused  prometheus.Counter
+	relaySubs     prometheus.Gauge
+	relayEnded    *prometheus.CounterVec
+	relaySent     *prometheus.CounterVec
+	listenerUp    prometheus.Gauge
+	notifications *prometheus.CounterVec
 }
 
 // New registers the metrics (and the Go and process collectors) on a
@@ -64,9 +82,97 @@ func New() *Metrics {
 			Help: "Jobs JetStream did not accept, by family and reason (queue_full, error).",
 		}, []string{"family", "reason"}),
 	}
+	m.relayConns = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "prover_api_relay_connections",
+		Help: "Open Socket.IO connections of the status relay.",
+	})
+	m.relayRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "prover_api_relay_connections_refused_total",
+		Help: "Status relay handshakes refused because --status-max-connections were open.",
+	})
+	m.relaySubs = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "prover_api_relay_subscriptions",
+		Help: "Live status relay subscriptions.",
+	})
+	m.relayEnded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "prover_api_relay_subscriptions_total",
+		Help: "Ended or refused status relay subscriptions, by outcome (final, not_found, invalid, refused, linger_expired, max_wait, closed).",
+	}, []string{"outcome"})
+	m.relaySent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "prover_api_relay_events_sent_total",
+		Help: "Status events sent by the status relay, by status.",
+	}, []string{"status"})
+	m.listenerUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "prover_api_status_listener_up",
+		Help: "1 while the frontend's LISTEN connection on status_update is up.",
+	})
+	m.notifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "prover_api_status_notifications_total",
+		Help: "status_update notifications received, by outcome (matched, unmatched, malformed).",
+	}, []string{"outcome"})
 	m.reg.MustRegister(m.requests, m.duration, m.enqueue, m.enqueueFailures,
+		m.relayConns, m.relayRefused, m.relaySubs, m.relayEnded, m.relaySent, m.listenerUp, m.notifications,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Connection records a relay connection opened (+1) or closed (-1) (it
+// implements the relay's Observer).
+func (m *Metrics) Connection(delta int) { m.relayConns.Add(float64(delta)) }
+
+// ConnectionRefused counts a relay handshake refused by the bound.
+func (m *Metrics) ConnectionRefused() { m.relayRefused.Inc() }
+
+// Subscription records a relay subscription started (+1) or ended (-1).
+func (m *Metrics) Subscription(delta int) { m.relaySubs.Add(float64(delta)) }
+
+// SubscriptionEnded counts an ended relay subscription by outcome.
+func (m *Metrics) SubscriptionEnded(outcome string) {
+	m.relayEnded.WithLabelValues(outcomeLabel(outcome)).Inc()
+}
+
+// Sent counts a status event the relay sent.
+func (m *Metrics) Sent(status int) {
+	label := "other"
+	if status >= protocol.StatusPending && status <= protocol.StatusVerificationFailed {
+		label = strconv.Itoa(status)
+	}
+	m.relaySent.WithLabelValues(label).Inc()
+}
+
+// ListenerUp records whether the status_update LISTEN is in force (it
+// implements the listener's Observer).
+func (m *Metrics) ListenerUp(up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.listenerUp.Set(v)
+}
+
+// Notified counts a status_update notification.
+func (m *Metrics) Notified(matched, malformed bool) {
+	outcome := "unmatched"
+	switch {
+	case malformed:
+		outcome = "malformed"
+	case matched:
+		outcome = "matched"
+	}
+	m.notifications.WithLabelValues(outcome).Inc()
+}
+
+var knownOutcomes = map[string]bool{
+	relay.OutcomeFinal: true, relay.OutcomeNotFound: true, relay.OutcomeInvalid: true, relay.OutcomeRefused: true,
+	relay.OutcomeLingerExpired: true, relay.OutcomeMaxWait: true, relay.OutcomeClosed: true,
+}
+
+// outcomeLabel bounds the label's values.
+func outcomeLabel(outcome string) string {
+	if knownOutcomes[outcome] {
+		return outcome
+	}
+	return "other"
 }
 
 // Handler serves the registry (for the admin listener's /metrics).

@@ -59,3 +59,45 @@ func TestMetrics(t *testing.T) {
 		t.Error("a client-chosen method name became a label value")
 	}
 }
+
+func TestRelayMetrics(t *testing.T) {
+	t.Parallel()
+	m := New()
+	m.Connection(1)
+	m.Connection(1)
+	m.Connection(-1)
+	m.ConnectionRefused()
+	m.Subscription(1)
+	m.SubscriptionEnded("final")
+	m.SubscriptionEnded("something a bug made up")
+	m.Sent(0)
+	m.Sent(4)
+	m.Sent(4)
+	m.Sent(-1)
+	m.ListenerUp(true)
+	m.Notified(true, false)
+	m.Notified(false, false)
+	m.Notified(false, true)
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, line := range []string{
+		`prover_api_relay_connections 1`,
+		`prover_api_relay_connections_refused_total 1`,
+		`prover_api_relay_subscriptions 1`,
+		`prover_api_relay_subscriptions_total{outcome="final"} 1`,
+		`prover_api_relay_subscriptions_total{outcome="other"} 1`,
+		`prover_api_relay_events_sent_total{status="0"} 1`,
+		`prover_api_relay_events_sent_total{status="4"} 2`,
+		`prover_api_relay_events_sent_total{status="other"} 1`,
+		`prover_api_status_listener_up 1`,
+		`prover_api_status_notifications_total{outcome="matched"} 1`,
+		`prover_api_status_notifications_total{outcome="unmatched"} 1`,
+		`prover_api_status_notifications_total{outcome="malformed"} 1`,
+	} {
+		if !strings.Contains(string(body), line) {
+			t.Errorf("metrics lack %q", line)
+		}
+	}
+}

@@ -33,6 +33,18 @@ type Config struct {
 	// host:port, tcp://host:port, or vsock://:PORT inside an enclave (see
 	// shared/vsockdial).
 	ServerAddress string
+	// StatusAddress is where the Socket.IO status relay listens (same
+	// forms); empty disables the relay and its LISTEN connection.
+	StatusAddress string
+	// The relay's bounds (api/internal/relay.Config): connections,
+	// subscriptions per connection, how long a subscription at status 2
+	// waits for a verifier's 4 or 5, how long any subscription may stay
+	// open, and how often each re-reads its row (0: never).
+	StatusMaxConnections   int
+	StatusMaxSubscriptions int
+	StatusLinger           time.Duration
+	StatusMaxWait          time.Duration
+	StatusRecheck          time.Duration
 	// NATSURL and DatabaseURL locate the servers (host names for TLS,
 	// credentials, database name); NATSTarget and DatabaseTarget optionally
 	// send the bytes elsewhere (vsock://3:4222 inside an enclave, see
@@ -89,24 +101,30 @@ func DevAttester(name string) bool {
 
 // Flag names and their environment variables.
 var envOf = map[string]string{
-	"server-address":   "PROVER_API_SERVER_ADDRESS",
-	"database-url":     "DATABASE_URL",
-	"database-target":  "PROVER_API_DATABASE_TARGET",
-	"circuit-folder":   "PROVER_API_CIRCUIT_FOLDER",
-	"zkey-folder":      "PROVER_API_ZKEY_FOLDER",
-	"circuit-zkey-map": "PROVER_API_CIRCUIT_ZKEY_MAP",
-	"nats-url":         "NATS_URL",
-	"nats-target":      "PROVER_API_NATS_TARGET",
-	"families":         "PROVER_API_FAMILIES",
-	"attester":         "PROVER_API_ATTESTER",
-	"launcher-socket":  "PROVER_API_LAUNCHER_SOCKET",
-	"dev-attest-dir":   "PROVER_API_DEV_ATTEST_DIR",
-	"session-ttl":      "PROVER_API_SESSION_TTL",
-	"max-sessions":     "PROVER_API_MAX_SESSIONS",
-	"admin-address":    "PROVER_API_ADMIN_ADDRESS",
-	"job-key-file":     "PROVER_API_JOB_KEY_FILE",
-	"log-level":        "PROVER_API_LOG_LEVEL",
-	"log-format":       "PROVER_API_LOG_FORMAT",
+	"server-address":           "PROVER_API_SERVER_ADDRESS",
+	"status-address":           "PROVER_API_STATUS_ADDRESS",
+	"status-max-connections":   "PROVER_API_STATUS_MAX_CONNECTIONS",
+	"status-max-subscriptions": "PROVER_API_STATUS_MAX_SUBSCRIPTIONS",
+	"status-linger":            "PROVER_API_STATUS_LINGER",
+	"status-max-wait":          "PROVER_API_STATUS_MAX_WAIT",
+	"status-recheck":           "PROVER_API_STATUS_RECHECK",
+	"database-url":             "DATABASE_URL",
+	"database-target":          "PROVER_API_DATABASE_TARGET",
+	"circuit-folder":           "PROVER_API_CIRCUIT_FOLDER",
+	"zkey-folder":              "PROVER_API_ZKEY_FOLDER",
+	"circuit-zkey-map":         "PROVER_API_CIRCUIT_ZKEY_MAP",
+	"nats-url":                 "NATS_URL",
+	"nats-target":              "PROVER_API_NATS_TARGET",
+	"families":                 "PROVER_API_FAMILIES",
+	"attester":                 "PROVER_API_ATTESTER",
+	"launcher-socket":          "PROVER_API_LAUNCHER_SOCKET",
+	"dev-attest-dir":           "PROVER_API_DEV_ATTEST_DIR",
+	"session-ttl":              "PROVER_API_SESSION_TTL",
+	"max-sessions":             "PROVER_API_MAX_SESSIONS",
+	"admin-address":            "PROVER_API_ADMIN_ADDRESS",
+	"job-key-file":             "PROVER_API_JOB_KEY_FILE",
+	"log-level":                "PROVER_API_LOG_LEVEL",
+	"log-format":               "PROVER_API_LOG_FORMAT",
 }
 
 // EnvVar returns the environment variable of a flag ("" if none).
@@ -124,6 +142,12 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		level    string
 	)
 	fs.StringVarP(&c.ServerAddress, "server-address", "s", "0.0.0.0:8888", "address of the JSON-RPC listener (WebSocket and HTTP POST): host:port, or vsock://:PORT inside an enclave")
+	fs.StringVar(&c.StatusAddress, "status-address", "0.0.0.0:8889", "address of the Socket.IO status relay (path /): host:port, or vsock://:PORT inside an enclave; empty disables it")
+	fs.IntVar(&c.StatusMaxConnections, "status-max-connections", 10000, "status relay connections at most; beyond, the handshake is refused")
+	fs.IntVar(&c.StatusMaxSubscriptions, "status-max-subscriptions", 16, "live status relay subscriptions per connection at most")
+	fs.DurationVar(&c.StatusLinger, "status-linger", 10*time.Minute, "how long a relay subscription at status 2 waits for the verifier's 4 or 5")
+	fs.DurationVar(&c.StatusMaxWait, "status-max-wait", time.Hour, "how long a relay subscription may stay open at most")
+	fs.DurationVar(&c.StatusRecheck, "status-recheck", time.Minute, "how often a relay subscription re-reads its row in case status events were lost (0: never)")
 	fs.StringVarP(&c.DatabaseURL, "database-url", "d", "", "PostgreSQL URL of the proofs table (required)")
 	fs.StringVar(&c.DatabaseTarget, "database-target", "", "dial Postgres here instead (vsock://CID:PORT inside an enclave)")
 	fs.StringVarP(&c.CircuitFolder, "circuit-folder", "c", "circuits/build", "folder of witness generators (<name>_cpp/<name> or <name>_js/<name>.wasm)")
@@ -189,6 +213,27 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--nats-url must not be empty"))
 	}
 	errs = append(errs, checkListen("server-address", c.ServerAddress))
+	if c.StatusAddress != "" {
+		errs = append(errs, checkListen("status-address", c.StatusAddress))
+		if strings.TrimSpace(c.StatusAddress) == strings.TrimSpace(c.ServerAddress) {
+			errs = append(errs, fmt.Errorf("--status-address must differ from --server-address (both %q)", c.ServerAddress))
+		}
+	}
+	if c.StatusMaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("--status-max-connections must be at least 1, got %d", c.StatusMaxConnections))
+	}
+	if c.StatusMaxSubscriptions < 1 {
+		errs = append(errs, fmt.Errorf("--status-max-subscriptions must be at least 1, got %d", c.StatusMaxSubscriptions))
+	}
+	if c.StatusLinger <= 0 {
+		errs = append(errs, fmt.Errorf("--status-linger must be positive, got %s", c.StatusLinger))
+	}
+	if c.StatusMaxWait <= 0 {
+		errs = append(errs, fmt.Errorf("--status-max-wait must be positive, got %s", c.StatusMaxWait))
+	}
+	if c.StatusRecheck < 0 {
+		errs = append(errs, fmt.Errorf("--status-recheck must not be negative, got %s", c.StatusRecheck))
+	}
 	if c.AdminAddress != "" {
 		errs = append(errs, checkListen("admin-address", c.AdminAddress))
 	}

@@ -33,6 +33,8 @@ func TestParse(t *testing.T) {
 			ServerAddress: "0.0.0.0:8888", DatabaseURL: "postgres://db", CircuitFolder: "circuits/build", ZkeyFolder: "zkeys",
 			NATSURL: "nats://127.0.0.1:4222", Families: family.All(), Attester: "nitro", LauncherSocket: attest.DefaultLauncherSocket, SessionTTL: 15 * time.Minute,
 			MaxSessions: 10000, AdminAddress: "127.0.0.1:9090", JobKeyFile: "/k", LogLevel: slog.LevelInfo, LogFormat: "json",
+			StatusAddress: "0.0.0.0:8889", StatusMaxConnections: 10000, StatusMaxSubscriptions: 16,
+			StatusLinger: 10 * time.Minute, StatusMaxWait: time.Hour, StatusRecheck: time.Minute,
 		}
 		if !equal(c, want) {
 			t.Fatalf("got %+v\nwant %+v", c, want)
@@ -52,6 +54,9 @@ func TestParse(t *testing.T) {
 			"PROVER_API_LOG_FORMAT": "text", "PROVER_API_ZKEY_FOLDER": "", "PROVER_API_ADMIN_ADDRESS": "",
 			"PROVER_API_SERVER_ADDRESS": ":7", "PROVER_API_CIRCUIT_FOLDER": "/c",
 			"PROVER_API_NATS_TARGET": "vsock://3:4222", "PROVER_API_DATABASE_TARGET": "vsock://3:5432",
+			"PROVER_API_STATUS_ADDRESS": "vsock://:8889", "PROVER_API_STATUS_MAX_CONNECTIONS": "5",
+			"PROVER_API_STATUS_MAX_SUBSCRIPTIONS": "2", "PROVER_API_STATUS_LINGER": "1m",
+			"PROVER_API_STATUS_MAX_WAIT": "2m", "PROVER_API_STATUS_RECHECK": "0s",
 		})
 		c, err := Parse([]string{"--max-sessions", "9"}, e, &bytes.Buffer{})
 		if err != nil {
@@ -64,6 +69,8 @@ func TestParse(t *testing.T) {
 			LauncherSocket: attest.DefaultLauncherSocket,
 			SessionTTL:     30 * time.Second, MaxSessions: 9, AdminAddress: "", JobKeyFile: "/env/key",
 			LogLevel: slog.LevelDebug, LogFormat: "text",
+			StatusAddress: "vsock://:8889", StatusMaxConnections: 5, StatusMaxSubscriptions: 2,
+			StatusLinger: time.Minute, StatusMaxWait: 2 * time.Minute, StatusRecheck: 0,
 		}
 		if !equal(c, want) {
 			t.Fatalf("got %+v\nwant %+v", c, want)
@@ -88,6 +95,15 @@ func TestParse(t *testing.T) {
 		{"level", append([]string{"--log-level", "loud"}, required...), nil, "--log-level"},
 		{"env value", required, map[string]string{"PROVER_API_MAX_SESSIONS": "many"}, "PROVER_API_MAX_SESSIONS"},
 		{"unknown flag", append([]string{"--bogus"}, required...), nil, "unknown flag: --bogus"},
+		{"status on the server's address", append([]string{"-s", ":1", "--status-address", ":1"}, required...), nil,
+			`--status-address must differ from --server-address (both ":1")`},
+		{"status address", append([]string{"--status-address", "localhost"}, required...), nil,
+			"--status-address (PROVER_API_STATUS_ADDRESS): vsockdial"},
+		{"status connections", append([]string{"--status-max-connections", "0"}, required...), nil, "--status-max-connections must be at least 1"},
+		{"status subscriptions", append([]string{"--status-max-subscriptions", "0"}, required...), nil, "--status-max-subscriptions must be at least 1"},
+		{"status linger", append([]string{"--status-linger", "0s"}, required...), nil, "--status-linger must be positive"},
+		{"status max wait", append([]string{"--status-max-wait", "-1s"}, required...), nil, "--status-max-wait must be positive"},
+		{"status recheck", append([]string{"--status-recheck", "-1s"}, required...), nil, "--status-recheck must not be negative"},
 		{"argument", append([]string{"extra"}, required...), nil, "unexpected arguments: extra"},
 	}
 	for _, tt := range bad {
@@ -125,6 +141,8 @@ func TestParseAddresses(t *testing.T) {
 		want func(Config) bool
 	}{
 		{"no targets by default", nil, nil, func(c Config) bool { return c.NATSTarget == "" && c.DatabaseTarget == "" }},
+		{"relay disabled", []string{"--status-address", ""}, nil, func(c Config) bool { return c.StatusAddress == "" }},
+		{"relay on vsock", []string{"--status-address", "vsock://:8889"}, nil, func(c Config) bool { return c.StatusAddress == "vsock://:8889" }},
 		{"vsock listeners", []string{"-s", "vsock://:8888", "--admin-address", "vsock://ANY:9090"}, nil,
 			func(c Config) bool { return c.ServerAddress == "vsock://:8888" && c.AdminAddress == "vsock://ANY:9090" }},
 		{"vsock listener on one CID", []string{"--server-address", "vsock://16:8888"}, nil,
