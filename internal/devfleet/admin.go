@@ -54,7 +54,8 @@ func (f *Fleet) Gatherer() prometheus.Gatherer {
 }
 
 // readyChecks are the fleet's readiness checks: Postgres, NATS, the stream
-// and its consumers, and each worker pool still running ("workers NAME";
+// and its consumers, the status relay's LISTEN connection, and each worker
+// pool still running ("workers NAME";
 // a pool stopped on purpose is left out).
 func (f *Fleet) readyChecks() []admin.Check {
 	checks := []admin.Check{
@@ -68,6 +69,14 @@ func (f *Fleet) readyChecks() []admin.Check {
 		{Name: "jetstream", Probe: func(ctx context.Context) error {
 			return jobqueue.Check(ctx, f.js, f.cfg.Queue.Stream, f.cfg.Families)
 		}},
+	}
+	if f.relay != nil {
+		checks = append(checks, admin.Check{Name: "status_listener", Probe: func(context.Context) error {
+			if !f.relay.ListenerUp() {
+				return errors.New("the status relay's LISTEN connection is down")
+			}
+			return nil
+		}})
 	}
 	for _, w := range f.Workers() {
 		select {

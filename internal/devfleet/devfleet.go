@@ -4,8 +4,9 @@
 // throwaway server made from the system's binaries), the migrations, the job
 // stream and consumers, a per-run fleet job key, a development attester
 // (Nitro format by default, Confidential Space with Config.Attester),
-// the frontend (api/server) on a listener, one worker pool per family
-// (worker/service) and an admin listener with /metrics, /healthz and
+// the frontend (api/server) on a listener, the app's Socket.IO status relay
+// (server.Relay, with its LISTEN connection) on another, one worker pool per
+// family (worker/service) and an admin listener with /metrics, /healthz and
 // /readyz.
 //
 //	fleet, err := devfleet.Start(ctx, devfleet.Config{
@@ -23,8 +24,8 @@
 // client can pin it); the per-run part (NATS store, Postgres data, worker
 // temp dirs, fleet key) is a run-* directory inside it that Stop removes.
 //
-// Stop shuts down in the order CONTRIBUTING.md gives (Conventions): the frontend stops
-// accepting and finishes its calls, the worker pools stop fetching and settle
+// Stop shuts down in the order CONTRIBUTING.md gives (Conventions): the frontend
+// and the relay stop accepting and finish their calls, the worker pools stop fetching and settle
 // their jobs, the admin listener closes, the NATS connections drain and the
 // database pool closes, then the NATS server and the throwaway Postgres stop
 // and the directories are removed.
@@ -76,6 +77,11 @@ const (
 	DevListen = "127.0.0.1:8888"
 	// DefaultAdminListen is the admin listener's default address.
 	DefaultAdminListen = "127.0.0.1:0"
+	// DefaultStatusListen is the status relay's default address (a free
+	// port); `proverctl dev` uses DevStatusListen.
+	DefaultStatusListen = "127.0.0.1:0"
+	// DevStatusListen is the address of the relay of `proverctl dev`.
+	DevStatusListen = "127.0.0.1:8889"
 	// DefaultAttestMaxAge bounds the age of an attestation document for the
 	// verifier NewVerifier returns.
 	DefaultAttestMaxAge = 5 * time.Minute
@@ -114,6 +120,12 @@ type Config struct {
 	// AdminListen is the address of /metrics, /healthz and /readyz
 	// (DefaultAdminListen when empty).
 	AdminListen string
+	// StatusListen is the address of the Socket.IO status relay
+	// (DefaultStatusListen when empty).
+	StatusListen string
+	// Relay tunes the status relay (server.RelayConfig; zero fields take
+	// its defaults).
+	Relay server.RelayConfig
 	// NATSPort is the embedded NATS server's port on 127.0.0.1 (0: a free
 	// port), so that programs outside this process can join the fleet.
 	NATSPort int
@@ -169,6 +181,11 @@ type Fleet struct {
 	feAddr   string
 	feStop   context.CancelFunc
 	feDone   chan error
+
+	relay     *server.Relay
+	relayAddr string
+	relayStop context.CancelFunc
+	relayDone chan error
 
 	admin     *http.Server
 	adminAddr string
@@ -228,6 +245,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.AdminListen == "" {
 		c.AdminListen = DefaultAdminListen
+	}
+	if c.StatusListen == "" {
+		c.StatusListen = DefaultStatusListen
 	}
 	if len(c.Families) == 0 {
 		c.Families = family.All()
@@ -372,10 +392,11 @@ func (f *Fleet) start(ctx context.Context) error {
 	}
 	fcfg := cfg.Frontend
 	fcfg.CircuitFolder, fcfg.ZkeyFolder, fcfg.Families = cfg.CircuitDir, cfg.ZkeyDir, cfg.Families
+	events := jobqueue.NewEvents(f.nc)
 	f.frontend, err = server.New(server.Deps{
 		Store:    store.New(f.pool),
 		Queue:    f.metrics.WrapQueue(publisher),
-		Events:   jobqueue.NewEvents(f.nc),
+		Events:   events,
 		Attester: f.attester,
 		Sealer:   sealer,
 		Logger:   cfg.Logger,
@@ -394,6 +415,38 @@ func (f *Fleet) start(ctx context.Context) error {
 	f.feStop, f.feDone = feStop, make(chan error, 1)
 	go func() { f.feDone <- f.frontend.Serve(feCtx, ln) }()
 
+	// The status relay, as prover-api runs it.
+	f.relay, err = server.NewRelay(server.RelayDeps{
+		Rows:     store.New(f.pool),
+		Events:   events,
+		Connect:  server.ListenerConnect(f.pool),
+		Logger:   cfg.Logger,
+		Observer: f.metrics,
+	}, cfg.Relay)
+	if err != nil {
+		return fmt.Errorf("devfleet: %w", err)
+	}
+	sln, err := net.Listen("tcp", cfg.StatusListen)
+	if err != nil {
+		return fmt.Errorf("devfleet: status relay listener: %w", err)
+	}
+	f.relayAddr = sln.Addr().String()
+	relayCtx, relayStop := context.WithCancel(context.WithoutCancel(ctx))
+	f.relayStop, f.relayDone = relayStop, make(chan error, 1)
+	go func() { f.relayDone <- f.relay.Serve(relayCtx, sln) }()
+	// Ready means the relay's LISTEN is in force: a status written straight
+	// into the table from now on reaches its subscribers.
+	for deadline := time.Now().Add(30 * time.Second); !f.relay.ListenerUp(); {
+		if time.Now().After(deadline) {
+			return errors.New("devfleet: the status relay's LISTEN connection did not come up within 30s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+
 	// Admin.
 	if err := f.startAdmin(); err != nil {
 		return err
@@ -407,7 +460,7 @@ func (f *Fleet) start(ctx context.Context) error {
 			}
 		}
 	}
-	f.log.Info("fleet started", "frontend", f.feAddr, "admin", f.adminAddr, "nats", f.natsSrv.URL(),
+	f.log.Info("fleet started", "frontend", f.feAddr, "status_relay", f.relayAddr, "admin", f.adminAddr, "nats", f.natsSrv.URL(),
 		"state_dir", f.state, "throwaway_postgres", f.pg != nil, "workers", !cfg.NoWorkers)
 	return nil
 }
@@ -441,7 +494,8 @@ func (f *Fleet) Stop(ctx context.Context) error {
 	f.mu.Unlock()
 
 	var errs []error
-	// 1. Stop accepting: the frontend's HTTP Shutdown, then its WebSockets.
+	// 1. Stop accepting: the frontend's HTTP Shutdown, then its WebSockets;
+	// the relay's subscriptions and connections, and its LISTEN.
 	if f.feStop != nil {
 		f.feStop()
 		select {
@@ -451,6 +505,17 @@ func (f *Fleet) Stop(ctx context.Context) error {
 			}
 		case <-ctx.Done():
 			errs = append(errs, fmt.Errorf("devfleet: frontend did not stop: %w", ctx.Err()))
+		}
+	}
+	if f.relayStop != nil {
+		f.relayStop()
+		select {
+		case err := <-f.relayDone:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("devfleet: status relay: %w", err))
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("devfleet: status relay did not stop: %w", ctx.Err()))
 		}
 	}
 	// 2. Stop fetching and settle jobs in flight (each pool's own grace).
@@ -539,6 +604,16 @@ func (f *Fleet) WSURL() string { return "ws://" + hostURL(f.feAddr) + "/" }
 
 // HTTPURL is the frontend's HTTP URL (JSON-RPC over POST, GET /v1/proofs/{uuid}).
 func (f *Fleet) HTTPURL() string { return "http://" + hostURL(f.feAddr) + "/" }
+
+// StatusURL is the status relay's URL, as the app's socket.io-client is
+// given it (with path "/").
+func (f *Fleet) StatusURL() string { return "http://" + hostURL(f.relayAddr) }
+
+// StatusAddr is the status relay listener's address.
+func (f *Fleet) StatusAddr() string { return f.relayAddr }
+
+// Relay is the embedded status relay.
+func (f *Fleet) Relay() *server.Relay { return f.relay }
 
 // FrontendAddr is the frontend listener's address.
 func (f *Fleet) FrontendAddr() string { return f.feAddr }

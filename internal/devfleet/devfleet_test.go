@@ -21,9 +21,11 @@ import (
 	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/internal/devstack"
 	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
+	"github.com/openpassport/prover-fleet/internal/relayclient"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/store"
 	"github.com/openpassport/prover-fleet/worker/service"
 )
 
@@ -184,6 +186,30 @@ func TestFleetWithoutWorkers(t *testing.T) {
 		t.Errorf("health over HTTP: %v", err)
 	}
 
+	// The status relay follows a recorded request, and relays a verdict
+	// written straight into the table.
+	id := uuid.NewString()
+	if err := fleet.Store().Insert(ctx, store.Request{ID: id, ProofType: "register", Circuit: "x", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := relayclient.Dial(ctx, fleet.StatusURL(), relayclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := rc.Subscribe(id); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := rc.Next(ctx); err != nil || ev.Name != "status" || ev.Message != (relayclient.Message{UUID: id, Status: 0}) {
+		t.Fatalf("relay: %+v, %v", ev, err)
+	}
+	if _, err := fleet.Pool().Exec(ctx, `UPDATE proofs SET status = 4 WHERE request_id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := rc.Next(ctx); err != nil || ev.Message != (relayclient.Message{UUID: id, Status: 4}) {
+		t.Fatalf("relay: %+v, %v", ev, err)
+	}
+
 	// Admin endpoints.
 	if code, body := get(t, fleet.AdminURL()+"/healthz"); code != 200 {
 		t.Errorf("/healthz: %d %s", code, body)
@@ -193,7 +219,8 @@ func TestFleetWithoutWorkers(t *testing.T) {
 		t.Errorf("/readyz: %d %s", code, body)
 	}
 	var ready map[string]string
-	if err := json.Unmarshal([]byte(body), &ready); err != nil || ready["postgres"] != "ok" || ready["jetstream"] != "ok" {
+	if err := json.Unmarshal([]byte(body), &ready); err != nil || ready["postgres"] != "ok" || ready["jetstream"] != "ok" ||
+		ready["status_listener"] != "ok" {
 		t.Errorf("/readyz body %q (%v)", body, err)
 	}
 	if code, body := get(t, fleet.MetricsURL()); code != 200 ||
@@ -219,6 +246,9 @@ func TestFleetWithoutWorkers(t *testing.T) {
 	}
 	if _, err := http.Get(fleet.HTTPURL()); err == nil {
 		t.Error("frontend still answers after Stop")
+	}
+	if _, err := http.Get(fleet.StatusURL() + "/?EIO=4&transport=polling"); err == nil {
+		t.Error("the status relay still answers after Stop")
 	}
 }
 

@@ -277,8 +277,17 @@ func New(d Deps, cfg Config) (*Relay, error) {
 // Handler serves Socket.IO on path "/" (anything else is 404).
 func (r *Relay) Handler() http.Handler { return r.handler }
 
-// Connections is the number of open connections.
+// Connections is the number of open connections (Socket.IO sockets).
 func (r *Relay) Connections() int { return int(r.nconns.Load()) }
+
+// Clients is the number of Engine.IO clients, what MaxConnections bounds:
+// the connections and the handshakes not yet connected.
+func (r *Relay) Clients() int {
+	if eio := r.sio.Engine(); eio != nil {
+		return int(eio.ClientsCount())
+	}
+	return 0
+}
 
 // Subscriptions is the number of live subscriptions.
 func (r *Relay) Subscriptions() int { return int(r.nsubs.Load()) }

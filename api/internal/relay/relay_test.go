@@ -3,7 +3,6 @@ package relay_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,11 +19,10 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	sio "github.com/zishang520/socket.io/clients/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/openpassport/prover-fleet/api/internal/pgnotify"
 	"github.com/openpassport/prover-fleet/api/internal/relay"
+	"github.com/openpassport/prover-fleet/internal/relayclient"
 	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
@@ -226,150 +224,41 @@ func (e *env) verdict(t *testing.T, id string, status int, reason *string) {
 	}
 }
 
-// client is the Go Socket.IO client, set up as the app sets up
-// socket.io-client: path "/", the websocket transport.
-type client struct {
-	sock   *sio.Socket
-	status chan received
-	errs   chan received
-	gone   chan string
-}
-
-// received is one event's payload, decoded and raw (its keys).
-type received struct {
-	msg relay.Message
-	raw map[string]any
-}
+// client is the relay client the demo uses (internal/relayclient): the Go
+// Socket.IO client, set up as the app sets up socket.io-client (path "/",
+// the websocket transport).
+type client struct{ *relayclient.Client }
 
 func dial(t *testing.T, url string) *client {
 	t.Helper()
-	c, err := tryDial(t, url)
+	c, err := relayclient.Dial(t.Context(), url, relayclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	t.Cleanup(c.Close)
+	return &client{c}
 }
 
-// tryDial connects as the app's socket.io-client does. The Go client has
-// two races when left to connect by itself: its Manager subscribes to its
-// engine's "open" only after the engine started connecting (so it can miss
-// it and time out), and a Socket connecting while the engine opens can
-// send CONNECT twice (the server then closes the connection). So the
-// Manager is opened first, waited for (retrying a missed open), and only
-// then the Socket connects, once.
-func tryDial(t *testing.T, url string) (*client, error) {
+func (c *client) subscribe(id any) { _ = c.Subscribe(id) }
+
+// event returns the next event, which must be named name.
+func (c *client) event(t *testing.T, name string) relayclient.Event {
 	t.Helper()
-	var err error
-	for range 3 {
-		var c *client
-		if c, err = dialOnce(t, url); !errors.Is(err, errNoOpen) {
-			return c, err
-		}
-		t.Logf("retrying: %v", err)
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	ev, err := c.Next(ctx)
+	if err != nil {
+		t.Fatalf("no %s event: %v", name, err)
 	}
-	return nil, err
+	if ev.Name != name {
+		t.Fatalf("got a %s event %+v, want %s", ev.Name, ev.Message, name)
+	}
+	return ev
 }
-
-var errNoOpen = errors.New("the client missed its engine's open")
-
-func dialOnce(t *testing.T, url string) (*client, error) {
-	t.Helper()
-	opts := sio.DefaultOptions()
-	opts.SetPath("/")
-	opts.SetTransports(types.NewSet(sio.WebSocket))
-	opts.SetReconnection(false)
-	opts.SetAutoConnect(false)
-	opts.SetTimeout(wait / 4)
-	manager := sio.NewManager(url, opts)
-	opened := make(chan error, 1)
-	manager.Open(func(err error) {
-		select {
-		case opened <- err:
-		default:
-		}
-	})
-	select {
-	case err := <-opened:
-		if err != nil {
-			manager.Engine().Close()
-			if err.Error() == "timeout" {
-				return nil, errNoOpen
-			}
-			return nil, fmt.Errorf("open: %w", err)
-		}
-	case <-time.After(wait):
-		return nil, errNoOpen
-	}
-	sock := manager.Socket("/", nil)
-	c := &client{sock: sock, status: make(chan received, 64), errs: make(chan received, 64), gone: make(chan string, 1)}
-	connected := make(chan error, 1)
-	report := func(err error) {
-		select {
-		case connected <- err:
-		default:
-		}
-	}
-	sock.Once("connect", func(...any) { report(nil) })
-	sock.Once("connect_error", func(args ...any) { report(fmt.Errorf("connect_error: %v", args)) })
-	sock.On("status", func(args ...any) { c.status <- decode(t, args) })
-	sock.On("subscribe_error", func(args ...any) { c.errs <- decode(t, args) })
-	sock.On("disconnect", func(args ...any) {
-		select {
-		case c.gone <- fmt.Sprint(args...):
-		default:
-		}
-	})
-	t.Cleanup(func() { sock.Disconnect() })
-	sock.Connect()
-	select {
-	case err := <-connected:
-		return c, err
-	case <-time.After(wait):
-		return nil, errors.New("no connect")
-	}
-}
-
-func decode(t *testing.T, args []any) received {
-	if len(args) != 1 {
-		t.Errorf("event with %d arguments, want 1: %v", len(args), args)
-		return received{}
-	}
-	raw, ok := args[0].(map[string]any)
-	if !ok {
-		t.Errorf("event payload is %T, want an object: %v", args[0], args[0])
-		return received{}
-	}
-	data, _ := json.Marshal(raw)
-	var r received
-	r.raw = raw
-	if err := json.Unmarshal(data, &r.msg); err != nil {
-		t.Errorf("payload %s: %v", data, err)
-	}
-	return r
-}
-
-func (c *client) subscribe(id any) { _ = c.sock.Emit("subscribe", id) }
 
 func (c *client) next(t *testing.T) relay.Message {
 	t.Helper()
-	select {
-	case r := <-c.status:
-		return r.msg
-	case <-time.After(wait):
-		t.Fatal("no status event")
-	}
-	return relay.Message{}
-}
-
-func (c *client) nextRaw(t *testing.T) map[string]any {
-	t.Helper()
-	select {
-	case r := <-c.status:
-		return r.raw
-	case <-time.After(wait):
-		t.Fatal("no status event")
-	}
-	return nil
+	return relay.Message(c.event(t, relay.EventStatus).Message)
 }
 
 func (c *client) expect(t *testing.T, id string, status int) relay.Message {
@@ -677,13 +566,8 @@ func TestBounds(t *testing.T) {
 		c.subscribe(b)
 		c.expect(t, b, 0)
 		c.subscribe(third)
-		select {
-		case r := <-c.errs:
-			if r.msg.UUID != third || r.msg.ErrorCode != relay.CodeTooManySubscriptions {
-				t.Errorf("got %+v", r.msg)
-			}
-		case <-time.After(wait):
-			t.Fatal("no subscribe_error")
+		if m := c.event(t, relay.EventSubscribeError).Message; m.UUID != third || m.ErrorCode != relay.CodeTooManySubscriptions {
+			t.Errorf("got %+v", m)
 		}
 		// The same uuid again replaces its subscription (current status
 		// again) rather than counting twice.
@@ -718,8 +602,8 @@ func TestBounds(t *testing.T) {
 			t.Errorf("%d refusals counted, want 2", n)
 		}
 		// A freed slot takes a new connection.
-		first.sock.Disconnect()
-		waitFor(t, "the first connection to close", func() bool { return e.relay.Connections() == 0 })
+		first.Close()
+		waitFor(t, "the first connection to close", func() bool { return e.relay.Clients() == 0 })
 		dial(t, e.url)
 	})
 	t.Run("idle connection", func(t *testing.T) {
@@ -727,7 +611,7 @@ func TestBounds(t *testing.T) {
 		e := setup(t, relay.Config{IdleTimeout: 50 * time.Millisecond})
 		c := dial(t, e.url)
 		select {
-		case <-c.gone:
+		case <-c.Done():
 			// "io server disconnect", or "transport close" when the
 			// library closes the transport before its DISCONNECT packet
 			// is out.
@@ -769,7 +653,7 @@ func TestAck(t *testing.T) {
 	id := e.insert(t)
 	c := dial(t, e.url)
 	acked := make(chan []any, 1)
-	_ = c.sock.Emit("subscribe", id, func(args []any, err error) { acked <- args })
+	must(t, c.SubscribeAck(id, func(args []any) { acked <- args }))
 	select {
 	case args := <-acked:
 		if len(args) != 1 {
@@ -819,7 +703,7 @@ func TestShutdownWithClients(t *testing.T) {
 		t.Errorf("after shutdown: %d subscriptions, %d connections", r.Subscriptions(), r.Connections())
 	}
 	select {
-	case <-c.gone:
+	case <-c.Done():
 	case <-time.After(wait):
 		t.Error("the client was not disconnected")
 	}
