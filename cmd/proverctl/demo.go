@@ -17,6 +17,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/client"
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/internal/devfleet"
+	"github.com/openpassport/prover-fleet/internal/relayclient"
 	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/groth16"
@@ -60,8 +61,10 @@ func runDemo(ctx context.Context, args []string, std stdio) error {
 	)
 	f := newFlags("demo", "", "Starts the whole fleet (random ports, temporary state), then acts as the app: for each demo\n"+
 		"circuit it runs the real protocol (hello, verify the development attestation, encrypt, submit),\n"+
-		"follows the request live, verifies the proof with the native verifier against <zkeys>/<name>.vkey.json\n"+
-		"and prints a summary. Everything it started is stopped and removed. Exit status 1 if any proof failed.", std)
+		"follows the request live on the Socket.IO status relay, verifies the proof with the native verifier\n"+
+		"against <zkeys>/<name>.vkey.json, writes status 4 as the downstream verifier would and waits for the\n"+
+		"relay to deliver it, and prints a summary. Everything it started is stopped and removed. Exit status 1\n"+
+		"if any proof failed.", std)
 	ff.register(f, "warn")
 	f.StringVar(&inputsDir, "inputs-dir", "circuits/inputs", "folder of the sample inputs <name>.json")
 	f.bind("inputs-dir", "PROVER_INPUTS")
@@ -98,8 +101,8 @@ func runDemo(ctx context.Context, args []string, std stdio) error {
 		defer c()
 		_ = fleet.Stop(stopCtx)
 	}()
-	fmt.Fprintf(std.out, "Fleet up in %s: frontend %s, metrics %s\n  %s\n\n",
-		fmtDur(time.Since(started)), fleet.WSURL(), fleet.MetricsURL(), describeProver(fleet.Config()))
+	fmt.Fprintf(std.out, "Fleet up in %s: frontend %s, status relay %s (Socket.IO, path /), metrics %s\n  %s\n\n",
+		fmtDur(time.Since(started)), fleet.WSURL(), fleet.StatusURL(), fleet.MetricsURL(), describeProver(fleet.Config()))
 	opts, err := fleet.ClientOptions()
 	if err != nil {
 		return err
@@ -111,7 +114,10 @@ func runDemo(ctx context.Context, args []string, std stdio) error {
 		return err
 	}
 	fmt.Fprintf(std.out, "Each request goes pending (handshake done, queued) › witness (generated) › proof (proved and checked\n"+
-		"by the worker) › verified (by this client); each step shows how long it took to reach.\n\n")
+		"by the worker) › verified; each step shows how long it took to reach. As the app does, this client follows\n"+
+		"each request on the status relay (Socket.IO, subscribe(uuid), status events): the relay's events are shown\n"+
+		"as \"relay N\". At status 2 it checks the proof natively and, standing in for the downstream verifier, writes\n"+
+		"status 4 into the proofs table; the relay's status 4 (from Postgres, the app's success) marks it verified.\n\n")
 	tty := isTerminal(std.out)
 	b := newBoard(std.out, tty)
 	results := make([]*demoResult, len(cases))
@@ -128,7 +134,7 @@ func runDemo(ctx context.Context, args []string, std stdio) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.err = demoOne(ctx, fleet.WSURL(), opts, ff.zkeys, inputs[i], r)
+			r.err = demoOne(ctx, fleet, opts, ff.zkeys, inputs[i], r)
 			if r.err != nil {
 				r.row.fail(r.err.Error())
 			}
@@ -230,40 +236,75 @@ func countConstraints(ctx context.Context, circuits, name string) int {
 }
 
 // demoOne sends one request over its own WebSocket (as the app does),
-// follows it, and verifies the proof natively.
-func demoOne(ctx context.Context, url string, opts client.Options, zkeys string, inputs json.RawMessage, r *demoResult) error {
-	c, err := client.Dial(ctx, url, opts)
+// follows it on the status relay (as the app does), verifies the proof
+// natively at status 2 and, as the downstream verifier would, writes the
+// verdict into the proofs table; the relay's 4 ends it.
+func demoOne(ctx context.Context, fleet *devfleet.Fleet, opts client.Options, zkeys string, inputs json.RawMessage, r *demoResult) error {
+	c, err := client.Dial(ctx, fleet.WSURL(), opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	progress := r.row.progress()
 	id, err := c.Submit(ctx, client.Request{
 		Type: r.c.typ, Circuit: r.c.circuit, Inputs: inputs, Onchain: true,
 		EndpointType: r.c.endpointType, Endpoint: r.c.endpoint,
-	}, progress)
+	}, r.row.progress())
 	if err != nil {
 		return fmt.Errorf("submit: %w", err)
 	}
 	r.uuid = id
-	st, err := c.Wait(ctx, id, progress)
-	r.status = st
+	rc, err := relayclient.Dial(ctx, fleet.StatusURL(), relayclient.Options{})
 	if err != nil {
-		return fmt.Errorf("wait: %w", err)
+		return fmt.Errorf("status relay: %w", err)
 	}
-	if st.Status != status.ProofGenerated {
-		reason := ""
-		if st.Reason != nil {
-			reason = ": " + *st.Reason
+	defer rc.Close()
+	if err := rc.Subscribe(id); err != nil {
+		return fmt.Errorf("status relay: %w", err)
+	}
+	for {
+		ev, err := rc.Next(ctx)
+		if err != nil {
+			return fmt.Errorf("status relay: %w", err)
 		}
-		return fmt.Errorf("status %d%s", st.Status, reason)
+		m := ev.Message
+		if ev.Name != "status" || m.UUID != id {
+			return fmt.Errorf("status relay: unexpected %s event %+v", ev.Name, m)
+		}
+		r.row.relayed(m.Status, ev.At)
+		switch m.Status {
+		case status.ProofGenerated:
+			st, err := c.Status(ctx, id)
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			r.status = st
+			verdict, reason := status.Verified, ""
+			verr := verifyProof(circuitdir.Layout{ZkeyDir: zkeys}.VKey(r.c.circuit), st)
+			if verr != nil {
+				verdict, reason = status.VerificationFailed, "INVALID_PROOF"
+			}
+			if _, err := fleet.Pool().Exec(ctx, `UPDATE proofs SET status = $2, reason = NULLIF($3, '')
+				WHERE request_id = $1 AND status = 2`, id, int16(verdict), reason); err != nil {
+				return fmt.Errorf("write the verdict: %w", err)
+			}
+			if verr != nil {
+				return verr
+			}
+		case status.Verified:
+			r.verified = true
+			r.row.reach(stageVerified, ev.At, id)
+			return nil
+		case status.Failed, status.VerificationFailed:
+			msg := fmt.Sprintf("status %d", m.Status)
+			if m.ErrorCode != "" {
+				msg += " " + m.ErrorCode
+			}
+			if m.Reason != "" {
+				msg += ": " + m.Reason
+			}
+			return errors.New(msg)
+		}
 	}
-	if err := verifyProof(circuitdir.Layout{ZkeyDir: zkeys}.VKey(r.c.circuit), st); err != nil {
-		return err
-	}
-	r.verified = true
-	r.row.reach(stageVerified, time.Now(), id)
-	return nil
 }
 
 // verifyProof checks a reported proof with the native verifier.
@@ -370,7 +411,8 @@ func printSummary(std stdio, results []*demoResult) {
 	}
 	fmt.Fprintln(std.out, "\nqueue wait, witness, prove, verify: the worker's own measurements (prover_worker_* metrics; verify is")
 	fmt.Fprintln(std.out, "its check of the proof before it reports status 2); total: what the app saw, from its hello to the")
-	fmt.Fprintln(std.out, "proof; verified: this client's native verifier accepted the proof against <zkeys>/<circuit>.vkey.json.")
+	fmt.Fprintln(std.out, "proof; verified: this client's native verifier accepted the proof against <zkeys>/<circuit>.vkey.json,")
+	fmt.Fprintln(std.out, "and the status 4 it wrote reached it through the relay.")
 	for _, r := range results {
 		if r.err != nil {
 			fmt.Fprintf(std.out, "%s failed: %v\n", r.c.circuit, r.err)

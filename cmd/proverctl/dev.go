@@ -12,17 +12,20 @@ import (
 
 func runDev(ctx context.Context, args []string, std stdio) error {
 	var (
-		ff          fleetFlags
-		listen      string
-		adminListen string
-		natsPort    int
-		stateDir    string
-		noWorkers   bool
+		ff           fleetFlags
+		listen       string
+		adminListen  string
+		statusListen string
+		natsPort     int
+		stateDir     string
+		noWorkers    bool
 	)
 	f := newFlags("dev", "", "Runs the whole fleet on this machine (embedded NATS JetStream, DATABASE_URL or a throwaway\n"+
-		"PostgreSQL, migrations, the frontend, one worker pool per family) until SIGINT or SIGTERM.", std)
+		"PostgreSQL, migrations, the frontend, the Socket.IO status relay, one worker pool per family) until SIGINT or SIGTERM.", std)
 	f.StringVar(&listen, "listen", devfleet.DevListen, "address of the frontend (WebSocket and HTTP POST)")
 	f.bind("listen", "PROVERCTL_LISTEN")
+	f.StringVar(&statusListen, "status-listen", devfleet.DevStatusListen, "address of the Socket.IO status relay (path /)")
+	f.bind("status-listen", "PROVERCTL_STATUS_LISTEN")
 	f.StringVar(&adminListen, "admin-listen", "127.0.0.1:9090", "address of /metrics, /healthz and /readyz")
 	f.bind("admin-listen", "PROVERCTL_ADMIN_LISTEN")
 	f.IntVar(&natsPort, "nats-port", 0, "port of the embedded NATS server on 127.0.0.1 (0: a free port)")
@@ -42,6 +45,7 @@ func runDev(ctx context.Context, args []string, std stdio) error {
 		return err
 	}
 	cfg.Listen, cfg.AdminListen, cfg.NATSPort, cfg.StateDir, cfg.NoWorkers = listen, adminListen, natsPort, stateDir, noWorkers
+	cfg.StatusListen = statusListen
 
 	fleet, err := devfleet.Start(ctx, cfg)
 	if err != nil {
@@ -75,6 +79,7 @@ func printDevBanner(std stdio, fleet *devfleet.Fleet) {
 	fmt.Fprintf(w, "prover fleet (development) is running; Ctrl-C stops it.\n\n")
 	fmt.Fprintf(w, "  WebSocket URL      %s\n", fleet.WSURL())
 	fmt.Fprintf(w, "  HTTP URL           %s  (JSON-RPC over POST; GET %sv1/proofs/{uuid})\n", fleet.HTTPURL(), fleet.HTTPURL())
+	fmt.Fprintf(w, "  status relay (Socket.IO): %s (path /)\n", fleet.StatusURL())
 	fmt.Fprintf(w, "  metrics URL        %s  (also /healthz, /readyz)\n", fleet.MetricsURL())
 	fmt.Fprintf(w, "  attestation        %s\n", describeAttester(fleet))
 	fmt.Fprintf(w, "  attestation root   %s  (development root, PEM)\n", fleet.RootPEMPath())

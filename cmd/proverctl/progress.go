@@ -43,6 +43,7 @@ type row struct {
 	uuid   string
 	failed string
 	ended  bool
+	relay  []int // the statuses the status relay sent, in order
 }
 
 type mark struct {
@@ -90,15 +91,58 @@ func (r *row) progress() client.Progress {
 }
 
 // reach records that r got to stage at.
-func (r *row) reach(stage string, at time.Time, id string) {
+func (r *row) reach(stage string, at time.Time, id string) { r.reachNote(stage, at, id, "") }
+
+// relayed records a status event of the status relay: status 1 and 2
+// reach their stages, and every event is noted ("relay N"). The caller
+// decides what 3, 4 and 5 mean.
+func (r *row) relayed(status int, at time.Time) {
+	r.b.mu.Lock()
+	r.relay = append(r.relay, status)
+	r.b.mu.Unlock()
+	note := fmt.Sprintf("relay %d", status)
+	switch status {
+	case protocol.StatusPending:
+		r.reachNote(stagePending, at, "", note)
+	case protocol.StatusWitnessGenerated:
+		r.reachNote(stageWitness, at, "", note)
+	case protocol.StatusProofGenerated:
+		r.reachNote(stageProof, at, "", note)
+	case protocol.StatusVerified:
+		r.reachNote(stageVerified, at, "", note)
+	default:
+		r.reachNote("", at, "", note)
+	}
+}
+
+// reachNote records that r got to stage at, with a note on its line. A
+// stage reached already (or none) prints only the note.
+func (r *row) reachNote(stage string, at time.Time, id, note string) {
 	b := r.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if id != "" {
 		r.uuid = id
 	}
+	if note != "" {
+		note = "  " + note
+	}
+	noteOnly := func(stage string) {
+		if note != "" && !b.tty {
+			fmt.Fprintf(b.out, "%7.2fs  %-*s  %-8s%s\n", at.Sub(b.start).Seconds(), b.width, r.label, stage, note)
+		}
+	}
+	if stage == "" {
+		last := "-"
+		if len(r.marks) > 0 {
+			last = r.marks[len(r.marks)-1].stage
+		}
+		noteOnly(last)
+		return
+	}
 	for _, m := range r.marks {
 		if m.stage == stage {
+			noteOnly(stage)
 			return
 		}
 	}
@@ -111,8 +155,8 @@ func (r *row) reach(stage string, at time.Time, id string) {
 		r.ended = true
 	}
 	if !b.tty {
-		fmt.Fprintf(b.out, "%7.2fs  %-*s  %-8s (+%s)%s\n", at.Sub(b.start).Seconds(), b.width, r.label, stage,
-			fmtDur(at.Sub(prev)), uuidNote(stage, r.uuid))
+		fmt.Fprintf(b.out, "%7.2fs  %-*s  %-8s (+%s)%s%s\n", at.Sub(b.start).Seconds(), b.width, r.label, stage,
+			fmtDur(at.Sub(prev)), uuidNote(stage, r.uuid), note)
 	}
 }
 
@@ -217,6 +261,13 @@ func (r *row) line(now time.Time, spin string) string {
 		parts = append(parts, fmt.Sprintf("%s %s…", next, fmtDur(now.Sub(prev))))
 	}
 	s := fmt.Sprintf("%s %-*s  %s", symbol, r.b.width, r.label, strings.Join(parts, " › "))
+	if len(r.relay) > 0 {
+		var statuses []string
+		for _, st := range r.relay {
+			statuses = append(statuses, fmt.Sprint(st))
+		}
+		s += "  relay " + strings.Join(statuses, " ")
+	}
 	if r.failed != "" {
 		s += "  " + r.failed
 	}

@@ -290,7 +290,7 @@ func TestDev(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": stacktest.PostgresURL(t), "PROVERCTL_STATE_DIR": state}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		done <- run(ctx, []string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--status-listen", "127.0.0.1:0",
 			"-c", circuits, "-k", zkeys, "--families", "dsc", "--no-workers", "--log-level", "error"},
 			stdio{out: &out, err: &errOut, env: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 	}()
@@ -316,6 +316,19 @@ func TestDev(t *testing.T) {
 	}
 	if ws := field("WebSocket URL"); !strings.HasPrefix(ws, "ws://127.0.0.1:") {
 		t.Errorf("WebSocket URL %q", ws)
+	}
+	relayURL := field("status relay (Socket.IO):")
+	if !strings.HasPrefix(relayURL, "http://127.0.0.1:") || !strings.Contains(banner, relayURL+" (path /)") {
+		t.Errorf("status relay line: %q in\n%s", relayURL, banner)
+	}
+	if resp, err := http.Get(relayURL + "/?EIO=4&transport=polling"); err != nil {
+		t.Errorf("relay: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), `0{"`) {
+			t.Errorf("relay handshake: %d %q", resp.StatusCode, body)
+		}
 	}
 	// dev-gcp by default: the Confidential Space root and the image digest.
 	rootPEM := field("attestation root")
@@ -442,6 +455,23 @@ func TestDemo(t *testing.T) {
 	}
 	if rows != 3 {
 		t.Errorf("%d summary rows, want 3:\n%s", rows, out)
+	}
+	// Each request was followed on the status relay, through to the 4 the
+	// demo wrote as the downstream verifier.
+	for _, c := range []string{"register_demo", "dsc_demo", "disclose_demo"} {
+		var relayed []string
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, c+" (") {
+				if _, note, ok := strings.Cut(line, "relay "); ok {
+					relayed = append(relayed, note)
+				}
+			}
+		}
+		// The first is the status when the demo subscribed (0, or 1 when
+		// the witness was quicker).
+		if len(relayed) < 2 || relayed[len(relayed)-1] != "4" || relayed[len(relayed)-2] != "2" {
+			t.Errorf("%s: relay events %q, want ... 2 4:\n%s", c, relayed, out)
+		}
 	}
 	if strings.Contains(errOut, "level=ERROR") {
 		t.Errorf("the demo logged errors:\n%s", errOut)
