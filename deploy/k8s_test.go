@@ -179,6 +179,7 @@ func TestDeployments(t *testing.T) {
 			}
 			if prog == progAPI {
 				apiSeen = true
+				checkRelayPort(t, m, c)
 			} else {
 				if other, dup := seen[fam]; dup {
 					t.Errorf("family %s has two Deployments: %s and %s", fam, other, name)
@@ -208,6 +209,37 @@ func TestDeployments(t *testing.T) {
 		if !api.env[k] && !worker.env[k] {
 			t.Errorf("ConfigMap key %s is read by neither prover-api nor prover-worker", k)
 		}
+	}
+}
+
+// checkRelayPort checks that the frontend's status relay listens on a
+// container port named status, and that its Service exposes it.
+func checkRelayPort(t *testing.T, m manifests, c map[string]any) {
+	t.Helper()
+	port := 0
+	for _, p := range list(c, "ports") {
+		if str(p, "name") == "status" {
+			f, _ := get(p, "containerPort").(float64)
+			port = int(f)
+		}
+	}
+	if port == 0 {
+		t.Fatal("prover-api has no container port named status (the Socket.IO relay)")
+	}
+	addr := envOf(c)["PROVER_API_STATUS_ADDRESS"]
+	if _, p, err := net.SplitHostPort(addr); err != nil || p != strconv.Itoa(port) {
+		t.Errorf("PROVER_API_STATUS_ADDRESS=%q does not listen on the status port %d", addr, port)
+	}
+	exposed := false
+	for _, svc := range m.byKind["Service"] {
+		for _, p := range list(svc, "spec", "ports") {
+			if str(p, "targetPort") == "status" {
+				exposed = true
+			}
+		}
+	}
+	if !exposed {
+		t.Error("no Service exposes the status relay's port")
 	}
 }
 
