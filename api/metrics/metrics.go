@@ -39,6 +39,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // Metrics holds the program's registry and metrics.
@@ -132,10 +133,10 @@ func (m *Metrics) SubscriptionEnded(outcome string) {
 }
 
 // Sent counts a status event the relay sent.
-func (m *Metrics) Sent(status int) {
+func (m *Metrics) Sent(s status.Code) {
 	label := "other"
-	if status >= protocol.StatusPending && status <= protocol.StatusVerificationFailed {
-		label = strconv.Itoa(status)
+	if s >= status.Pending && s <= status.VerificationFailed {
+		label = strconv.Itoa(int(s))
 	}
 	m.relaySent.WithLabelValues(label).Inc()
 }

@@ -43,7 +43,7 @@ type row struct {
 	uuid   string
 	failed string
 	ended  bool
-	relay  []int // the statuses the status relay sent, in order
+	relay  []status.Code // the statuses the status relay sent, in order
 }
 
 type mark struct {
@@ -96,19 +96,19 @@ func (r *row) reach(stage string, at time.Time, id string) { r.reachNote(stage, 
 // relayed records a status event of the status relay: status 1 and 2
 // reach their stages, and every event is noted ("relay N"). The caller
 // decides what 3, 4 and 5 mean.
-func (r *row) relayed(status int, at time.Time) {
+func (r *row) relayed(st status.Code, at time.Time) {
 	r.b.mu.Lock()
-	r.relay = append(r.relay, status)
+	r.relay = append(r.relay, st)
 	r.b.mu.Unlock()
-	note := fmt.Sprintf("relay %d", status)
-	switch status {
-	case protocol.StatusPending:
+	note := fmt.Sprintf("relay %d", st)
+	switch st {
+	case status.Pending:
 		r.reachNote(stagePending, at, "", note)
-	case protocol.StatusWitnessGenerated:
+	case status.WitnessGenerated:
 		r.reachNote(stageWitness, at, "", note)
-	case protocol.StatusProofGenerated:
+	case status.ProofGenerated:
 		r.reachNote(stageProof, at, "", note)
-	case protocol.StatusVerified:
+	case status.Verified:
 		r.reachNote(stageVerified, at, "", note)
 	default:
 		r.reachNote("", at, "", note)
@@ -264,7 +264,7 @@ func (r *row) line(now time.Time, spin string) string {
 	if len(r.relay) > 0 {
 		var statuses []string
 		for _, st := range r.relay {
-			statuses = append(statuses, fmt.Sprint(st))
+			statuses = append(statuses, fmt.Sprint(int(st)))
 		}
 		s += "  relay " + strings.Join(statuses, " ")
 	}

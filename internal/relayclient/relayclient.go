@@ -25,19 +25,21 @@ import (
 
 	sio "github.com/zishang520/socket.io/clients/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
+
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // Message is the payload of a status event (or of a subscribe_error).
 type Message struct {
-	UUID      string `json:"uuid"`
-	Status    int    `json:"status"`
-	ErrorCode string `json:"error_code,omitempty"`
-	Reason    string `json:"reason,omitempty"`
+	UUID      string      `json:"uuid"`
+	Status    status.Code `json:"status"`
+	ErrorCode string      `json:"error_code,omitempty"`
+	Reason    string      `json:"reason,omitempty"`
 }
 
 // Final reports whether the app stops at this status: 4 (success), 3 and
 // 5 (failure).
-func (m Message) Final() bool { return m.Status >= 3 }
+func (m Message) Final() bool { return m.Status >= status.Failed }
 
 // Event is one event the relay sent.
 type Event struct {

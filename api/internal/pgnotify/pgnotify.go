@@ -33,6 +33,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // Channel is the channel the proofs table's trigger notifies.
@@ -44,7 +46,7 @@ type Notification struct {
 	// RequestID is the request's uuid, lowercase and hyphenated.
 	RequestID string
 	// Status is the row's status after the change (Missed: unset).
-	Status int
+	Status status.Code
 	// Reason is the row's reason, nil when it has none or when the payload
 	// was truncated.
 	Reason *string
@@ -266,10 +268,10 @@ func (l *Listener) setUp(up bool) {
 
 // payload is what dispatch reads of the trigger's JSON.
 type payload struct {
-	RequestID string  `json:"request_id"`
-	Status    *int    `json:"status"`
-	Reason    *string `json:"reason"`
-	Truncated bool    `json:"truncated"`
+	RequestID string       `json:"request_id"`
+	Status    *status.Code `json:"status"`
+	Reason    *string      `json:"reason"`
+	Truncated bool         `json:"truncated"`
 }
 
 // Parse reads a status_update payload.

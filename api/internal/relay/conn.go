@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 
-	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // conn is one client connection (a Socket.IO socket on namespace "/") and
@@ -169,8 +169,8 @@ func (c *conn) subscribe(args []any) {
 	id, raw, ok := uuidArg(args)
 	if !ok {
 		r.obs.SubscriptionEnded(OutcomeInvalid)
-		r.obs.Sent(job.StatusFailed)
-		answer(EventStatus, Message{UUID: raw, Status: job.StatusFailed, ErrorCode: CodeInvalidUUID, Reason: "uuid is not a UUID"})
+		r.obs.Sent(status.Failed)
+		answer(EventStatus, Message{UUID: raw, Status: status.Failed, ErrorCode: CodeInvalidUUID, Reason: "uuid is not a UUID"})
 		return
 	}
 	refuse := func(code, reason string) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/internal/pgnotify"
 	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -74,9 +75,9 @@ func (f *follower) note(m Message, usable bool) {
 // its Row; anything else is re-read.
 func (f *follower) onEvent(ev job.StatusEvent) {
 	switch {
-	case ev.Status >= job.StatusPending && ev.Status <= job.StatusProofGenerated:
+	case ev.Status >= status.Pending && ev.Status <= status.ProofGenerated:
 		f.note(newMessage(f.id, ev.Status, ""), true)
-	case ev.Status == job.StatusFailed && ev.Row != nil:
+	case ev.Status == status.Failed && ev.Row != nil:
 		f.note(newMessage(f.id, ev.Status, ev.Row.Reason), true)
 	default:
 		f.note(Message{}, false)
@@ -167,7 +168,7 @@ func (f *follower) run(ctx context.Context, send func(Message) error) (string, e
 			return true, err
 		}
 		last = rank(m.Status)
-		if m.Status == job.StatusProofGenerated && linger == nil {
+		if m.Status == status.ProofGenerated && linger == nil {
 			linger = time.After(cfg.Linger)
 		}
 		unknown = nil
@@ -209,7 +210,7 @@ func (f *follower) run(ctx context.Context, send func(Message) error) (string, e
 		case <-unknown:
 			done, err = look()
 			if !done && err == nil && last < 0 {
-				err = send(Message{UUID: f.id, Status: job.StatusFailed, ErrorCode: CodeUUIDNotFound, Reason: "UUID not found"})
+				err = send(Message{UUID: f.id, Status: status.Failed, ErrorCode: CodeUUIDNotFound, Reason: "UUID not found"})
 				return OutcomeNotFound, err
 			}
 		case <-linger:

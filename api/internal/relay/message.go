@@ -3,6 +3,7 @@ package relay
 import (
 	"strings"
 
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -47,19 +48,19 @@ const (
 // (5 with error_code REGISTERED_COMMITMENT as "already registered") and
 // any other status as progress.
 type Message struct {
-	UUID      string `json:"uuid"`
-	Status    int    `json:"status"`
-	ErrorCode string `json:"error_code,omitempty"`
-	Reason    string `json:"reason,omitempty"`
+	UUID      string      `json:"uuid"`
+	Status    status.Code `json:"status"`
+	ErrorCode string      `json:"error_code,omitempty"`
+	Reason    string      `json:"reason,omitempty"`
 }
 
 // messageOf is a row's Message.
 func messageOf(p store.Proof) Message {
-	return newMessage(p.ID, int(p.Status), p.Reason)
+	return newMessage(p.ID, p.Status, p.Reason)
 }
 
-func newMessage(id string, status int, reason string) Message {
-	return Message{UUID: id, Status: status, Reason: reason, ErrorCode: ErrorCode(status, reason)}
+func newMessage(id string, s status.Code, reason string) Message {
+	return Message{UUID: id, Status: s, Reason: reason, ErrorCode: ErrorCode(s, reason)}
 }
 
 // ErrorCode is the error_code sent with a failed status (3 or 5): the
@@ -71,8 +72,8 @@ func newMessage(id string, status int, reason string) Message {
 // reason "REGISTERED_COMMITMENT" (or "REGISTERED_COMMITMENT: …") is
 // relayed as the app expects. Empty for other statuses and free-text
 // reasons ("cancelled").
-func ErrorCode(status int, reason string) string {
-	if status != int(store.Failed) && status != int(store.VerificationFailed) {
+func ErrorCode(s status.Code, reason string) string {
+	if s != status.Failed && s != status.VerificationFailed {
 		return ""
 	}
 	code, _, _ := strings.Cut(reason, ":")
@@ -91,9 +92,9 @@ func ErrorCode(status int, reason string) string {
 // rank orders statuses as a row moves through them: pending, witness
 // generated, proof generated, then one final status (failed, or the
 // downstream verifier's verdict).
-func rank(status int) int { return min(max(status, -1), 3) }
+func rank(s status.Code) int { return min(max(int(s), -1), 3) }
 
 // final reports whether a status ends a subscription: the app stops at 3,
 // 4 and 5. Status 2 is not final: a downstream verifier may still write 4
 // or 5.
-func final(status int) bool { return status >= int(store.Failed) }
+func final(s status.Code) bool { return s >= status.Failed }

@@ -52,6 +52,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/internal/pgnotify"
 	"github.com/openpassport/prover-fleet/shared/job"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -84,7 +85,7 @@ type Observer interface {
 	// outcome (the Outcome constants).
 	SubscriptionEnded(outcome string)
 	// Sent counts a status event sent, by its status.
-	Sent(status int)
+	Sent(s status.Code)
 }
 
 // Deps are the relay's collaborators; Observer is optional.
@@ -403,4 +404,4 @@ func (nopObserver) Connection(int)           {}
 func (nopObserver) ConnectionRefused()       {}
 func (nopObserver) Subscription(int)         {}
 func (nopObserver) SubscriptionEnded(string) {}
-func (nopObserver) Sent(int)                 {}
+func (nopObserver) Sent(status.Code)         {}

@@ -22,10 +22,11 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/internal/pgnotify"
 	"github.com/openpassport/prover-fleet/api/internal/relay"
+	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/internal/relayclient"
-	"github.com/openpassport/prover-fleet/shared/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
 )
 
@@ -39,18 +40,18 @@ const wait = 30 * time.Second
 type outcomes struct {
 	mu    sync.Mutex
 	ended map[string]int
-	sent  map[int]int
+	sent  map[status.Code]int
 	conns atomic.Int64
 	subs  atomic.Int64
 	ref   atomic.Int64
 }
 
-func newOutcomes() *outcomes { return &outcomes{ended: map[string]int{}, sent: map[int]int{}} }
+func newOutcomes() *outcomes { return &outcomes{ended: map[string]int{}, sent: map[status.Code]int{}} }
 
 func (o *outcomes) Connection(d int)   { o.conns.Add(int64(d)) }
 func (o *outcomes) ConnectionRefused() { o.ref.Add(1) }
 func (o *outcomes) Subscription(d int) { o.subs.Add(int64(d)) }
-func (o *outcomes) Sent(status int)    { o.mu.Lock(); o.sent[status]++; o.mu.Unlock() }
+func (o *outcomes) Sent(s status.Code) { o.mu.Lock(); o.sent[s]++; o.mu.Unlock() }
 func (o *outcomes) SubscriptionEnded(s string) {
 	o.mu.Lock()
 	o.ended[s]++
@@ -215,9 +216,9 @@ func (e *env) fail(t *testing.T, id, reason string) {
 
 // verdict writes status 4 or 5 straight into the table, as the downstream
 // verifier does: no event, only the table's notification.
-func (e *env) verdict(t *testing.T, id string, status int, reason *string) {
+func (e *env) verdict(t *testing.T, id string, st status.Code, reason *string) {
 	t.Helper()
-	tag, err := e.pool.Exec(t.Context(), `UPDATE proofs SET status = $2, reason = $3 WHERE request_id = $1`, id, status, reason)
+	tag, err := e.pool.Exec(t.Context(), `UPDATE proofs SET status = $2, reason = $3 WHERE request_id = $1`, id, int16(st), reason)
 	must(t, err)
 	if tag.RowsAffected() != 1 {
 		t.Fatalf("no row %s", id)
@@ -261,11 +262,11 @@ func (c *client) next(t *testing.T) relay.Message {
 	return relay.Message(c.event(t, relay.EventStatus).Message)
 }
 
-func (c *client) expect(t *testing.T, id string, status int) relay.Message {
+func (c *client) expect(t *testing.T, id string, st status.Code) relay.Message {
 	t.Helper()
 	m := c.next(t)
-	if m.UUID != id || m.Status != status {
-		t.Fatalf("got %+v, want uuid %s status %d", m, id, status)
+	if m.UUID != id || m.Status != st {
+		t.Fatalf("got %+v, want uuid %s status %d", m, id, st)
 	}
 	return m
 }
@@ -302,7 +303,7 @@ func TestVerdicts(t *testing.T) {
 	e := setup(t, relay.Config{})
 	for _, tc := range []struct {
 		name   string
-		status int
+		status status.Code
 		reason *string
 		want   relay.Message
 	}{
@@ -351,7 +352,7 @@ func TestLateSubscriber(t *testing.T) {
 	e := setup(t, relay.Config{})
 	for _, tc := range []struct {
 		name   string
-		status int
+		status status.Code
 	}{{"verified", 4}, {"verification failed", 5}, {"failed", 3}} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := e.insert(t)
@@ -736,7 +737,7 @@ func TestConfigErrors(t *testing.T) {
 func TestErrorCode(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		status int
+		status status.Code
 		reason string
 		want   string
 	}{
