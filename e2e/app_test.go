@@ -141,14 +141,16 @@ func TestAppClient(t *testing.T) {
 					EndpointType: endpointType, Endpoint: d.endpoint})
 			}
 			cfg := map[string]any{
-				"frontend": f.WSURL(), "http": f.HTTPURL(), "relay": "", "format": format,
+				"frontend": f.WSURL(), "http": f.HTTPURL(), "relay": f.StatusURL(), "until": 4, "format": format,
 				"imageDigest": f.ImageDigest(), "timeoutMs": 8 * 60 * 1000, "mode": "prove", "requests": reqs,
 			}
 			root := ""
 			if format == "gcp" {
 				root, _ = filepath.Abs(f.RootPEMPath())
 			}
+			stopVerifier := standInVerifier(t, f)
 			events, stderr, err := runApp(t, cfg, root)
+			stopVerifier()
 			if err != nil {
 				t.Fatalf("app.mjs: %v\n%s", err, stderr)
 			}
@@ -167,10 +169,41 @@ func TestAppClient(t *testing.T) {
 	}
 }
 
+// standInVerifier plays the downstream verifier, which is not part of the
+// fleet: it writes status 4 straight into the proofs table for every row
+// the fleet proved (status 2) since it started, as that verifier does,
+// until stop is called. The app learns of the 4 only through the status
+// relay's LISTEN connection.
+func standInVerifier(t *testing.T, f *devfleet.Fleet) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	var since time.Time
+	if err := f.Pool().QueryRow(ctx, `SELECT now()`).Scan(&since); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(done)
+		for {
+			if _, err := f.Pool().Exec(ctx, `UPDATE proofs SET status = 4 WHERE status = 2 AND created_at >= $1`, since); err != nil && ctx.Err() == nil {
+				t.Errorf("stand-in verifier: %v", err)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 // checkAppRun checks what app.mjs reported: per circuit a hello with the
 // era's key size, an attestation in the fleet's format binding the server
-// key in the era's encoding, a submit, statuses up to 2, and a proof in
-// the proofs table that verifies.
+// key in the era's encoding, a submit, statuses up to 2 and then the
+// verifier's 4, on the status relay (Socket.IO), and a proof in the proofs
+// table that verifies.
 func checkAppRun(t *testing.T, e *env, f *devfleet.Fleet, format string, events []appEvent) {
 	t.Helper()
 	keyBytes, serverKeyBytes := 33, 33
@@ -229,20 +262,23 @@ func checkAppRun(t *testing.T, e *env, f *devfleet.Fleet, format string, events 
 				id, payloadType = ev.UUID, ev.Type
 			case "status":
 				statuses[ev.Status] = true
+				if ev.Via != "socket.io" {
+					t.Errorf("%s: status %d came over %q, want the Socket.IO relay", d.circuit, ev.Status, ev.Via)
+				}
 			case "done":
-				if ev.Status != 2 {
-					t.Errorf("%s: done with status %d", d.circuit, ev.Status)
+				if ev.Status != 4 {
+					t.Errorf("%s: done with status %d, want the verifier's 4", d.circuit, ev.Status)
 				}
 			}
 		}
-		if !statuses[2] || len(steps) < 5 || steps[0] != "hello" || steps[1] != "attested" || steps[2] != "submitted" || steps[len(steps)-1] != "done" {
+		if !statuses[4] || len(steps) < 5 || steps[0] != "hello" || steps[1] != "attested" || steps[2] != "submitted" || steps[len(steps)-1] != "done" {
 			t.Fatalf("%s: steps %v, statuses %v", d.circuit, steps, statuses)
 		}
 		st, err := f.Store().Get(t.Context(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if int(st.Status) != 2 || string(st.ProofType) != payloadType || family.ProofType(payloadType).Family() != d.typ.Family() {
+		if int(st.Status) != 4 || string(st.ProofType) != payloadType || family.ProofType(payloadType).Family() != d.typ.Family() {
 			t.Fatalf("%s: row status %d type %q (the app's payload type %q)", d.circuit, st.Status, st.ProofType, payloadType)
 		}
 		vkeyJSON, err := os.ReadFile(filepath.Join(e.zkeys, d.circuit+".vkey.json"))

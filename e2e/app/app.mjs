@@ -8,7 +8,8 @@
 //
 // CONFIG: {"frontend": "ws://...", "relay": "http://..." or "", "http": "http://.../",
 //          "format": "gcp" | "nitro", "imageDigest": "sha256:...", "timeoutMs": N,
-//          "mode": "prove" | "hello",
+//          "mode": "prove" | "hello", "until": 2 | 4 (the status that ends a request: 2, or
+//          4 as in the app, which waits for the downstream verifier; default 2),
 //          "requests": [{"circuitType", "circuit", "inputsFile", "endpointType", "endpoint"}]}
 //
 // Every step is one JSON line on stdout; a failure is {"event":"error"} and
@@ -110,8 +111,9 @@ function checkDocument(attestation, keyHex) {
 
 // follow listens as the app does: Socket.IO to the relay, path '/',
 // websocket transport, emit subscribe(uuid), 'status' events as objects or
-// JSON strings, until the fleet's last status (2; the app waits on for the
-// downstream verifier's 4 or 5).
+// JSON strings (statusHandlers.ts parseStatusMessage), 4 success, 3 and 5
+// failure, anything else progress; with cfg.until 2 it stops at the fleet's
+// last status instead of waiting for the downstream verifier's 4 or 5.
 function follow(uuid) {
   if (!cfg.relay) return poll(uuid);
   return new Promise((resolve, reject) => {
@@ -130,9 +132,9 @@ function follow(uuid) {
     socket.on('connect_error', (err) => done(new Error('Socket.IO connection error: ' + err.message)));
     socket.on('status', (message) => {
       const data = typeof message === 'string' ? JSON.parse(message) : message;
-      out({ event: 'status', uuid, status: data.status, via: 'socket.io' });
+      out({ event: 'status', uuid, status: data.status, via: 'socket.io', errorCode: data.error_code });
       if (data.status === 3 || data.status === 5) done(new Error('proof failed: ' + JSON.stringify(data)));
-      else if (data.status === 2 || data.status === 4) done(null, data.status);
+      else if (data.status === 4 || (data.status === 2 && (cfg.until ?? 2) === 2)) done(null, data.status);
     });
   });
 }
