@@ -90,7 +90,7 @@ func runDemo(ctx context.Context, args []string, std stdio) error {
 	}
 
 	started := time.Now()
-	fmt.Fprintf(std.out, "Starting the fleet (embedded NATS JetStream, %s, frontend, a worker pool per family)...\n", dbNote(cfg))
+	fmt.Fprintf(std.out, "Starting the fleet (embedded NATS JetStream, %s, frontend, status relay, a worker pool per family)...\n", dbNote(cfg))
 	fleet, err := devfleet.Start(ctx, cfg)
 	if err != nil {
 		return err
