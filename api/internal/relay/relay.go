@@ -302,9 +302,9 @@ func (r *Relay) isClosed() bool {
 	return r.closed
 }
 
-// Serve serves the relay on ln until ctx is done, then stops accepting,
-// ends every subscription, closes the connections and waits (up to
-// ShutdownTimeout) for them. It returns nil after a shutdown caused by
+// Serve serves the relay on ln until ctx is done, then refuses new
+// connections, ends every subscription, closes the connections, stops the
+// HTTP server and waits (up to ShutdownTimeout) for all of it. It returns nil after a shutdown caused by
 // ctx, or the listener's error.
 func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
@@ -325,11 +325,14 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
 	defer cancel()
-	err := hs.Shutdown(sctx)
-	if err != nil {
+	// The relay first (it refuses new handshakes, ends the subscriptions
+	// and closes the connections, which answers long polls in flight),
+	// then the HTTP server, which then has nothing left to wait for.
+	err := r.Close(sctx)
+	if herr := hs.Shutdown(sctx); herr != nil {
 		_ = hs.Close()
+		err = errors.Join(err, herr)
 	}
-	err = errors.Join(err, r.Close(sctx))
 	if serveErr != nil {
 		return fmt.Errorf("relay: %w", serveErr)
 	}

@@ -691,6 +691,29 @@ func TestShutdownWithClients(t *testing.T) {
 	c := dial(t, "http://"+ln.Addr().String())
 	c.subscribe(id)
 	c.expect(t, id, 0)
+	// And a long-polling client with a GET in flight: the shutdown answers
+	// it, and Serve still returns nil.
+	base := "http://" + ln.Addr().String() + "/?EIO=4&transport=polling"
+	resp, err := http.Get(base)
+	must(t, err)
+	open, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var hs struct {
+		Sid string `json:"sid"`
+	}
+	if len(open) < 2 || json.Unmarshal(open[1:], &hs) != nil {
+		t.Fatalf("polling handshake %q", open)
+	}
+	polled := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(base + "&sid=" + hs.Sid)
+		if err == nil {
+			_, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		polled <- err
+	}()
+	waitFor(t, "the poll's client", func() bool { return r.Clients() == 2 })
 	stop()
 	select {
 	case err := <-done:
@@ -702,6 +725,11 @@ func TestShutdownWithClients(t *testing.T) {
 	}
 	if r.Subscriptions() != 0 || r.Connections() != 0 {
 		t.Errorf("after shutdown: %d subscriptions, %d connections", r.Subscriptions(), r.Connections())
+	}
+	select {
+	case <-polled:
+	case <-time.After(wait):
+		t.Error("the long poll was not answered")
 	}
 	select {
 	case <-c.Done():
