@@ -136,8 +136,18 @@ type Key struct {
 	H     []bn254.G1Affine // DomainSize
 }
 
-// Read parses a .zkey file of the given size from r.
-func Read(ctx context.Context, r io.ReaderAt, size int64) (*Key, error) {
+// layout is where a key's sections are, found from its header.
+type layout struct {
+	f      *binfile.File
+	secs   map[uint32]binfile.Section
+	coefs  binfile.Section // the records, after the count
+	nCoefs int64
+}
+
+// locate checks the container, the protocol and the header, and that every
+// bulk section has exactly the size the header implies, without reading the
+// bulk.
+func locate(r io.ReaderAt, size int64, h *Header) (*layout, error) {
 	f, err := binfile.Open(r, size, "zkey", 2)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -159,12 +169,9 @@ func Read(ctx context.Context, r io.ReaderAt, size int64) (*Key, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown protocol id %d", ErrUnsupportedProtocol, p)
 	}
-
-	k := &Key{}
-	if err := readHeader(f, &k.Header); err != nil {
+	if err := readHeader(f, h); err != nil {
 		return nil, err
 	}
-	h := &k.Header
 
 	// Check every bulk section's size before allocating any of them.
 	nv, np := int64(h.NVars), int64(h.NPublic)
@@ -179,13 +186,13 @@ func Read(ctx context.Context, r io.ReaderAt, size int64) (*Key, error) {
 		{secC, (nv - np - 1) * g1Size},
 		{secH, int64(h.DomainSize) * g1Size},
 	}
-	secs := make(map[uint32]binfile.Section, len(want))
+	l := &layout{f: f, secs: make(map[uint32]binfile.Section, len(want))}
 	for _, w := range want {
 		s, err := f.SectionOfSize(w.id, w.size)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-		secs[w.id] = s
+		l.secs[w.id] = s
 	}
 	cs, err := f.Section(secCoefs)
 	if err != nil {
@@ -198,21 +205,29 @@ func Read(ctx context.Context, r io.ReaderAt, size int64) (*Key, error) {
 	if err := f.ReadAt(cs, nb[:], 0); err != nil {
 		return nil, fmt.Errorf("%w: coefficients: %w", ErrMalformed, err)
 	}
-	nCoefs := int64(binary.LittleEndian.Uint32(nb[:]))
-	if cs.Size != 4+nCoefs*coefSize {
+	l.nCoefs = int64(binary.LittleEndian.Uint32(nb[:]))
+	if cs.Size != 4+l.nCoefs*coefSize {
 		return nil, fmt.Errorf("%w: coefficients section is %d bytes, %d entries need %d",
-			ErrMalformed, cs.Size, nCoefs, 4+nCoefs*coefSize)
+			ErrMalformed, cs.Size, l.nCoefs, 4+l.nCoefs*coefSize)
 	}
+	l.coefs = binfile.Section{ID: secCoefs, Offset: cs.Offset + 4, Size: cs.Size - 4}
+	return l, nil
+}
 
+// Read parses a .zkey file of the given size from r.
+func Read(ctx context.Context, r io.ReaderAt, size int64) (*Key, error) {
+	k := &Key{}
+	l, err := locate(r, size, &k.Header)
+	if err != nil {
+		return nil, err
+	}
+	f, secs, h := l.f, l.secs, &k.Header
 	steps := []struct {
 		name string
 		run  func() error
 	}{
 		{"IC", func() (err error) { k.IC, err = readG1s(f, secs[secIC]); return }},
-		{"coefficients", func() (err error) {
-			k.Coefs, err = readCoefs(f, binfile.Section{ID: secCoefs, Offset: cs.Offset + 4, Size: cs.Size - 4}, h)
-			return
-		}},
+		{"coefficients", func() (err error) { k.Coefs, err = readCoefs(f, l.coefs, h); return }},
 		{"A", func() (err error) { k.A, err = readG1s(f, secs[secA]); return }},
 		{"B1", func() (err error) { k.B1, err = readG1s(f, secs[secB1]); return }},
 		{"B2", func() (err error) { k.B2, err = readG2s(f, secs[secB2]); return }},
@@ -377,21 +392,10 @@ func readCoefs(f *binfile.File, s binfile.Section, h *Header) ([]Coef, error) {
 	rInv := fr.Element{1, 0, 0, 0}
 	err := f.ForEachRecord(s, coefSize, func(first int, b []byte) error {
 		for i := 0; i < len(b)/coefSize; i++ {
-			rec := b[i*coefSize : (i+1)*coefSize]
 			c := &out[first+i]
-			c.Matrix = binary.LittleEndian.Uint32(rec[0:4])
-			c.Constraint = binary.LittleEndian.Uint32(rec[4:8])
-			c.Signal = binary.LittleEndian.Uint32(rec[8:12])
-			switch {
-			case c.Matrix != MatrixA && c.Matrix != MatrixB:
-				return fmt.Errorf("%w: coefficient %d: matrix %d is neither A (0) nor B (1)", ErrMalformed, first+i, c.Matrix)
-			case c.Constraint >= h.DomainSize:
-				return fmt.Errorf("%w: coefficient %d: constraint %d outside the domain of %d", ErrMalformed, first+i, c.Constraint, h.DomainSize)
-			case c.Signal >= h.NVars:
-				return fmt.Errorf("%w: coefficient %d: signal %d of %d", ErrMalformed, first+i, c.Signal, h.NVars)
-			}
-			if !limbsFromLE((*[4]uint64)(&c.Value), rec[12:], frModulus()) {
-				return fmt.Errorf("%w: coefficient %d: value not below the field modulus", ErrMalformed, first+i)
+			var err error
+			if c.Matrix, c.Constraint, c.Signal, c.Value, err = h.CheckCoef(first+i, b[i*coefSize:(i+1)*coefSize]); err != nil {
+				return err
 			}
 			c.Value.Mul(&c.Value, &rInv)
 		}
@@ -401,6 +405,24 @@ func readCoefs(f *binfile.File, s binfile.Section, h *Header) ([]Coef, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// CheckCoef decodes coefficient record i (see DecodeCoef) and checks it
+// against the header: matrix A or B, constraint inside the domain, signal
+// a wire, value below r. Errors wrap ErrMalformed.
+func (h *Header) CheckCoef(i int, rec []byte) (matrix, constraint, signal uint32, raw fr.Element, err error) {
+	matrix, constraint, signal, raw, ok := DecodeCoef(rec)
+	switch {
+	case matrix != MatrixA && matrix != MatrixB:
+		err = fmt.Errorf("%w: coefficient %d: matrix %d is neither A (0) nor B (1)", ErrMalformed, i, matrix)
+	case constraint >= h.DomainSize:
+		err = fmt.Errorf("%w: coefficient %d: constraint %d outside the domain of %d", ErrMalformed, i, constraint, h.DomainSize)
+	case signal >= h.NVars:
+		err = fmt.Errorf("%w: coefficient %d: signal %d of %d", ErrMalformed, i, signal, h.NVars)
+	case !ok:
+		err = fmt.Errorf("%w: coefficient %d: value not below the field modulus", ErrMalformed, i)
+	}
+	return
 }
 
 // fpModulus is BN254's base field modulus q as little-endian 64-bit limbs
@@ -517,17 +539,10 @@ func Write(w io.Writer, k *Key) error {
 
 	binfile.WriteSectionHeader(bw, secCoefs, 4+uint64(len(k.Coefs))*coefSize)
 	u32(uint32(len(k.Coefs)))
-	var rVal fr.Element // the element whose value is R: (R^-1)^-1
-	rVal.Inverse(&fr.Element{1, 0, 0, 0})
+	rv := rFactor()
 	var cb [coefSize]byte
 	for i := range k.Coefs {
-		c := &k.Coefs[i]
-		binary.LittleEndian.PutUint32(cb[0:], c.Matrix)
-		binary.LittleEndian.PutUint32(cb[4:], c.Constraint)
-		binary.LittleEndian.PutUint32(cb[8:], c.Signal)
-		var v fr.Element
-		v.Mul(&c.Value, &rVal) // internal form is value*R^2
-		putLimbs(cb[12:], (*[4]uint64)(&v))
+		encodeCoef(cb[:], &k.Coefs[i], &rv)
 		bw.Write(cb[:])
 	}
 

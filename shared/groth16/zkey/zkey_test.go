@@ -127,8 +127,14 @@ func sections(t *testing.T, b []byte) map[uint32]int {
 	return out
 }
 
-func TestReadRejects(t *testing.T) {
-	t.Parallel()
+type rejectCase struct {
+	name string
+	data []byte
+	want error
+}
+
+// rejectCases are corruptions of the snarkjs key and the error each gives.
+func rejectCases(t *testing.T) []rejectCase {
 	orig := readTestdata(t, snarkjsKey)
 	sec := sections(t, orig)
 	f := func(fn func([]byte)) []byte { c := append([]byte(nil), orig...); fn(c); return c }
@@ -140,11 +146,7 @@ func TestReadRejects(t *testing.T) {
 	nVarsOff := h + 4 + 32 + 4 + 32
 	alphaOff := nVarsOff + 12
 	beta2Off := alphaOff + 2*g1Size
-	tests := []struct {
-		name string
-		data []byte
-		want error
-	}{
+	return []rejectCase{
 		{"empty", nil, ErrMalformed},
 		{"garbage", bytes.Repeat([]byte("zkey"), 100), ErrMalformed},
 		{"truncated to 100 bytes", orig[:100], ErrMalformed},
@@ -175,7 +177,11 @@ func TestReadRejects(t *testing.T) {
 		{"H section missing", f(le32(sec[secH]-12, 99)), ErrMalformed},
 		{"IC section duplicated", f(le32(sec[secA]-12, secIC)), ErrMalformed},
 	}
-	for _, tt := range tests {
+}
+
+func TestReadRejects(t *testing.T) {
+	t.Parallel()
+	for _, tt := range rejectCases(t) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			k, err := Read(context.Background(), bytes.NewReader(tt.data), int64(len(tt.data)))
@@ -210,8 +216,9 @@ func TestWriteRejectsInconsistentKey(t *testing.T) {
 	}
 }
 
-// FuzzZkey checks that Read never panics and that whatever it accepts
-// survives a Write/Read round trip.
+// FuzzZkey checks that Read and Parse never panic, that what Read accepts
+// Parse accepts with the same points, and that it survives a Write/Read
+// round trip.
 func FuzzZkey(f *testing.F) {
 	for _, p := range []string{snarkjsKey, devKey, plonkKey} {
 		b := readTestdata(f, p)
@@ -220,11 +227,19 @@ func FuzzZkey(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		k, err := Read(context.Background(), bytes.NewReader(data), int64(len(data)))
+		v, perr := Parse(data)
 		if err != nil {
 			if k != nil {
 				t.Fatal("key returned with an error")
 			}
 			return
+		}
+		// What Read accepts, Parse accepts, with the same points.
+		if perr != nil {
+			t.Fatalf("Read accepted what Parse refused: %v", perr)
+		}
+		if v.Header != k.Header || !reflect.DeepEqual(v.A, k.A) || !reflect.DeepEqual(v.B2, k.B2) || !reflect.DeepEqual(v.H, k.H) {
+			t.Fatal("Parse and Read disagree")
 		}
 		var buf bytes.Buffer
 		if err := Write(&buf, k); err != nil {
