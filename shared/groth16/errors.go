@@ -9,6 +9,17 @@ var (
 	// proof computed from it does not verify against the key, so none is
 	// returned.
 	ErrUnsatisfied = errors.New("groth16: witness does not satisfy the circuit")
+	// ErrKeyCorrupt means the proving key holds a point that is not on the
+	// curve (or not canonical): proofs made with it cannot verify. Prove
+	// returns it instead of ErrUnsatisfied when its own check fails because
+	// of the key, not the witness.
+	ErrKeyCorrupt = errors.New("groth16: proving key is corrupt")
+	// ErrKeyChanged means the file a loaded proving key maps was truncated
+	// or rewritten in place while the key was in use. Load it again (and
+	// replace key files by renaming a new file over the old one).
+	ErrKeyChanged = errors.New("groth16: proving key file changed while in use")
+	// ErrClosed means the proving key was closed.
+	ErrClosed = errors.New("groth16: proving key is closed")
 
 	// ErrMalformedProof means proof JSON is not a snarkjs Groth16 proof.
 	ErrMalformedProof = errors.New("groth16: malformed proof")

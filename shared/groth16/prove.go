@@ -2,16 +2,18 @@ package groth16
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/big"
 	"runtime"
-	"sort"
+	"unsafe"
 
-	"github.com/consensys/gnark-crypto/ecc"
 	"github.com/consensys/gnark-crypto/ecc/bn254"
 	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
-	"github.com/consensys/gnark-crypto/ecc/bn254/fr/fft"
-	"github.com/consensys/gnark-crypto/parallel"
+
+	"github.com/openpassport/prover-fleet/shared/groth16/internal/mmap"
+	"github.com/openpassport/prover-fleet/shared/groth16/zkey"
 )
 
 // Prove computes a Groth16 proof for witness (all wire values, wire 0 the
@@ -21,11 +23,14 @@ import (
 // Before returning, Prove verifies the proof against the key's own
 // verifying key. The key has no C matrix (snarkjs keys never do), so this
 // is how an unsatisfying witness is caught: its proof fails the pairing
-// check, and Prove returns ErrUnsatisfied and no proof. ctx is checked
-// between phases, and inside the MSMs of a key warmed with tables.
+// check, and Prove returns ErrUnsatisfied and no proof — unless the key is
+// at fault: ErrKeyChanged when its file was modified while in use,
+// ErrKeyCorrupt when one of its points is invalid (see Validate).
 //
-// Prove uses all CPUs (gnark-crypto's default) and is safe for concurrent
-// use with the same key.
+// Prove uses every CPU (GOMAXPROCS workers) and, for its duration,
+// ProveMemory bytes of memory outside the Go heap. It is safe for
+// concurrent use with the same key. ctx is checked between jobs and every
+// few thousand points inside them.
 func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, PublicSignals, error) {
 	if len(witness) != pk.nVars {
 		return nil, nil, fmt.Errorf("%w: witness has %d values, key needs %d", ErrWitnessSize, len(witness), pk.nVars)
@@ -36,47 +41,112 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-
-	var warm warmSet // no tables, gnark-crypto's MultiExp, until Warm has run
-	if w := pk.warm.Load(); w != nil {
-		warm = *w
-	}
-
-	// Phase 1: A·w and B·w on the domain, C = A∘B, then A·B−C on the odd
-	// coset of the 2n domain.
-	h := pk.quotientEvals(witness, warm.domain)
-	if err := ctx.Err(); err != nil {
+	warm, err := pk.acquireWarm()
+	if err != nil {
 		return nil, nil, err
 	}
+	defer pk.releaseWarm(warm)
 
-	// Phase 2: multi-scalar multiplications.
-	cfg := ecc.MultiExpConfig{}
-	var aw, b1w, cw, hw bn254.G1Jac
-	var b2w bn254.G2Jac
-	private := witness[pk.nPublic+1:]
-	msms := []func() error{
-		func() error { return warm.a.multiExp(ctx, &aw, pk.a.pts, pk.a.scalars(witness), cfg) },
-		func() error { return warm.b1.multiExp(ctx, &b1w, pk.b1.pts, pk.b1.scalars(witness), cfg) },
-		func() error { return warm.b2.multiExp(ctx, &b2w, pk.b2.pts, pk.b2.scalars(witness), cfg) },
-		func() error { return warm.c.multiExp(ctx, &cw, pk.c.pts, pk.c.scalars(private), cfg) },
-		func() error { return warm.h.multiExp(ctx, &hw, pk.hRev, h, cfg) },
+	workers := runtime.GOMAXPROCS(0)
+	plan := newScratchPlan(pk, workers)
+	mem, err := mmap.Alloc(plan.size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("groth16: proof memory: %w", err)
 	}
-	for _, m := range msms {
-		if err := m(); err != nil {
-			return nil, nil, fmt.Errorf("groth16: multi-scalar multiplication: %w", err)
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
-	}
+	defer mmap.Unmap(mem)
+	sc := plan.carve(mem)
 
-	// Phase 3: blind with random r, s (crypto/rand inside SetRandom).
+	// The witness in regular form, for the matrices (see evalCoefs) and
+	// the MSMs' digits: a Montgomery product by 1 removes the factor R.
+	toRegular(sc.wReg, witness)
+	others := classify(sc.wReg, sc.kinds)
+
+	p, err := pk.prove(ctx, warm, sc, others, workers)
+	if err != nil {
+		if errors.Is(err, mmap.ErrFault) {
+			return nil, nil, fmt.Errorf("%w: %w", ErrKeyChanged, err)
+		}
+		return nil, nil, err
+	}
+	public := append(PublicSignals(nil), witness[1:pk.nPublic+1]...)
+	if err := pk.vk.Verify(p, public); err != nil {
+		if kerr := pk.blameKey(ctx); kerr != nil {
+			return nil, nil, kerr
+		}
+		return nil, nil, fmt.Errorf("%w: the proof does not verify (%w)", ErrUnsatisfied, err)
+	}
+	return p, public, nil
+}
+
+// blameKey tells whether a proof that failed its check failed because of
+// the key: its file changed, or a point is invalid. A key found valid once
+// is not read again.
+func (pk *ProvingKey) blameKey(ctx context.Context) error {
+	if pk.file != nil && pk.file.changed() {
+		return fmt.Errorf("%w: %s", ErrKeyChanged, pk.file.path)
+	}
+	if pk.valid.Load() {
+		return nil
+	}
+	if err := pk.Validate(ctx); err != nil {
+		return err
+	}
+	pk.valid.Store(true)
+	return nil
+}
+
+// prove runs the quotient and the five MSMs on workers goroutines and
+// assembles the proof.
+func (pk *ProvingKey) prove(ctx context.Context, warm *warmSet, sc *scratch, others, workers int) (*Proof, error) {
+	np := pk.nPublic
+	cw := chooseWindow(others, 1)
+	var tabs warmSet
+	if warm != nil {
+		tabs = *warm
+	}
+	mA := newMSMG1(pk.a, sc.wReg, sc.kinds, cw, tabs.a, 1)
+	mB1 := newMSMG1(pk.b1, sc.wReg, sc.kinds, cw, tabs.b1, 1)
+	mB2 := newMSMG2(pk.b2, sc.wReg, sc.kinds, cw, tabs.b2, 1)
+	mC := newMSMG1(pk.c, sc.wReg[np+1:], sc.kinds[np+1:], cw, tabs.c, 1)
+	mH := newMSMG1(pk.h, sc.b, nil, chooseWindow(pk.domainSize, 1), tabs.h, 1)
+
+	ws := make([]*worker, workers)
+	for i := range ws {
+		ws[i] = &worker{g1: newAccG1(sc.store1[i]), g2: newAccG2(sc.store2[i])}
+	}
+	var jobs []job
+	for j := range mB2.jobs() {
+		jobs = append(jobs, job{run: func(ctx context.Context, w *worker) error { return mB2.run(ctx, w.g2, j) }})
+	}
+	jobs = append(jobs, job{run: func(ctx context.Context, w *worker) error { return mB2.sumOnes(ctx, w.g2) }})
+	for _, m := range []*msmG1{mA, mB1, mC} {
+		for j := range m.jobs() {
+			jobs = append(jobs, job{run: func(ctx context.Context, w *worker) error { return m.run(ctx, w.g1, j) }})
+		}
+		jobs = append(jobs, job{run: func(ctx context.Context, w *worker) error { return m.sumOnes(ctx, w.g1) }})
+	}
+	for j := range mH.jobs() {
+		jobs = append(jobs, job{quotient: true, run: func(ctx context.Context, w *worker) error { return mH.run(ctx, w.g1, j) }})
+	}
+	qTasks := max(1, workers/2)
+	quotient := func() error { return pk.quotient(ctx, sc, qTasks) }
+	if err := runJobs(ctx, ws, quotient, jobs); err != nil {
+		return nil, err
+	}
+	aw, b1w, cw1, hw := mA.result(), mB1.result(), mC.result(), mH.result()
+	b2w := mB2.result()
+	return pk.assemble(&aw, &b1w, &b2w, &cw1, &hw)
+}
+
+// assemble blinds the MSMs' sums with random r, s into the proof.
+func (pk *ProvingKey) assemble(aw, b1w *bn254.G1Jac, b2w *bn254.G2Jac, cw, hw *bn254.G1Jac) (*Proof, error) {
+	// crypto/rand inside SetRandom.
 	var r, s fr.Element
 	if _, err := r.SetRandom(); err != nil {
-		return nil, nil, fmt.Errorf("groth16: random r: %w", err)
+		return nil, fmt.Errorf("groth16: random r: %w", err)
 	}
 	if _, err := s.SetRandom(); err != nil {
-		return nil, nil, fmt.Errorf("groth16: random s: %w", err)
+		return nil, fmt.Errorf("groth16: random s: %w", err)
 	}
 	var rb, sb, rsb big.Int
 	r.BigInt(&rb)
@@ -88,7 +158,7 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 	// A = alpha1 + Σ w_i A_i + r·delta1
 	var piA, t bn254.G1Jac
 	piA.FromAffine(&pk.alpha1)
-	piA.AddAssign(&aw)
+	piA.AddAssign(aw)
 	t.FromAffine(&pk.delta1)
 	t.ScalarMultiplication(&t, &rb)
 	piA.AddAssign(&t)
@@ -96,22 +166,22 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 	// B = beta2 + Σ w_i B2_i + s·delta2 (and the same in G1 for C)
 	var piB, t2 bn254.G2Jac
 	piB.FromAffine(&pk.beta2)
-	piB.AddAssign(&b2w)
+	piB.AddAssign(b2w)
 	t2.FromAffine(&pk.delta2)
 	t2.ScalarMultiplication(&t2, &sb)
 	piB.AddAssign(&t2)
 
 	var b1 bn254.G1Jac
 	b1.FromAffine(&pk.beta1)
-	b1.AddAssign(&b1w)
+	b1.AddAssign(b1w)
 	t.FromAffine(&pk.delta1)
 	t.ScalarMultiplication(&t, &sb)
 	b1.AddAssign(&t)
 
 	// C = Σ_private w_i C_i + H + s·A + r·B1 − r·s·delta1
 	var piC bn254.G1Jac
-	piC.Set(&cw)
-	piC.AddAssign(&hw)
+	piC.Set(cw)
+	piC.AddAssign(hw)
 	t.ScalarMultiplication(&piA, &sb)
 	piC.AddAssign(&t)
 	t.ScalarMultiplication(&b1, &rb)
@@ -124,82 +194,139 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 	proof.A.FromJacobian(&piA)
 	proof.B.FromJacobian(&piB)
 	proof.C.FromJacobian(&piC)
-	public := append(PublicSignals(nil), witness[1:pk.nPublic+1]...)
-
-	if err := pk.vk.Verify(proof, public); err != nil {
-		return nil, nil, fmt.Errorf("%w: the proof does not verify (%w)", ErrUnsatisfied, err)
-	}
-	return proof, public, nil
+	return proof, nil
 }
 
-// quotientEvals returns A·B−C evaluated at the odd points w_2n^(2i+1) of the
-// 2n domain, in bit-reversed order of i (matching pk.hRev).
-func (pk *ProvingKey) quotientEvals(w []fr.Element, domain *fft.Domain) []fr.Element {
-	n := pk.domainSize
-	a := make([]fr.Element, n)
-	b := make([]fr.Element, n)
-	c := make([]fr.Element, n)
-	evalMatrix(pk.coefsA, w, a)
-	evalMatrix(pk.coefsB, w, b)
-	parallel.Execute(n, func(start, end int) {
-		for i := start; i < end; i++ {
-			c[i].Mul(&a[i], &b[i])
-		}
-	})
-	if domain == nil {
-		domain = pk.domain
+// quotient computes H's scalars into sc.b: A·B−C evaluated at the odd points
+// w_2n^(2i+1) of the 2n domain, natural order, regular form. The A and B
+// evaluations on the n domain come from the key's coefficients, C = A·B
+// pointwise; each is interpolated (inverse transform), shifted to the odd
+// coset and evaluated there.
+func (pk *ProvingKey) quotient(ctx context.Context, sc *scratch, tasks int) error {
+	a, b, c := sc.a, sc.b, sc.c
+	if err := evalCoefs(pk, sc.wReg, a, b, tasks); err != nil {
+		return err
 	}
+	vc := fr.Vector(c)
+	vc.Mul(a, b)
+	t := newNTT(pk.domainSize, sc.ntt)
+	cosetTable(t.coset, pk.cosetShift)
 	for _, p := range [][]fr.Element{a, b, c} {
-		pk.toOddCoset(domain, p)
-	}
-	parallel.Execute(n, func(start, end int) {
-		for i := start; i < end; i++ {
-			a[i].Mul(&a[i], &b[i]).Sub(&a[i], &c[i])
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-	})
-	return a
+		pk.toOddCoset(t, p)
+	}
+	va := fr.Vector(a)
+	va.Mul(a, b)
+	va.Sub(a, c)
+	toRegular(b, a)
+	return nil
 }
 
-// toOddCoset turns evaluations on the n domain (natural order) into
-// evaluations at g·w_n^i, g the 2n-th root of unity, in bit-reversed order.
-func (pk *ProvingKey) toOddCoset(domain *fft.Domain, p []fr.Element) {
-	fft.BitReverse(p)
-	domain.FFTInverse(p, fft.DIT) // coefficients, natural order
-	g := pk.cosetShift
-	parallel.Execute(len(p), func(start, end int) {
-		var gi fr.Element
-		gi.Exp(g, big.NewInt(int64(start)))
-		for i := start; i < end; i++ {
-			p[i].Mul(&p[i], &gi)
-			gi.Mul(&gi, &g)
-		}
-	})
-	domain.FFT(p, fft.DIF) // evaluations at g·w^i, bit-reversed
+// toOddCoset turns evaluations on the n domain into evaluations at
+// g·w_n^i, g the 2n-th root of unity, both in natural order.
+func (pk *ProvingKey) toOddCoset(t *ntt, p []fr.Element) {
+	t.dif(p, t.inv) // n·coefficients, bit-reversed
+	v := fr.Vector(p)
+	v.Mul(v, t.coset) // coefficient i (at bitrev(i)) times g^i/n
+	t.dit(p, t.fwd)   // evaluations at g·w^i, natural order
 }
 
-// evalMatrix sets out[c] = Σ value·w[signal] over the coefficients of
-// constraint c. coefs are sorted by constraint, so workers own disjoint
-// constraint ranges.
-func evalMatrix(coefs []coef, w []fr.Element, out []fr.Element) {
-	if len(coefs) == 0 {
-		return
-	}
-	tasks := runtime.NumCPU() * 4
-	bounds := make([]int, 0, tasks+1)
-	bounds = append(bounds, 0)
-	for k := 1; k < tasks; k++ {
-		limit := uint32(uint64(len(out)) * uint64(k) / uint64(tasks))
-		bounds = append(bounds, sort.Search(len(coefs), func(i int) bool { return coefs[i].constraint >= limit }))
-	}
-	bounds = append(bounds, len(coefs))
-	parallel.Execute(tasks, func(start, end int) {
-		var t fr.Element
-		for k := start; k < end; k++ {
-			for i := bounds[k]; i < bounds[k+1]; i++ {
-				c := &coefs[i]
-				t.Mul(&c.value, &w[c.signal])
-				out[c.constraint].Add(&out[c.constraint], &t)
+// toRegular sets dst to src in regular form: a Montgomery product by the
+// element whose internal form is 1 removes the factor R.
+func toRegular(dst, src []fr.Element) {
+	v := fr.Vector(dst)
+	v.ScalarMul(src, &fr.Element{1})
+}
+
+// evalCoefs sets a[c] and b[c] to Σ value·w[signal] over the coefficients
+// of constraint c in matrix A and B. Each record's value is stored times
+// R² (zkey.DecodeCoef); a Montgomery product with the regular-form witness
+// value gives the term in Montgomery form. The records are read where they
+// lie (a file mapping, on goroutines under mmap.Guard); an index out of
+// range means the file changed under the key.
+func evalCoefs(pk *ProvingKey, wReg, a, b []fr.Element, tasks int) error {
+	const rs = zkey.CoefRecordSize
+	coefs := pk.coefs
+	n, nv := uint32(pk.domainSize), uint32(pk.nVars)
+	return mmap.GuardParallel(tasks, coefBlocks, func(lo, hi int) error {
+		var v, t fr.Element
+		for i := pk.blocks[lo]; i < pk.blocks[hi]; i++ {
+			rec := coefs[i*rs : (i+1)*rs : (i+1)*rs]
+			m := binary.LittleEndian.Uint32(rec[0:])
+			c := binary.LittleEndian.Uint32(rec[4:])
+			s := binary.LittleEndian.Uint32(rec[8:])
+			if c >= n || s >= nv || m > zkey.MatrixB {
+				return fmt.Errorf("%w: coefficient %d is out of range", ErrKeyChanged, i)
+			}
+			v[0] = binary.LittleEndian.Uint64(rec[12:])
+			v[1] = binary.LittleEndian.Uint64(rec[20:])
+			v[2] = binary.LittleEndian.Uint64(rec[28:])
+			v[3] = binary.LittleEndian.Uint64(rec[36:])
+			t.Mul(&v, &wReg[s])
+			if m == zkey.MatrixA {
+				a[c].Add(&a[c], &t)
+			} else {
+				b[c].Add(&b[c], &t)
 			}
 		}
+		return nil
 	})
+}
+
+// scratch is one proof's working memory, carved from one anonymous mapping.
+type scratch struct {
+	a, b, c []fr.Element // the quotient's polynomials; b ends as H's scalars
+	ntt     []fr.Element // the transforms' twiddles
+	wReg    []fr.Element // the witness, regular form
+	kinds   []uint8
+	store1  [][]bn254.G1Affine // bucket storage per worker
+	store2  [][]bn254.G2Affine
+}
+
+// scratchPlan lays out a proof's scratch memory.
+type scratchPlan struct {
+	pk       *ProvingKey
+	workers  int
+	nb1, nb2 int // buckets per worker
+	size     int
+}
+
+func newScratchPlan(pk *ProvingKey, workers int) scratchPlan {
+	c1 := chooseWindow(max(pk.nVars, pk.domainSize), 1)
+	c2 := chooseWindow(pk.nVars, 1)
+	if w := pk.warm.Load(); w != nil {
+		c1, c2 = max(c1, w.c1), max(c2, w.c2)
+	}
+	p := scratchPlan{pk: pk, workers: workers, nb1: max(1<<(c1-1), onesSlots), nb2: max(1<<(c2-1), onesSlots)}
+	fe := int(unsafe.Sizeof(fr.Element{}))
+	p.size = align(3*pk.domainSize*fe) + align(nttScratch(pk.domainSize)*fe) + align(pk.nVars*fe) + align(pk.nVars) +
+		workers*(align(p.nb1*int(g1Bytes))+align(p.nb2*int(g2Bytes)))
+	return p
+}
+
+func align(n int) int { return (n + 63) &^ 63 }
+
+// carve cuts mem (p.size bytes, page-aligned) into the scratch's slices.
+func (p scratchPlan) carve(mem []byte) *scratch {
+	off := 0
+	take := func(n int) unsafe.Pointer {
+		ptr := unsafe.Pointer(&mem[off])
+		off += align(n)
+		return ptr
+	}
+	fe := int(unsafe.Sizeof(fr.Element{}))
+	n, nv := p.pk.domainSize, p.pk.nVars
+	sc := &scratch{}
+	abc := unsafe.Slice((*fr.Element)(take(3*n*fe)), 3*n)
+	sc.a, sc.b, sc.c = abc[:n:n], abc[n:2*n:2*n], abc[2*n:]
+	sc.ntt = unsafe.Slice((*fr.Element)(take(nttScratch(n)*fe)), nttScratch(n))
+	sc.wReg = unsafe.Slice((*fr.Element)(take(nv*fe)), nv)
+	sc.kinds = unsafe.Slice((*uint8)(take(nv)), nv)
+	for range p.workers {
+		sc.store1 = append(sc.store1, unsafe.Slice((*bn254.G1Affine)(take(p.nb1*int(g1Bytes))), p.nb1))
+		sc.store2 = append(sc.store2, unsafe.Slice((*bn254.G2Affine)(take(p.nb2*int(g2Bytes))), p.nb2))
+	}
+	return sc
 }

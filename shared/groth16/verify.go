@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/consensys/gnark-crypto/ecc"
 	"github.com/consensys/gnark-crypto/ecc/bn254"
@@ -63,6 +64,12 @@ func NewVerifyingKey(alpha1 bn254.G1Affine, beta2, gamma2, delta2 bn254.G2Affine
 		bn254.PrecomputeLines(delta2),
 	}
 	return vk, nil
+}
+
+// heapBytes is the memory the key's buffers take.
+func (vk *VerifyingKey) heapBytes() int64 {
+	return int64(unsafe.Sizeof(*vk)) + int64(cap(vk.ic))*int64(unsafe.Sizeof(bn254.G1Affine{})) +
+		int64(cap(vk.lines))*int64(unsafe.Sizeof(vk.lines[0]))
 }
 
 // NPublic is the number of public signals the key expects.

@@ -34,10 +34,10 @@ func TestWarmProve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"H", "A", "C", "B1", "B2"}; !slices.Equal(st.Tables, want) {
-		t.Fatalf("tables %v, want %v", st.Tables, want)
+	if len(st.Tables) != 5 {
+		t.Fatalf("tables %v, want all five MSMs with a budget of 1 GiB", st.Tables)
 	}
-	if st.TableBytes <= 0 || st.Duration <= 0 {
+	if st.TableBytes <= 0 || st.Duration <= 0 || st.TableBytes != pk.Memory().Tables {
 		t.Fatalf("stats %+v", st)
 	}
 	for range 3 {
@@ -72,29 +72,48 @@ func TestWarmProve(t *testing.T) {
 func TestWarmBudget(t *testing.T) {
 	t.Parallel()
 	pk, w := chainKey(t, 600)
-	n := pk.DomainSize()
-	hBytes := warmBytesG1(n, warmWindow(n))
+	keyBytes := pk.Memory().Heap
 	for _, tc := range []struct {
 		name   string
 		budget int64
-		want   []string
 	}{
-		{"none", 0, nil},
-		{"twiddles only", twiddleBytes(n), nil},
-		{"twiddles and H", twiddleBytes(n) + hBytes, []string{"H"}},
+		{"none", 0},
+		{"too small for any copy", 100},
+		{"a tenth of the key", keyBytes / 10},
+		{"the key's size", keyBytes},
+		{"twice the key", 2 * keyBytes},
+		{"unlimited", 1 << 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, err := pk.Warm(context.Background(), tc.budget)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(st.Tables, tc.want) || st.TableBytes > tc.budget {
-				t.Fatalf("budget %d: tables %v (%d bytes), want %v", tc.budget, st.Tables, st.TableBytes, tc.want)
+			m := pk.Memory()
+			if st.TableBytes > max(tc.budget, 0) || m.Tables != st.TableBytes || pk.TableBytes(tc.budget) != st.TableBytes {
+				t.Fatalf("budget %d: Warm built %d bytes (%v), Memory says %d, TableBytes %d",
+					tc.budget, st.TableBytes, st.Tables, m.Tables, pk.TableBytes(tc.budget))
+			}
+			if (st.TableBytes == 0) != (len(st.Tables) == 0) {
+				t.Fatalf("tables %v of %d bytes", st.Tables, st.TableBytes)
+			}
+			t.Logf("budget %d: %v, %d bytes", tc.budget, st.Tables, st.TableBytes)
+			if _, _, err := Prove(context.Background(), pk, w); err != nil {
+				t.Fatal(err)
+			}
+			if got := pk.DropTables(); got != st.TableBytes {
+				t.Fatalf("DropTables released %d bytes, want %d", got, st.TableBytes)
+			}
+			if pk.Memory().Tables != 0 {
+				t.Fatal("tables still counted after DropTables")
 			}
 			if _, _, err := Prove(context.Background(), pk, w); err != nil {
 				t.Fatal(err)
 			}
 		})
+	}
+	if pk.TableBytes(1<<40) <= pk.TableBytes(keyBytes) || pk.TableBytes(keyBytes) == 0 {
+		t.Fatal("a larger budget does not buy more tables")
 	}
 }
 
