@@ -169,6 +169,16 @@ func (pk *ProvingKey) planTables(budget int64) []tablePlan {
 				if extra <= 0 || o.cost >= p.cost || used+extra > budget {
 					continue
 				}
+				// Each table point costs its build (a hundred doublings
+				// or so) and memory for the key's life: take only copies
+				// that save a quarter of an addition per proof per point.
+				pb := g1Bytes
+				if p.g2 {
+					pb = g2Bytes
+				}
+				if 4*(p.cost-o.cost) < extra/pb {
+					continue
+				}
 				if r := float64(p.cost-o.cost) / float64(extra); r > bestRatio {
 					bestI, bestRatio, best = i, r, o
 				}
