@@ -63,7 +63,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		snarkjsCmd string
 		rapid      string
 		cpuProf    string
-		tablesMiB  int64
+		tablesX    float64
+		proverCs   string
 	)
 	fs.StringVar(&cfg.CircuitDir, "c", "circuits/build", "compiled circuits (<name>_cpp/<name>, <name>.r1cs)")
 	fs.StringVar(&cfg.ZkeyDir, "k", "zkeys", "proving keys (<name>.zkey, <name>.vkey.json)")
@@ -74,11 +75,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&only, "only", "", "comma-separated benchmarks to run: "+strings.Join(suite.All(), ", ")+" (default all)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL database for the fleets (default: a throwaway server per fleet)")
 	fs.StringVar(&snarkjsCmd, "snarkjs", "", "snarkjs command (default: $SNARKJS, circuits/node_modules/.bin/snarkjs, PATH)")
-	fs.StringVar(&rapid, "rapidsnark", "", "rapidsnark prover binary (default: rapidsnark on PATH; none: not measured)")
+	fs.StringVar(&rapid, "rapidsnark", "", "rapidsnark prover binary (default: $RAPIDSNARK, else rapidsnark on PATH; none: not measured)")
 	fs.StringVar(&cfg.FleetProver, "fleet-prover", "zkprove", "prover of the fleet-overhead and memory benchmarks: zkprove, native or snarkjs")
 	fs.StringVar(&cfg.Verifier, "verifier", "native", "verifier of the workers and the bare loop: native (falls back to snarkjs if the worker refuses it) or snarkjs")
 	fs.StringVar(&cfg.OverheadCircuit, "overhead-circuit", "disclose_demo", "circuit of the fleet-overhead benchmark (disclose_demo, dsc_demo or register_demo)")
-	fs.Int64Var(&tablesMiB, "warm-tables-mib", 2048, "table budget (MiB) of the warm prover with window tables in the provers benchmark (0: leave it out)")
+	fs.Float64Var(&tablesX, "warm-tables-x", 2, "table budget of the warm prover with window tables in the provers benchmark, as a multiple of each zkey's size (0: leave it out)")
+	fs.StringVar(&proverCs, "prover-circuits", "", "comma-separated circuits of the provers benchmark (default: the demo circuits and every other circuit with a key in -k, e.g. make circuits-large's)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "jobs at once in the fleet-overhead and worker-memory benchmarks (default: the number of CPUs)")
 	fs.DurationVar(&timeout, "timeout", 0, "give up after this long (default 40m, or 5m with -quick)")
 	fs.BoolVar(&verbose, "v", false, "log the fleets' warnings and errors to stderr")
@@ -95,10 +97,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if only != "" {
 		cfg.Only = strings.Split(only, ",")
 	}
-	if tablesMiB < 0 {
-		return fmt.Errorf("%w: -warm-tables-mib %d is negative", errUsage, tablesMiB)
+	if tablesX < 0 || tablesX > 100 {
+		return fmt.Errorf("%w: -warm-tables-x %g is not between 0 and 100", errUsage, tablesX)
 	}
-	cfg.TableBudget = tablesMiB << 20
+	cfg.TableRatio = tablesX
+	if proverCs != "" {
+		cfg.ProverCircuits = strings.Split(proverCs, ",")
+	}
 	if cfg.OutDir == "" {
 		// A quick run never overwrites the committed full results.
 		cfg.OutDir = filepath.Join("bench", "results")

@@ -5,11 +5,13 @@
 package circuits
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/openpassport/prover-fleet/bench/internal/child"
@@ -60,6 +62,14 @@ func Find(d Dirs, name string) (Circuit, error) {
 		return a
 	}
 	l := circuitdir.Layout{CircuitDir: d.Circuits, ZkeyDir: d.Zkeys}
+	input := filepath.Join(d.Inputs, name+".json")
+	if _, err := os.Stat(input); err != nil {
+		// Circuits built beside the demo ones (make circuits-large) keep
+		// their sample inputs in <circuits>/inputs.
+		if alt := filepath.Join(d.Circuits, "inputs", name+".json"); fileExists(alt) {
+			input = alt
+		}
+	}
 	c := Circuit{
 		Name:      name,
 		Family:    fam,
@@ -68,7 +78,7 @@ func Find(d Dirs, name string) (Circuit, error) {
 		R1CS:      abs(l.R1CS(name)),
 		Zkey:      abs(l.Zkey(name)),
 		VKey:      abs(l.VKey(name)),
-		Input:     abs(filepath.Join(d.Inputs, name+".json")),
+		Input:     abs(input),
 	}
 	for _, p := range []string{c.Generator, c.R1CS, c.Zkey, c.VKey, c.Input} {
 		st, err := os.Stat(p)
@@ -80,6 +90,46 @@ func Find(d Dirs, name string) (Circuit, error) {
 		}
 	}
 	return c, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Demos are the demo circuits, smallest first.
+func Demos() []string { return []string{Disclose, DSC, Register} }
+
+// Discover returns the demo circuits and every other circuit whose key is in
+// d.Zkeys and whose files Find finds (the large circuits of make
+// circuits-large, once built), ordered by zkey size. A demo circuit whose
+// files are missing is an error; another circuit is left out.
+func Discover(d Dirs) ([]Circuit, error) {
+	var out []Circuit
+	seen := map[string]bool{}
+	for _, n := range Demos() {
+		c, err := Find(d, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+		seen[n] = true
+	}
+	keys, err := filepath.Glob(filepath.Join(d.Zkeys, "*.zkey"))
+	if err != nil {
+		return nil, fmt.Errorf("circuits: %w", err)
+	}
+	for _, k := range keys {
+		n := strings.TrimSuffix(filepath.Base(k), ".zkey")
+		if seen[n] {
+			continue
+		}
+		if c, err := Find(d, n); err == nil {
+			out = append(out, c)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Circuit) int { return cmp.Compare(a.ZkeyBytes, b.ZkeyBytes) })
+	return out, nil
 }
 
 // Inputs reads the sample input, checking that it is JSON.

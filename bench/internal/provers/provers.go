@@ -52,17 +52,22 @@ type Config struct {
 	// program (bench/internal/cmd/warmprove).
 	Meter     child.Meter
 	WarmProve string
-	// TableBudget is the memory budget (bytes) given to groth16's Warm in
-	// the second warm prover; 0 leaves that prover out.
-	TableBudget int64
+	// TableRatio sets the memory budget given to groth16's Warm in the
+	// second warm prover, as a multiple of the circuit's zkey size (issue
+	// 14: tables costing at most twice the zkey); 0 leaves that prover out.
+	TableRatio float64
 	// Reps is the number of rounds per circuit (at least 1); each round
 	// runs every prover once, in turn.
 	Reps int
 	// Budget bounds one circuit's rounds: after the first, only as many
-	// more run as fit.
+	// more run as fit, but at least MinReps.
 	Budget  time.Duration
-	WorkDir string
-	Log     func(format string, args ...any)
+	MinReps int
+	// SnarkjsMaxConstraints leaves snarkjs out on larger circuits (it takes
+	// a quarter of an hour per proof at 2^20); 0: no limit.
+	SnarkjsMaxConstraints int
+	WorkDir               string
+	Log                   func(format string, args ...any)
 }
 
 // Run is one prover on one circuit.
@@ -89,10 +94,13 @@ type Run struct {
 	LoadMS  float64 `json:"load_ms,omitempty"`
 	FirstMS float64 `json:"first_proof_ms,omitempty"`
 	// WarmMS, TableBytes and Tables: what groth16's Warm did after the
-	// load (the tables prover only).
-	WarmMS     float64  `json:"warm_ms,omitempty"`
-	TableBytes int64    `json:"table_bytes,omitempty"`
-	Tables     []string `json:"tables,omitempty"`
+	// load (the tables prover only), with its budget.
+	WarmMS      float64  `json:"warm_ms,omitempty"`
+	TableBytes  int64    `json:"table_bytes,omitempty"`
+	TableBudget int64    `json:"table_budget_bytes,omitempty"`
+	Tables      []string `json:"tables,omitempty"`
+	// walls and cpus are the rounds' samples, for the paired ratios.
+	walls []time.Duration
 }
 
 // CircuitResult is every prover on one circuit.
@@ -107,6 +115,8 @@ type CircuitResult struct {
 	// the warm prover with window tables.
 	WarmOverCold       float64 `json:"warm_over_cold,omitempty"`
 	WarmTablesOverCold float64 `json:"warm_tables_over_cold,omitempty"`
+	// SnarkjsSkipped says snarkjs was left out (too large a circuit).
+	SnarkjsSkipped bool `json:"snarkjs_skipped,omitempty"`
 }
 
 // Result is the whole benchmark.
@@ -197,7 +207,11 @@ func measureCircuit(ctx context.Context, cfg Config, c circuits.Circuit) (Circui
 
 	var ps []*prover
 	if cfg.Snarkjs != "" {
-		ps = append(ps, &prover{name: Snarkjs, argv: []string{cfg.Snarkjs, "groth16", "prove"}})
+		if cfg.SnarkjsMaxConstraints > 0 && size.Constraints > cfg.SnarkjsMaxConstraints {
+			cr.SnarkjsSkipped = true
+		} else {
+			ps = append(ps, &prover{name: Snarkjs, argv: []string{cfg.Snarkjs, "groth16", "prove"}})
+		}
 	}
 	if cfg.Rapidsnark != "" {
 		ps = append(ps, &prover{name: Rapidsnark, argv: []string{cfg.Rapidsnark}})
@@ -206,8 +220,8 @@ func measureCircuit(ctx context.Context, cfg Config, c circuits.Circuit) (Circui
 		ps = append(ps, &prover{name: NativeCold, argv: []string{cfg.Zkprove}})
 	}
 	ps = append(ps, &prover{name: NativeWarm, budget: 0})
-	if cfg.TableBudget > 0 {
-		ps = append(ps, &prover{name: NativeWarmTables, budget: cfg.TableBudget})
+	if cfg.TableRatio > 0 {
+		ps = append(ps, &prover{name: NativeWarmTables, budget: int64(cfg.TableRatio * float64(c.ZkeyBytes))})
 	}
 	for i, p := range ps {
 		p.out = filepath.Join(dir, fmt.Sprintf("out-%d", i))
@@ -260,7 +274,7 @@ func measureCircuit(ctx context.Context, cfg Config, c circuits.Circuit) (Circui
 			p.peakRSS = max(p.peakRSS, res.MaxRSS)
 		}
 		if rep == 0 {
-			n = reps(cfg, time.Since(start))
+			n = max(reps(cfg, time.Since(start)), min(cfg.MinReps, cfg.Reps))
 		}
 	}
 	for _, p := range ps {
@@ -308,7 +322,11 @@ func measureCircuit(ctx context.Context, cfg Config, c circuits.Circuit) (Circui
 			run.FirstMS = stats.Round(stats.MS(p.first), 1)
 			run.WarmMS = stats.Round(stats.MS(p.warm.build), 1)
 			run.TableBytes, run.Tables = p.warm.tableBytes, p.warm.tables
+			if p.budget > 0 {
+				run.TableBudget = p.budget
+			}
 		}
+		run.walls = p.walls
 		med := stats.Median(p.walls)
 		switch p.name {
 		case Snarkjs:
@@ -487,7 +505,7 @@ func (r *Result) Section() report.Section {
 				"The provers take turns: each round runs every prover once, so drift on the machine hits all of them alike. " +
 				"The warm prover is a separate process that loads the key once, proves once unmeasured, then proves once per round when asked; its time per proof covers reading the witness, proving and writing the two JSON files, " +
 				"and its peak memory is that whole process's (key included). " +
-				"It runs twice, as two processes: with the key alone, and after groth16's Warm built fixed-base window tables for the MSMs and FFT twiddles within the table budget (what the worker's native mode does by default; the tables take memory, see peak RSS, and seconds to build, once per key). " +
+				"It runs twice, as two processes: with the key alone, and after groth16's Warm built window tables (shifted copies of the MSMs' bases) within a budget of a multiple of the zkey's size (-warm-tables-x, default 2; the tables take memory, see peak RSS, and seconds to build, once per key). " +
 				"Every prover's output is checked with shared/groth16's verifier, and all must give the same public signals. " +
 				"Speedup (wall) = snarkjs's median wall time / the prover's median (issue 7: ≥ 5× on the largest circuit); speedup (CPU) = the same with CPU time per proof, a cross-check that other load on the machine cannot skew. " +
 				"Warm/cold = warm median / zkprove median (issue 7: ≤ 0.7, judged on the warm prover as the worker runs it, with tables). Peak / zkey = peak RSS / the zkey file's size.",
@@ -517,6 +535,9 @@ func (r *Result) Section() report.Section {
 		}
 	}
 	s.Tables = append(s.Tables, t)
+	if rows := r.VsRapidsnark(); len(rows) > 0 {
+		s.Tables = append(s.Tables, vsRapidsnarkTable(rows))
+	}
 	w := report.Table{Header: []string{"circuit", "witness (C++ generator)", "warm / cold (key only)", "warm + tables / cold", "issue 7 target (warm as the worker runs it: with tables)"}}
 	for _, c := range r.Circuits {
 		wc, wt, target := "—", "—", "—"
@@ -537,6 +558,16 @@ func (r *Result) Section() report.Section {
 				s.Notes = append(s.Notes, fmt.Sprintf("Largest circuit measured (%s, %d constraints): native cold is %s faster than snarkjs — %s.",
 					last.Circuit, last.Size.Constraints, report.X(run.SpeedupVsSnarkjs), report.Target(run.SpeedupVsSnarkjs >= 5, "≥ 5×")))
 			}
+		}
+	}
+	if len(r.VsRapidsnark()) > 0 {
+		s.Notes = append(s.Notes, "Against rapidsnark (results.json prover_vs_rapidsnark): time ratio = our median wall time / rapidsnark's median in the same rounds, "+
+			"(paired) = the median of the rounds' own ratios; CPU ratio = CPU time per proof / rapidsnark's; RSS ratio = peak RSS / rapidsnark's. "+
+			"Issue 14's targets: the command prover (zkprove) at most 0.8× rapidsnark's time and 1.2× its peak RSS; the warm prover with tables costing at most twice the zkey at most 0.5× its time.")
+	}
+	for _, c := range r.Circuits {
+		if c.SnarkjsSkipped {
+			s.Notes = append(s.Notes, fmt.Sprintf("%s (%d constraints): snarkjs left out (above the size it proves in reasonable time here); no speedup against it.", c.Circuit, c.Size.Constraints))
 		}
 	}
 	s.Notes = append(s.Notes, fmt.Sprintf("Memory floor of the meter (peak RSS it reports for /bin/true): %s.", report.MiB(r.MeterFloor)))

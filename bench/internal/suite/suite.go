@@ -41,6 +41,10 @@ const (
 	Memory   = "memory"
 )
 
+// snarkjsMaxConstraints leaves snarkjs out of the provers benchmark on larger
+// circuits: at 2^20 constraints it takes a quarter of an hour per proof.
+const snarkjsMaxConstraints = 300_000
+
 // All lists the benchmarks in the order they run.
 func All() []string { return []string{Overhead, Frontend, Queue, Provers, Memory} }
 
@@ -67,11 +71,16 @@ type Config struct {
 	// OverheadCircuit is the fleet-overhead benchmark's circuit (default
 	// the smallest, disclose_demo).
 	OverheadCircuit string
-	// TableBudget is the table memory budget (bytes) of the warm prover
-	// with window tables in the provers benchmark (0: not measured).
-	TableBudget int64
-	Logger      *slog.Logger
-	Stderr      io.Writer
+	// TableRatio is the table memory budget of the warm prover with window
+	// tables in the provers benchmark, as a multiple of each zkey's size
+	// (0: not measured).
+	TableRatio float64
+	// ProverCircuits names the provers benchmark's circuits; nil: the demo
+	// circuits and every other circuit with a key in ZkeyDir (make
+	// circuits-large), or only disclose_demo with Quick.
+	ProverCircuits []string
+	Logger         *slog.Logger
+	Stderr         io.Writer
 }
 
 // Results is results.json.
@@ -86,8 +95,11 @@ type Results struct {
 	Frontend          *frontend.Result   `json:"frontend,omitempty"`
 	Queue             *queuepath.Result  `json:"queue_path,omitempty"`
 	Provers           *provers.Result    `json:"provers,omitempty"`
-	Memory            *memory.Result     `json:"memory,omitempty"`
-	Errors            []string           `json:"errors,omitempty"`
+	// ProverVsRapidsnark is our provers against rapidsnark (issue 14), from
+	// the provers benchmark when rapidsnark was given.
+	ProverVsRapidsnark []provers.VsRapidsnark `json:"prover_vs_rapidsnark,omitempty"`
+	Memory             *memory.Result         `json:"memory,omitempty"`
+	Errors             []string               `json:"errors,omitempty"`
 }
 
 // Settings are the sizes used.
@@ -107,6 +119,7 @@ type Settings struct {
 	QueueSlots         int      `json:"queue_slots_per_family"`
 	ProverCircuits     []string `json:"prover_circuits"`
 	ProverReps         int      `json:"prover_reps"`
+	ProverMinReps      int      `json:"prover_min_reps"`
 	Sessions           int      `json:"sessions"`
 	WorkerJobs         int      `json:"worker_jobs"`
 }
@@ -126,7 +139,7 @@ func sizes(quick bool, conc int) Settings {
 		OverheadMore: []string{circuits.DSC}, OverheadMoreJobs: 200, OverheadMoreRounds: 20,
 		FrontendClients: 64, FrontendSeconds: 8,
 		QueueJobsPerFamily: 2000, QueueSlots: 16,
-		ProverCircuits: []string{circuits.Disclose, circuits.DSC, circuits.Register}, ProverReps: 3,
+		ProverCircuits: circuits.Demos(), ProverReps: 7, ProverMinReps: 5,
 		Sessions: 10000, WorkerJobs: 20,
 	}
 }
@@ -300,6 +313,21 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			}
 		case Provers:
 			var cs []circuits.Circuit
+			switch {
+			case cfg.ProverCircuits != nil:
+				set.ProverCircuits = cfg.ProverCircuits
+			case !cfg.Quick:
+				found, err := circuits.Discover(dirs)
+				if err != nil {
+					fail(name, err)
+					continue
+				}
+				set.ProverCircuits = nil
+				for _, c := range found {
+					set.ProverCircuits = append(set.ProverCircuits, c.Name)
+				}
+			}
+			res.Settings.ProverCircuits = set.ProverCircuits
 			for _, n := range set.ProverCircuits {
 				c, err := circuits.Find(dirs, n)
 				if err != nil {
@@ -317,9 +345,14 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			}
 			r, err := provers.Measure(ctx, provers.Config{
 				Circuits: cs, Snarkjs: cfg.Snarkjs, Rapidsnark: cfg.Rapidsnark, Zkprove: bins.Zkprove,
-				Meter: child.Meter{Helper: bins.Rusage}, WarmProve: bins.WarmProve, TableBudget: cfg.TableBudget, Reps: set.ProverReps, Budget: budget, WorkDir: work, Log: logf,
+				Meter: child.Meter{Helper: bins.Rusage}, WarmProve: bins.WarmProve, TableRatio: cfg.TableRatio,
+				Reps: set.ProverReps, MinReps: set.ProverMinReps, Budget: budget, SnarkjsMaxConstraints: snarkjsMaxConstraints,
+				WorkDir: work, Log: logf,
 			})
 			res.Provers = r
+			if r != nil {
+				res.ProverVsRapidsnark = r.VsRapidsnark()
+			}
 			if err != nil {
 				fail(name, err)
 			}
@@ -353,8 +386,18 @@ func raiseFileLimit() {
 	}
 }
 
-// FindRapidsnark is a rapidsnark binary on PATH, or "".
+// FindRapidsnark is the rapidsnark binary named by $RAPIDSNARK, else
+// rapidsnark on PATH, or "" (the benchmark then leaves it out).
 func FindRapidsnark() string {
+	if p := os.Getenv("RAPIDSNARK"); p != "" {
+		if abs, err := exec.LookPath(p); err == nil {
+			if a, err := filepath.Abs(abs); err == nil {
+				return a
+			}
+			return abs
+		}
+		return ""
+	}
 	if p, err := exec.LookPath("rapidsnark"); err == nil {
 		return p
 	}
