@@ -52,3 +52,32 @@ func Example() {
 	// verified: true
 	// tampered witness refused: true
 }
+
+// A key cache's view of a key: what it holds, tables within a budget,
+// given back, and the key closed when evicted.
+func ExampleProvingKey_Memory() {
+	ctx := context.Background()
+	pk, err := groth16.LoadProvingKey(ctx, "testdata/tiny_snarkjs.zkey")
+	if err != nil {
+		panic(err)
+	}
+	st, _ := os.Stat("testdata/tiny_snarkjs.zkey")
+	m := pk.Memory()
+	fmt.Println("mapped is the file:", m.Mapped == st.Size(), "tables:", m.Tables)
+
+	budget := 2 * m.Mapped
+	ws, err := pk.Warm(ctx, budget)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("tables within budget:", ws.TableBytes <= budget, ws.TableBytes == pk.Memory().Tables)
+	fmt.Println("dropped:", pk.DropTables() == ws.TableBytes, pk.Memory().Tables)
+
+	_ = pk.Close()
+	fmt.Println("closed:", pk.Memory().Total())
+	// Output:
+	// mapped is the file: true tables: 0
+	// tables within budget: true true
+	// dropped: true 0
+	// closed: 0
+}

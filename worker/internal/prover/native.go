@@ -15,8 +15,11 @@ import (
 )
 
 // Native proves in process with shared/groth16. Each circuit's proving key
-// is loaded once, on first use (concurrent first uses wait for one load), and
-// kept warm; a key file that changes on disk is loaded again. It writes
+// is mapped once, on first use (concurrent first uses wait for one load), and
+// kept warm; a key file that changes on disk is loaded again and the old
+// mapping released. Replace key files by renaming a new file over the old
+// one: a file rewritten in place fails the proofs in flight with
+// groth16.ErrKeyChanged (retried by the pipeline, with the new key). It writes
 // proof.json and public.json exactly as snarkjs and rapidsnark do.
 //
 // With a table budget, once a key is loaded Native builds its fixed-base
@@ -81,13 +84,19 @@ func (n *Native) WaitTables() {
 	n.builds.Wait()
 }
 
-// Close stops the table builds in progress and waits for them. Proving
-// still works afterwards, without tables for keys loaded from then on.
+// Close stops the table builds in progress and waits for them, then
+// releases every key (each once the proofs using it end). Proving still
+// works afterwards: keys are loaded again, without tables.
 func (n *Native) Close() {
 	n.mu.Lock()
 	n.cancel()
+	keys := n.keys
+	n.keys = map[string]*warmKey{}
 	n.mu.Unlock()
 	n.builds.Wait()
+	for _, k := range keys {
+		closeWhenLoaded(k)
+	}
 }
 
 // key returns circuit's warm proving key, loading it if needed.
@@ -109,6 +118,17 @@ func (n *Native) key(ctx context.Context, circuit string) (*groth16.ProvingKey, 
 		}
 	}
 	if !ok {
+		if old := n.keys[circuit]; old != nil {
+			// Replaced: the old key's mapping goes once the proofs using
+			// it end (a proof that has not started yet gets ErrClosed
+			// and asks again, see Prove).
+			select {
+			case <-old.ready:
+				closeWhenLoaded(old)
+			default:
+				go closeWhenLoaded(old)
+			}
+		}
 		k = &warmKey{ready: make(chan struct{}), modTime: st.ModTime(), size: st.Size()}
 		n.keys[circuit] = k
 		go n.load(context.WithoutCancel(ctx), k, circuit, path)
@@ -119,6 +139,14 @@ func (n *Native) key(ctx context.Context, circuit string) (*groth16.ProvingKey, 
 		return k.pk, k.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("prove: waiting for the proving key: %w", context.Cause(ctx))
+	}
+}
+
+// closeWhenLoaded closes k's key once its load has ended.
+func closeWhenLoaded(k *warmKey) {
+	<-k.ready
+	if k.pk != nil {
+		_ = k.pk.Close()
 	}
 }
 
@@ -133,7 +161,9 @@ func (n *Native) load(ctx context.Context, k *warmKey, circuit, path string) {
 		n.log.Error("proving key not loaded", "circuit", circuit, "err", k.err)
 		return
 	}
-	n.log.Info("proving key loaded", "circuit", circuit, "duration_ms", time.Since(start).Milliseconds())
+	m := k.pk.Memory()
+	n.log.Info("proving key loaded", "circuit", circuit, "duration_ms", time.Since(start).Milliseconds(),
+		"mapped_mib", m.Mapped>>20, "heap_kib", m.Heap>>10)
 	if n.tableBudget <= 0 {
 		return
 	}
@@ -170,6 +200,14 @@ func (n *Native) Prove(ctx context.Context, circuit, dir, wtnsPath, proof, publi
 		return &Failure{Err: fmt.Errorf("prove: read witness: %w", err)}
 	}
 	p, signals, err := groth16.Prove(ctx, pk, w)
+	if errors.Is(err, groth16.ErrClosed) {
+		// The key was replaced (its file changed) between key and Prove.
+		if pk, err = n.key(ctx, circuit); err != nil {
+			clear(w)
+			return err
+		}
+		p, signals, err = groth16.Prove(ctx, pk, w)
+	}
 	clear(w)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil {

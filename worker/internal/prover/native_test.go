@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/groth16"
@@ -91,6 +92,56 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestNativeKeyReplaced replaces a loaded key's file, by rename and then in
+// place: each change is loaded for the next proof and the key it replaces
+// is closed (its mapping released).
+func TestNativeKeyReplaced(t *testing.T) {
+	t.Parallel()
+	keys := t.TempDir()
+	path := filepath.Join(keys, "tiny.zkey")
+	copyFile(t, filepath.Join(tinyDir, "tiny_snarkjs.zkey"), path)
+	n, err := NewNative(circuitdir.Layout{ZkeyDir: keys}, 0, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	prove := func() *groth16.ProvingKey {
+		t.Helper()
+		dir := t.TempDir()
+		if err := n.Prove(t.Context(), "tiny", dir, filepath.Join(tinyDir, "tiny.wtns"), filepath.Join(dir, "p.json"), filepath.Join(dir, "s.json")); err != nil {
+			t.Fatal(err)
+		}
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.keys["tiny"].pk
+	}
+	first := prove()
+	if first.Memory().Mapped == 0 {
+		t.Fatal("the key is not mapped")
+	}
+	// A new key renamed over the old file (a later mtime, as a deploy
+	// would give it).
+	next := filepath.Join(keys, "next.zkey.tmp")
+	copyFile(t, filepath.Join(tinyDir, "tiny_dev.zkey"), next)
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(next, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	second := prove()
+	if second == first || first.Memory() != (groth16.Memory{}) {
+		t.Fatalf("the replaced key was not reloaded and closed: %+v", first.Memory())
+	}
+	// Rewritten in place (same inode, new size).
+	copyFile(t, filepath.Join(tinyDir, "tiny_snarkjs.zkey"), path)
+	third := prove()
+	if third == second || second.Memory() != (groth16.Memory{}) {
+		t.Fatal("the rewritten key was not reloaded and closed")
+	}
 }
 
 func TestNewNativeRejects(t *testing.T) {
