@@ -48,7 +48,7 @@ func Prove(ctx context.Context, pk *ProvingKey, witness []fr.Element) (*Proof, P
 	defer pk.releaseWarm(warm)
 
 	workers := runtime.GOMAXPROCS(0)
-	plan := newScratchPlan(pk, workers)
+	plan := newScratchPlan(pk, warm, workers)
 	mem, err := mmap.Alloc(plan.size)
 	if err != nil {
 		return nil, nil, fmt.Errorf("groth16: proof memory: %w", err)
@@ -293,11 +293,13 @@ type scratchPlan struct {
 	size     int
 }
 
-func newScratchPlan(pk *ProvingKey, workers int) scratchPlan {
+// newScratchPlan sizes a proof's scratch for pk with the tables warm (nil:
+// none) on workers workers.
+func newScratchPlan(pk *ProvingKey, warm *warmSet, workers int) scratchPlan {
 	c1 := chooseWindow(max(pk.nVars, pk.domainSize), 1)
 	c2 := chooseWindow(pk.nVars, 1)
-	if w := pk.warm.Load(); w != nil {
-		c1, c2 = max(c1, w.c1), max(c2, w.c2)
+	if warm != nil {
+		c1, c2 = max(c1, warm.c1), max(c2, warm.c2)
 	}
 	p := scratchPlan{pk: pk, workers: workers, nb1: max(1<<(c1-1), onesSlots), nb2: max(1<<(c2-1), onesSlots)}
 	fe := int(unsafe.Sizeof(fr.Element{}))

@@ -334,7 +334,7 @@ func (pk *ProvingKey) Memory() Memory {
 // the call's duration from anonymous memory and returned at its end:
 // FFT buffers, the witness in the MSMs' form, bucket arrays.
 func (pk *ProvingKey) ProveMemory() int64 {
-	return int64(newScratchPlan(pk, runtime.GOMAXPROCS(0)).size)
+	return int64(newScratchPlan(pk, pk.warm.Load(), runtime.GOMAXPROCS(0)).size)
 }
 
 // acquire marks the key in use by a proof or a table build.

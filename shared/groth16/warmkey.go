@@ -171,12 +171,14 @@ func (pk *ProvingKey) planTables(budget int64) []tablePlan {
 				}
 				// Each table point costs its build (a hundred doublings
 				// or so) and memory for the key's life: take only copies
-				// that save a quarter of an addition per proof per point.
+				// that save an addition per proof per point. (The
+				// reductions they save do not grow with the key, so large
+				// keys get few tables: at 2^20, B2's, if any.)
 				pb := g1Bytes
 				if p.g2 {
 					pb = g2Bytes
 				}
-				if 4*(p.cost-o.cost) < extra/pb {
+				if p.cost-o.cost < extra/pb {
 					continue
 				}
 				if r := float64(p.cost-o.cost) / float64(extra); r > bestRatio {

@@ -139,7 +139,7 @@ func sizes(quick bool, conc int) Settings {
 		OverheadMore: []string{circuits.DSC}, OverheadMoreJobs: 200, OverheadMoreRounds: 20,
 		FrontendClients: 64, FrontendSeconds: 8,
 		QueueJobsPerFamily: 2000, QueueSlots: 16,
-		ProverCircuits: circuits.Demos(), ProverReps: 7, ProverMinReps: 5,
+		ProverCircuits: circuits.Demos(), ProverReps: 7, ProverMinReps: 7,
 		Sessions: 10000, WorkerJobs: 20,
 	}
 }

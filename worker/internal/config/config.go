@@ -27,9 +27,9 @@ import (
 // EnvPrefix prefixes every environment variable.
 const EnvPrefix = "PROVER_WORKER_"
 
-// DefaultNativeTableMiB is --native-table-mib's default: more than the
-// tables of a ~1M-constraint key take (Warm stops at about twice the zkey,
-// where more copies stop paying); larger keys get the copies that pay most.
+// DefaultNativeTableMiB is --native-table-mib's default: more than any key's
+// tables take (Warm stops below the zkey's size, where more copies stop
+// paying for themselves).
 const DefaultNativeTableMiB = 2048
 
 // Config is the whole program configuration.
@@ -95,7 +95,7 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 		`prover command taking <zkey> <wtns> <proof.json> <public.json>: a rapidsnark path, "snarkjs groth16 prove", zkprove`)
 	fs.StringVar(&mode, "prover-mode", service.ProverCommand, "command (run --prover per proof) or native (in-process, warm keys)")
 	fs.Int64Var(&tableMiB, "native-table-mib", DefaultNativeTableMiB,
-		"native mode: MiB of window tables each circuit's key may build in the background after loading (at most about 2x the zkey, where they stop paying; 0: none)")
+		"native mode: MiB of window tables each circuit's key may build in the background after loading (under the zkey's size: only copies that pay; 0: none)")
 	fs.StringVar(&s.Verifier, "verifier", service.DefaultVerifier,
 		`proof verifier: native, or a command taking <vkey.json> <public.json> <proof.json> ("snarkjs groth16 verify")`)
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL")
