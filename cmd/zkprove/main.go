@@ -3,8 +3,10 @@
 //
 //	zkprove <circuit.zkey> <witness.wtns> <proof.json> <public.json>
 //
-// It reads a snarkjs Groth16 .zkey (BN254) and a circom .wtns, proves, and
-// writes proof.json and public.json exactly as snarkjs/rapidsnark do. Each
+// It maps a snarkjs Groth16 .zkey (BN254) read-only and uses its points in
+// place (groth16.LoadProvingKey: no copy of the key on the heap, its pages
+// shared with the page cache), reads a circom .wtns, proves on every CPU,
+// and writes proof.json and public.json exactly as snarkjs/rapidsnark do. Each
 // output is written to a temporary file in the same directory and renamed
 // into place, so a reader never sees a partial file. The proof is checked
 // against the key before it is written: a witness that does not satisfy the
