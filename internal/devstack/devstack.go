@@ -25,7 +25,8 @@ import (
 
 // NATS is an embedded NATS server with JetStream enabled.
 type NATS struct {
-	srv *server.Server
+	srv  *server.Server
+	opts server.Options
 }
 
 // NATSConfig configures StartNATS.
@@ -61,16 +62,38 @@ func StartNATS(cfg NATSConfig) (*NATS, error) {
 		NoSigs:     true,
 		MaxPayload: 16 << 20,
 	}
-	srv, err := server.NewServer(opts)
+	n := &NATS{opts: *opts}
+	if err := n.start(); err != nil {
+		return nil, err
+	}
+	// Keep the port it got, so that a restart comes back where clients
+	// reconnect to.
+	n.opts.Port = n.srv.Addr().(*net.TCPAddr).Port
+	return n, nil
+}
+
+func (n *NATS) start() error {
+	opts := n.opts
+	srv, err := server.NewServer(&opts)
 	if err != nil {
-		return nil, fmt.Errorf("devstack: nats: %w", err)
+		return fmt.Errorf("devstack: nats: %w", err)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		return nil, errors.New("devstack: nats did not become ready within 10s")
+		return errors.New("devstack: nats did not become ready within 10s")
 	}
-	return &NATS{srv: srv}, nil
+	n.srv = srv
+	return nil
+}
+
+// Restart starts a server that was shut down again, on the same address and
+// JetStream store (tests use it to make an outage). Not safe to call
+// concurrently with the NATS's other methods.
+func (n *NATS) Restart() error {
+	n.srv.Shutdown()
+	n.srv.WaitForShutdown()
+	return n.start()
 }
 
 // URL is the client URL of the server.
@@ -92,6 +115,10 @@ type Postgres struct {
 	cmd  *exec.Cmd
 	done chan error
 	log  *os.File
+	// what Restart needs
+	bin, logPath string
+	args         []string
+	cred         *syscall.Credential
 }
 
 // PostgresConfig configures StartPostgres.
@@ -169,30 +196,51 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("devstack: initdb: %w: %s", err, strings.TrimSpace(string(out)))
 	}
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("devstack: %w", err)
-	}
 	args := []string{"-D", data, "-p", strconv.Itoa(port), "-h", "127.0.0.1", "-k", cfg.Dir,
 		"-c", "max_connections=200", "-c", "shared_buffers=64MB"}
 	if !cfg.Durable {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
-	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGQUIT}
+	p := &Postgres{dir: cfg.Dir, port: port, bin: bin, logPath: logPath, args: args, cred: cred}
+	if err := p.start(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// start runs the server on an initialised data directory and waits for it.
+func (p *Postgres) start(ctx context.Context) error {
+	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	cmd := exec.Command(filepath.Join(p.bin, "postgres"), p.args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Setpgid: true, Pdeathsig: syscall.SIGQUIT}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("devstack: start postgres: %w", err)
+		return fmt.Errorf("devstack: start postgres: %w", err)
 	}
-	p := &Postgres{dir: cfg.Dir, port: port, cmd: cmd, done: make(chan error, 1), log: logFile}
+	p.cmd, p.done, p.log = cmd, make(chan error, 1), logFile
 	go func() { p.done <- cmd.Wait() }()
 	if err := p.waitReady(ctx, 30*time.Second); err != nil {
 		_ = p.Stop()
-		tail, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("%w; server log:\n%s", err, lastLines(string(tail), 20))
+		tail, _ := os.ReadFile(p.logPath)
+		return fmt.Errorf("%w; server log:\n%s", err, lastLines(string(tail), 20))
 	}
-	return p, nil
+	return nil
+}
+
+// Restart starts a stopped server again on the same data directory and
+// port (tests use it to end an outage they made with Stop).
+func (p *Postgres) Restart(ctx context.Context) error {
+	select {
+	case err := <-p.done:
+		p.done <- err
+	default:
+		return errors.New("devstack: postgres is still running; Stop it first")
+	}
+	return p.start(ctx)
 }
 
 // serverCredential picks the user the server runs as and hands it dir.
@@ -281,12 +329,15 @@ func (p *Postgres) Stop() error {
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	// The exit status goes back into done: a later Stop or Restart reads
+	// it to see that the server is down.
 	select {
-	case <-p.done:
+	case err := <-p.done:
+		p.done <- err
 		return nil
 	case <-time.After(15 * time.Second):
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
+		p.done <- <-p.done
 		return errors.New("devstack: postgres did not stop within 15s; killed")
 	}
 }

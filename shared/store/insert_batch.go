@@ -28,6 +28,7 @@ func (s *Store) InsertBatch(ctx context.Context, rs []Request) []error {
 		idx                                   []int // rows sent, as indexes into rs
 		ids, circuits, endpointTypes, endpnts []string
 		userData, selfData                    []string
+		sealed                                [][]byte
 		types                                 []int16
 		onchain                               []bool
 		versions                              []int32
@@ -52,21 +53,39 @@ func (s *Store) InsertBatch(ctx context.Context, rs []Request) []error {
 		versions = append(versions, int32(r.Version))
 		userData = append(userData, r.UserDefinedData)
 		selfData = append(selfData, r.SelfDefinedData)
+		var si []byte // NULL: recorded without sealed inputs
+		if len(r.Sealed) > 0 {
+			si = r.Sealed
+		}
+		sealed = append(sealed, si)
 	}
 	if len(idx) == 0 {
 		return errs
 	}
 	// ON CONFLICT DO NOTHING leaves out the rows whose id is recorded (or
-	// repeated in this batch); RETURNING names the rows written.
+	// repeated in this batch); p names the rows written, and each one's
+	// sealed inputs (the first request's, for a repeated id) go to
+	// proof_jobs in the same statement.
 	rows, err := s.pool.Query(ctx, `
-		INSERT INTO proofs (request_id, proof_type, status, circuit_name, onchain, endpoint_type,
-		                    endpoint, version, user_defined_data, self_defined_data)
-		SELECT id, pt, 0, c, o, et, ep, v, ud, sd
-		FROM unnest($1::uuid[], $2::smallint[], $3::text[], $4::bool[], $5::text[], $6::text[],
-		            $7::int[], $8::text[], $9::text[]) AS t(id, pt, c, o, et, ep, v, ud, sd)
-		ON CONFLICT (request_id) DO NOTHING
-		RETURNING request_id::text`,
-		ids, types, circuits, onchain, endpointTypes, endpnts, versions, userData, selfData)
+		WITH t AS (
+			SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::text[], $4::bool[], $5::text[], $6::text[],
+			                     $7::int[], $8::text[], $9::text[], $10::bytea[])
+			         WITH ORDINALITY AS t(id, pt, c, o, et, ep, v, ud, sd, si, n)
+		), p AS (
+			INSERT INTO proofs (request_id, proof_type, status, circuit_name, onchain, endpoint_type,
+			                    endpoint, version, user_defined_data, self_defined_data)
+			SELECT id, pt, 0, c, o, et, ep, v, ud, sd FROM t ORDER BY n
+			ON CONFLICT (request_id) DO NOTHING
+			RETURNING request_id
+		), j AS (
+			INSERT INTO proof_jobs (request_id, sealed_inputs)
+			SELECT DISTINCT ON (p.request_id) p.request_id, t.si
+			FROM p JOIN t ON t.id = p.request_id
+			WHERE t.si IS NOT NULL
+			ORDER BY p.request_id, t.n
+		)
+		SELECT request_id::text FROM p`,
+		ids, types, circuits, onchain, endpointTypes, endpnts, versions, userData, selfData, sealed)
 	written := make(map[string]bool, len(ids))
 	if err == nil {
 		for rows.Next() {

@@ -44,6 +44,11 @@ type Request struct {
 	Version         int
 	UserDefinedData string
 	SelfDefinedData string
+	// Sealed is the job's sealed circuit inputs (job.Sealer's output:
+	// ciphertext under the fleet key), kept in proof_jobs while the request
+	// is open so that a reconciler can publish a lost job again. Empty: the
+	// row is recorded without them (and cannot be re-published).
+	Sealed []byte
 }
 
 // Proof is one row of the proofs table.
@@ -84,7 +89,8 @@ func parseID(id string) (uuid.UUID, error) {
 	return u, nil
 }
 
-// Insert records an accepted request with status pending.
+// Insert records an accepted request with status pending, and its sealed
+// inputs (when r has them) in the same statement.
 func (s *Store) Insert(ctx context.Context, r Request) error {
 	id, err := parseID(r.ID)
 	if err != nil {
@@ -93,12 +99,15 @@ func (s *Store) Insert(ctx context.Context, r Request) error {
 	if r.ProofType.Code() < 0 {
 		return fmt.Errorf("store: unknown proof type %q", r.ProofType)
 	}
-	_, err = s.pool.Exec(ctx, `
-		INSERT INTO proofs (request_id, proof_type, status, circuit_name, onchain, endpoint_type,
-		                    endpoint, version, user_defined_data, self_defined_data)
-		VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)`,
-		id, r.ProofType.Code(), r.Circuit, r.Onchain, r.EndpointType, r.Endpoint, r.Version,
-		r.UserDefinedData, r.SelfDefinedData)
+	args := []any{id, r.ProofType.Code(), r.Circuit, r.Onchain, r.EndpointType, r.Endpoint, r.Version,
+		r.UserDefinedData, r.SelfDefinedData}
+	query := insertProof
+	if len(r.Sealed) > 0 {
+		query = `WITH p AS (` + insertProof + ` RETURNING request_id)
+		INSERT INTO proof_jobs (request_id, sealed_inputs) SELECT request_id, $10 FROM p`
+		args = append(args, r.Sealed)
+	}
+	_, err = s.pool.Exec(ctx, query, args...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return fmt.Errorf("%w: %s", ErrExists, r.ID)
@@ -109,8 +118,16 @@ func (s *Store) Insert(ctx context.Context, r Request) error {
 	return nil
 }
 
+const insertProof = `
+		INSERT INTO proofs (request_id, proof_type, status, circuit_name, onchain, endpoint_type,
+		                    endpoint, version, user_defined_data, self_defined_data)
+		VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)`
+
 // Delete removes a request that was recorded but could not be enqueued, so
-// that the client can retry with the same uuid. It only removes pending rows.
+// that the client can retry with the same uuid. It only removes pending rows
+// (and their sealed inputs with them). Call it only when the job is known
+// not to be on the queue: a job that reaches a worker without its row is
+// retried and finally dropped.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	u, err := parseID(id)
 	if err != nil {

@@ -32,8 +32,10 @@ func setup(t *testing.T) (*store.Store, string) {
 }
 
 func newRequest() store.Request {
-	return store.Request{ID: uuid.NewString(), ProofType: "disclose", Circuit: "disclose_demo", Onchain: true,
-		EndpointType: "celo", Endpoint: "0xabc", Version: 1, UserDefinedData: "u", SelfDefinedData: "s"}
+	id := uuid.NewString()
+	return store.Request{ID: id, ProofType: "disclose", Circuit: "disclose_demo", Onchain: true,
+		EndpointType: "celo", Endpoint: "0xabc", Version: 1, UserDefinedData: "u", SelfDefinedData: "s",
+		Sealed: []byte("sealed:" + id)}
 }
 
 func TestInsertGet(t *testing.T) {
