@@ -6,8 +6,20 @@
 // Topology: one work-queue stream (subjects proof.jobs.>, file storage,
 // DiscardNew with message and byte limits so a full queue refuses a publish
 // instead of silently dropping old jobs, a duplicate window for uuid dedup)
-// and a durable pull consumer per family filtered on proof.jobs.<family>.
-// Setup creates or updates them idempotently; it runs once from
+// and a durable pull consumer per family filtered on proof.jobs.<family>.*
+// (and proof.jobs.<family>, where jobs published before per-request
+// subjects wait). Each job is published on its own subject,
+// proof.jobs.<family>.<request id> (JobSubject), so whether a request's job
+// is still in the stream is one lookup (Queued, GetLastMsgForSubject) and
+// never a guess from the duplicate window.
+//
+// Beside it, a work-queue stream of advisories (AdvisoryStream) keeps
+// JetStream's max-deliveries advisories of the job consumers, with a
+// durable consumer per family (RescueConsumerName): an advisory published
+// while no worker of the family runs waits there until one does (see
+// worker/internal/rescue).
+//
+// Setup creates or updates all of them idempotently; it runs once from
 // `proverctl migrate` (or the dev stack), never raced by replicas.
 package jobqueue
 
@@ -19,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -115,29 +128,38 @@ func (c Config) streamConfig() jetstream.StreamConfig {
 
 func (c Config) consumerConfig(f family.Family) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       ConsumerName(f),
-		Description:   "Proof jobs of the " + string(f) + " family",
-		FilterSubject: Subject(f),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       c.AckWait,
-		MaxDeliver:    c.MaxDeliver,
-		BackOff:       c.BackOff,
-		MaxAckPending: c.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		Replicas:      c.Replicas,
+		Durable:        ConsumerName(f),
+		Description:    "Proof jobs of the " + string(f) + " family",
+		FilterSubjects: FamilySubjects(f),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.AckWait,
+		MaxDeliver:     c.MaxDeliver,
+		BackOff:        c.BackOff,
+		MaxAckPending:  c.MaxAckPending,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		Replicas:       c.Replicas,
 	}
 }
 
-// Setup creates or updates the stream and the consumers of fams. It is
-// idempotent.
+// Setup creates or updates the job stream, the advisory stream and the
+// consumers of fams on both. It is idempotent. The advisory stream comes
+// first, so that it already keeps the advisories of a consumer that starts
+// delivering.
 func Setup(ctx context.Context, js jetstream.JetStream, cfg Config, fams []family.Family) error {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	adv := AdvisoryStream(cfg.Stream)
+	if _, err := js.CreateOrUpdateStream(ctx, cfg.advisoryStreamConfig()); err != nil {
+		return fmt.Errorf("jobqueue: stream %s: %w", adv, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, cfg.streamConfig()); err != nil {
 		return fmt.Errorf("jobqueue: stream %s: %w", cfg.Stream, err)
 	}
 	for _, f := range fams {
+		if _, err := js.CreateOrUpdateConsumer(ctx, adv, cfg.rescueConsumerConfig(f)); err != nil {
+			return fmt.Errorf("jobqueue: consumer %s of %s: %w", RescueConsumerName(f), adv, err)
+		}
 		if _, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cfg.consumerConfig(f)); err != nil {
 			return fmt.Errorf("jobqueue: consumer %s: %w", ConsumerName(f), err)
 		}
@@ -145,8 +167,8 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config, fams []famil
 	return nil
 }
 
-// Check reports whether the stream and the consumers of fams exist (for
-// readiness probes).
+// Check reports whether the job stream, the advisory stream and the
+// consumers of fams on both exist (for readiness probes).
 func Check(ctx context.Context, js jetstream.JetStream, stream string, fams []family.Family) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
@@ -155,6 +177,22 @@ func Check(ctx context.Context, js jetstream.JetStream, stream string, fams []fa
 	for _, f := range fams {
 		if _, err := s.Consumer(ctx, ConsumerName(f)); err != nil {
 			return fmt.Errorf("jobqueue: consumer %s: %w", ConsumerName(f), err)
+		}
+	}
+	return CheckAdvisories(ctx, js, stream, fams)
+}
+
+// CheckAdvisories reports whether the advisory stream of the job stream and
+// the rescue consumers of fams exist.
+func CheckAdvisories(ctx context.Context, js jetstream.JetStream, stream string, fams []family.Family) error {
+	adv := AdvisoryStream(stream)
+	s, err := js.Stream(ctx, adv)
+	if err != nil {
+		return fmt.Errorf("jobqueue: stream %s (run proverctl migrate): %w", adv, err)
+	}
+	for _, f := range fams {
+		if _, err := s.Consumer(ctx, RescueConsumerName(f)); err != nil {
+			return fmt.Errorf("jobqueue: consumer %s of %s (run proverctl migrate): %w", RescueConsumerName(f), adv, err)
 		}
 	}
 	return nil
@@ -187,12 +225,30 @@ func Backlogs(ctx context.Context, js jetstream.JetStream, stream string, fams [
 
 var (
 	// ErrQueueFull means the stream refused the job: the queue is at its
-	// message or byte limit. The frontend reports it to the client.
-	ErrQueueFull = errors.New("jobqueue: the proof queue is full")
+	// message or byte limit. The frontend reports it to the client. It is
+	// an ErrNotQueued.
+	ErrQueueFull error = &kindOf{msg: "jobqueue: the proof queue is full", kind: ErrNotQueued}
+	// ErrNotQueued means the job is certainly not on the stream: the stream
+	// refused it, no stream answered, or it never left this process. A
+	// publish error that is not ErrNotQueued leaves the outcome unknown: the
+	// message may have been stored with its acknowledgement lost, or may
+	// still sit in the connection's reconnect buffer and reach the stream
+	// once NATS is back.
+	ErrNotQueued = errors.New("jobqueue: job not queued")
 	// ErrDuplicate means a job with this request id was already published
-	// within the duplicate window.
+	// within the duplicate window. It says nothing about whether that job is
+	// still on the stream: it may have been consumed since (see Queued).
 	ErrDuplicate = errors.New("jobqueue: job already enqueued")
 )
+
+// kindOf is a sentinel error that is also a more general one.
+type kindOf struct {
+	msg  string
+	kind error
+}
+
+func (e *kindOf) Error() string { return e.msg }
+func (e *kindOf) Unwrap() error { return e.kind }
 
 // Publisher enqueues jobs.
 type Publisher struct {
@@ -211,20 +267,41 @@ func NewPublisher(js jetstream.JetStream, cfg Config) (*Publisher, error) {
 	return &Publisher{js: js, stream: cfg.Stream}, nil
 }
 
-// Publish enqueues env on its family's subject with Nats-Msg-Id = request id
-// and waits for the stream's acknowledgement (bound it with ctx).
+// Publish enqueues env on its request's subject (JobSubject) with
+// Nats-Msg-Id = request id and waits for the stream's acknowledgement
+// (bound it with ctx). Errors: ErrQueueFull, another ErrNotQueued (certainly
+// not stored), ErrDuplicate (the id was published within the duplicate
+// window), or an error of unknown outcome.
 func (p *Publisher) Publish(ctx context.Context, env job.Envelope) error {
+	return p.publish(ctx, env, env.RequestID)
+}
+
+// Republish publishes env again under a message id of its own (the request
+// id and round), so the duplicate window, which may remember a job since
+// consumed, cannot swallow it. Two Republish calls with the same round are
+// one job. Errors are Publish's.
+func (p *Publisher) Republish(ctx context.Context, env job.Envelope, round int) error {
+	return p.publish(ctx, env, fmt.Sprintf("%s/requeue-%d", env.RequestID, round))
+}
+
+func (p *Publisher) publish(ctx context.Context, env job.Envelope, msgID string) error {
+	if _, err := uuid.Parse(env.RequestID); err != nil {
+		return fmt.Errorf("%w: request id %q is not a UUID", ErrNotQueued, env.RequestID)
+	}
 	data, err := env.Marshal()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrNotQueued, err)
 	}
-	ack, err := p.js.Publish(ctx, Subject(env.Family()), data,
-		jetstream.WithMsgID(env.RequestID), jetstream.WithExpectStream(p.stream))
+	ack, err := p.js.Publish(ctx, JobSubject(env.Family(), env.RequestID), data,
+		jetstream.WithMsgID(msgID), jetstream.WithExpectStream(p.stream))
 	if err != nil {
-		if isFull(err) {
+		switch {
+		case isFull(err):
 			return fmt.Errorf("%w: %v", ErrQueueFull, err)
+		case notSent(err):
+			return fmt.Errorf("%w: publish %s: %w", ErrNotQueued, env.RequestID, err)
 		}
-		return fmt.Errorf("jobqueue: publish %s: %w", env.RequestID, err)
+		return fmt.Errorf("jobqueue: publish %s (outcome unknown): %w", env.RequestID, err)
 	}
 	if ack.Duplicate {
 		return fmt.Errorf("%w: %s", ErrDuplicate, env.RequestID)
@@ -232,12 +309,61 @@ func (p *Publisher) Publish(ctx context.Context, env job.Envelope) error {
 	return nil
 }
 
+// Queued reports whether the job of requestID (family f) is on the stream
+// now: waiting, in a worker's hands, or out of deliveries. It reads the
+// stream leader (no direct get, which a lagging replica could answer), so
+// false means the stream has no such job.
+func (p *Publisher) Queued(ctx context.Context, f family.Family, requestID string) (bool, error) {
+	s, err := p.js.Stream(ctx, p.stream)
+	if err != nil {
+		return false, fmt.Errorf("jobqueue: stream %s: %w", p.stream, err)
+	}
+	return Queued(ctx, s, f, requestID)
+}
+
+// Queued reports whether stream s holds the job of requestID (family f)
+// on its per-request subject.
+func Queued(ctx context.Context, s MsgGetter, f family.Family, requestID string) (bool, error) {
+	_, err := s.GetLastMsgForSubject(ctx, JobSubject(f, requestID))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("jobqueue: look up the job of %s: %w", requestID, err)
+}
+
+// MsgGetter reads a stream's last message on a subject (a
+// jetstream.Stream).
+type MsgGetter interface {
+	GetLastMsgForSubject(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error)
+}
+
+// isFull reports a refusal at the stream's limits.
 func isFull(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		d := strings.ToLower(apiErr.Description)
 		return strings.Contains(d, "maximum messages") || strings.Contains(d, "maximum bytes") ||
 			strings.Contains(d, "resource limits")
+	}
+	return false
+}
+
+// notSent reports a publish error after which the job is certainly not on
+// the stream: the stream answered with an error, no stream listened, or the
+// message never left the connection. Anything else (a timeout above all)
+// leaves the outcome unknown.
+func notSent(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrReconnectBufExceeded),
+		errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
+		errors.Is(err, nats.ErrInvalidConnection), errors.Is(err, nats.ErrConnectionDraining):
+		return true
 	}
 	return false
 }

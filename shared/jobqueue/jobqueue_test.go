@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
@@ -72,13 +74,42 @@ func TestTopology(t *testing.T) {
 			t.Fatal(err)
 		}
 		ci, _ := c.Info(ctx)
-		if ci.Config.FilterSubject != jobqueue.Subject(f) || ci.Config.AckPolicy != jetstream.AckExplicitPolicy ||
+		want := []string{"proof.jobs." + string(f), "proof.jobs." + string(f) + ".*"}
+		if !slices.Equal(ci.Config.FilterSubjects, want) || ci.Config.AckPolicy != jetstream.AckExplicitPolicy ||
 			ci.Config.MaxDeliver != cfg.MaxDeliver || ci.Config.AckWait != cfg.AckWait {
 			t.Fatalf("consumer %s config = %+v", f, ci.Config)
 		}
 	}
+	// The advisory stream keeps the max-deliveries advisories of the job
+	// consumers, one durable consumer per family that never gives up.
+	adv, err := js.Stream(ctx, cfg.Stream+"_ADVISORIES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ainfo, _ := adv.Info(ctx)
+	if ainfo.Config.Retention != jetstream.WorkQueuePolicy || len(ainfo.Config.Subjects) != 1 ||
+		ainfo.Config.Subjects[0] != "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+cfg.Stream+".*" {
+		t.Fatalf("advisory stream config = %+v", ainfo.Config)
+	}
+	for _, f := range family.All() {
+		c, err := adv.Consumer(ctx, "rescue-"+string(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci, _ := c.Info(ctx)
+		if ci.Config.FilterSubject != jobqueue.AdvisorySubject(cfg.Stream, string(f)) || ci.Config.MaxDeliver != -1 ||
+			ci.Config.AckPolicy != jetstream.AckExplicitPolicy {
+			t.Fatalf("rescue consumer %s config = %+v", f, ci.Config)
+		}
+	}
 	if err := jobqueue.Check(ctx, js, cfg.Stream, family.All()); err != nil {
 		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, cfg.Stream+"_ADVISORIES", "rescue-register"); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobqueue.Check(ctx, js, cfg.Stream, family.All()); err == nil {
+		t.Fatal("Check passed with a rescue consumer missing")
 	}
 	if err := js.DeleteConsumer(ctx, cfg.Stream, "dsc"); err != nil {
 		t.Fatal(err)
@@ -118,7 +149,7 @@ func TestPublishRoutesByFamilyAndDedups(t *testing.T) {
 		t.Fatal(err)
 	}
 	for m := range batch.Messages() {
-		if m.Headers().Get("Nats-Msg-Id") != env.RequestID || m.Subject() != "proof.jobs.disclose" {
+		if m.Headers().Get("Nats-Msg-Id") != env.RequestID || m.Subject() != "proof.jobs.disclose."+env.RequestID {
 			t.Fatalf("message %s headers %v", m.Subject(), m.Headers())
 		}
 		got, err := job.Unmarshal(m.Data())
@@ -141,6 +172,215 @@ func TestFullQueuePushesBack(t *testing.T) {
 	if err := pub.Publish(ctx, envelope(t, "register")); !errors.Is(err, jobqueue.ErrQueueFull) {
 		t.Fatalf("publish to a full queue: %v, want ErrQueueFull", err)
 	}
+}
+
+// Whether a request's job is on the stream is one lookup of its subject,
+// and a job consumed within the duplicate window can be published again
+// under a fresh message id, which the window does not swallow. A job on
+// the family's bare subject (published before per-request subjects) is
+// still delivered.
+func TestQueuedAndRepublish(t *testing.T) {
+	t.Parallel()
+	js, pub, _, cfg := setup(t, nil)
+	ctx := context.Background()
+	env := envelope(t, "dsc_id")
+	queued := func(want bool) {
+		t.Helper()
+		got, err := pub.Queued(ctx, family.DSC, env.RequestID)
+		if err != nil || got != want {
+			t.Fatalf("Queued = %v, %v; want %v", got, err, want)
+		}
+	}
+	queued(false)
+	if err := pub.Publish(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	queued(true)
+	if got, err := pub.Queued(ctx, family.Register, env.RequestID); err != nil || got {
+		t.Fatalf("Queued under another family = %v, %v", got, err)
+	}
+	c, err := js.Consumer(ctx, cfg.Stream, "dsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := func() jetstream.Msg {
+		t.Helper()
+		batch, err := c.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
+		t.Fatalf("nothing delivered: %v", batch.Error())
+		return nil
+	}
+	take()
+	queued(false)
+	// The duplicate window remembers the consumed job.
+	if err := pub.Publish(ctx, env); !errors.Is(err, jobqueue.ErrDuplicate) {
+		t.Fatalf("publish of a consumed job within the window: %v, want ErrDuplicate", err)
+	}
+	queued(false)
+	if err := pub.Republish(ctx, env, 1); err != nil {
+		t.Fatal(err)
+	}
+	queued(true)
+	if err := pub.Republish(ctx, env, 1); !errors.Is(err, jobqueue.ErrDuplicate) {
+		t.Fatalf("the same round twice: %v, want ErrDuplicate", err)
+	}
+	if m := take(); m.Headers().Get("Nats-Msg-Id") != env.RequestID+"/requeue-1" {
+		t.Fatalf("republished message id %q", m.Headers().Get("Nats-Msg-Id"))
+	}
+	// A job on the bare family subject.
+	data, _ := envelope(t, "dsc").Marshal()
+	if _, err := js.Publish(ctx, "proof.jobs.dsc", data); err != nil {
+		t.Fatal(err)
+	}
+	if m := take(); m.Subject() != "proof.jobs.dsc" {
+		t.Fatalf("took %s", m.Subject())
+	}
+	for _, tc := range []struct {
+		subject string
+		want    bool
+	}{
+		{"proof.jobs.dsc", true}, {"proof.jobs.dsc." + env.RequestID, true},
+		{"proof.jobs.dsc.a.b", false}, {"proof.jobs.dscx", false}, {"proof.jobs.register." + env.RequestID, false},
+	} {
+		if got := jobqueue.OfFamily(family.DSC, tc.subject); got != tc.want {
+			t.Errorf("OfFamily(dsc, %q) = %v", tc.subject, got)
+		}
+	}
+}
+
+// A publish that gets no answer (NATS down) is of unknown outcome, not
+// ErrNotQueued: the message waits in the connection's reconnect buffer and
+// reaches the stream once the server is back. One that cannot leave the
+// connection (closed) certainly failed.
+func TestPublishOutcomes(t *testing.T) {
+	t.Parallel()
+	srv := stacktest.NATSServer(t)
+	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cfg := jobqueue.DefaultConfig()
+	if err := jobqueue.Setup(ctx, js, cfg, family.All()); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jobqueue.NewPublisher(js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Server().Shutdown()
+	srv.Server().WaitForShutdown()
+	for nc.IsConnected() { // a message written before the client sees the loss goes with the socket
+		time.Sleep(10 * time.Millisecond)
+	}
+	env := envelope(t, "register")
+	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	err = pub.Publish(pctx, env)
+	cancel()
+	if err == nil || errors.Is(err, jobqueue.ErrNotQueued) {
+		t.Fatalf("publish while NATS is down: %v, want an error of unknown outcome", err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ok, err := pub.Queued(ctx, family.Register, env.RequestID)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the buffered job never reached the stream (last lookup error %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	nc.Close()
+	if err := pub.Publish(ctx, envelope(t, "register")); !errors.Is(err, jobqueue.ErrNotQueued) {
+		t.Fatalf("publish on a closed connection: %v, want ErrNotQueued", err)
+	}
+	bad := envelope(t, "register")
+	bad.RequestID = "not.a.uuid"
+	if err := pub.Publish(ctx, bad); !errors.Is(err, jobqueue.ErrNotQueued) {
+		t.Fatalf("publish with a bad id: %v, want ErrNotQueued", err)
+	}
+}
+
+// A max-deliveries advisory is kept in the advisory stream while nobody
+// listens, and handed out by the family's rescue consumer.
+func TestAdvisoriesAreKept(t *testing.T) {
+	t.Parallel()
+	js, pub, _, cfg := setup(t, func(c *jobqueue.Config) { c.AckWait, c.MaxDeliver = time.Second, 1 })
+	ctx := context.Background()
+	env := envelope(t, "disclose")
+	if err := pub.Publish(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	c, err := js.Consumer(ctx, cfg.Stream, "disclose")
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	for m := range batch.Messages() { // and never acknowledged: its worker is lost
+		md, _ := m.Metadata()
+		seq = md.Sequence.Stream
+	}
+	if seq == 0 {
+		t.Fatalf("nothing delivered: %v", batch.Error())
+	}
+	rescue, err := js.Consumer(ctx, jobqueue.AdvisoryStream(cfg.Stream), jobqueue.RescueConsumerName(family.Disclose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		info, err := rescue.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("advisory not kept: rescue consumer pending %d", info.NumPending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ab, err := rescue.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range ab.Messages() {
+		var adv struct {
+			Stream    string `json:"stream"`
+			Consumer  string `json:"consumer"`
+			StreamSeq uint64 `json:"stream_seq"`
+		}
+		if err := json.Unmarshal(m.Data(), &adv); err != nil || adv.Stream != cfg.Stream || adv.Consumer != "disclose" || adv.StreamSeq != seq {
+			t.Fatalf("advisory %s: %+v, %v", m.Data(), adv, err)
+		}
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("rescue consumer delivered nothing: %v", ab.Error())
 }
 
 func TestConfigValidation(t *testing.T) {

@@ -1,6 +1,10 @@
 package jobqueue
 
-import "github.com/openpassport/prover-fleet/shared/family"
+import (
+	"strings"
+
+	"github.com/openpassport/prover-fleet/shared/family"
+)
 
 // The names on NATS that the frontend, the workers, proverctl and the
 // deployment files share. A family's name is its subject's last token and
@@ -9,8 +13,27 @@ import "github.com/openpassport/prover-fleet/shared/family"
 // StreamName is the JetStream stream that holds proof jobs.
 const StreamName = "PROOF_JOBS"
 
-// Subject is the subject a family's jobs are published on.
+// Subject is a family's subject: each of its jobs is published on a
+// subject below it (JobSubject); jobs published before per-request
+// subjects are on it.
 func Subject(f family.Family) string { return "proof.jobs." + string(f) }
+
+// JobSubject is the subject the job of one request is published on: its
+// family's subject and the request id (a UUID, so one subject token).
+func JobSubject(f family.Family, requestID string) string { return Subject(f) + "." + requestID }
+
+// FamilySubjects are the subjects a family's consumer takes: the
+// per-request subjects, and the family's bare subject on which jobs were
+// published before them.
+func FamilySubjects(f family.Family) []string {
+	return []string{Subject(f), Subject(f) + ".*"}
+}
+
+// OfFamily reports whether subject is one of family f's job subjects.
+func OfFamily(f family.Family, subject string) bool {
+	base := Subject(f)
+	return subject == base || (strings.HasPrefix(subject, base+".") && !strings.Contains(subject[len(base)+1:], "."))
+}
 
 // SubjectAll matches every family's job subject (the stream's subjects).
 const SubjectAll = "proof.jobs.>"

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/status"
 )
 
 // This file holds what keeps accepted requests from being stranded: telling
@@ -48,7 +49,7 @@ func Unavailable(err error) bool {
 type OpenJob struct {
 	ID          string
 	ProofType   family.ProofType
-	Status      Status
+	Status      status.Code
 	Circuit     string
 	CreatedAt   time.Time
 	Attempts    int
