@@ -12,7 +12,9 @@
 //	prover_api_request_duration_seconds{method}       call latency (hello = handshake, submit = decrypt+record+enqueue)
 //	prover_api_sessions_open                          open handshake sessions
 //	prover_api_enqueue_duration_seconds{family}       JetStream publish latency
-//	prover_api_enqueue_failures_total{family,reason}  refused publishes; reason "queue_full" or "error"
+//	prover_api_enqueue_failures_total{family,reason}  failed publishes; reason "queue_full", "error" (certainly
+//	                                                  not queued) or "unconfirmed" (no answer: the request is
+//	                                                  kept and queued again by the reconciler if need be)
 //	prover_api_relay_connections                      open Socket.IO connections of the status relay
 //	prover_api_relay_connections_refused_total        relay handshakes refused by --status-max-connections
 //	prover_api_relay_subscriptions                    live relay subscriptions
@@ -37,6 +39,7 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/internal/relay"
 	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/shared/status"
@@ -80,7 +83,7 @@ func New() *Metrics {
 		}, []string{"family"}),
 		enqueueFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "prover_api_enqueue_failures_total",
-			Help: "Jobs JetStream did not accept, by family and reason (queue_full, error).",
+			Help: "Job publishes that failed, by family and reason (queue_full, error: certainly not queued; unconfirmed: outcome unknown).",
 		}, []string{"family", "reason"}),
 	}
 	m.relayConns = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -221,9 +224,11 @@ func (m *Metrics) Call(method string, code int64, d time.Duration) {
 	m.duration.WithLabelValues(label).Observe(d.Seconds())
 }
 
-// Queue is what the frontend publishes jobs with.
+// Queue is what the frontend publishes jobs with (intake.Queue).
 type Queue interface {
 	Publish(ctx context.Context, env job.Envelope) error
+	Republish(ctx context.Context, env job.Envelope, round int) error
+	Queued(ctx context.Context, f family.Family, requestID string) (bool, error)
 }
 
 // WrapQueue records the latency and failures of q's publishes.
@@ -237,14 +242,31 @@ type queue struct {
 func (q *queue) Publish(ctx context.Context, env job.Envelope) error {
 	start := time.Now()
 	err := q.q.Publish(ctx, env)
+	q.observe(env, start, err)
+	return err
+}
+
+func (q *queue) Republish(ctx context.Context, env job.Envelope, round int) error {
+	start := time.Now()
+	err := q.q.Republish(ctx, env, round)
+	q.observe(env, start, err)
+	return err
+}
+
+func (q *queue) Queued(ctx context.Context, f family.Family, requestID string) (bool, error) {
+	return q.q.Queued(ctx, f, requestID)
+}
+
+func (q *queue) observe(env job.Envelope, start time.Time, err error) {
 	fam := string(env.Family())
 	q.m.enqueue.WithLabelValues(fam).Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil || errors.Is(err, jobqueue.ErrDuplicate):
 	case errors.Is(err, jobqueue.ErrQueueFull):
 		q.m.enqueueFailures.WithLabelValues(fam, "queue_full").Inc()
-	default:
+	case errors.Is(err, jobqueue.ErrNotQueued):
 		q.m.enqueueFailures.WithLabelValues(fam, "error").Inc()
+	default:
+		q.m.enqueueFailures.WithLabelValues(fam, "unconfirmed").Inc()
 	}
-	return err
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 )
@@ -17,6 +18,10 @@ import (
 type queueFunc func(context.Context, job.Envelope) error
 
 func (f queueFunc) Publish(ctx context.Context, env job.Envelope) error { return f(ctx, env) }
+func (f queueFunc) Republish(ctx context.Context, env job.Envelope, _ int) error {
+	return f(ctx, env)
+}
+func (f queueFunc) Queued(context.Context, family.Family, string) (bool, error) { return false, nil }
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
@@ -26,7 +31,8 @@ func TestMetrics(t *testing.T) {
 	m.Call("openpassport_submit_request", -32600, time.Millisecond)
 	m.Call("eth_call", -32601, time.Millisecond)
 	m.Call("", -32700, time.Millisecond)
-	results := []error{nil, fmt.Errorf("x: %w", jobqueue.ErrQueueFull), errors.New("nats down"), jobqueue.ErrDuplicate}
+	results := []error{nil, fmt.Errorf("x: %w", jobqueue.ErrQueueFull), fmt.Errorf("x: %w", jobqueue.ErrNotQueued),
+		errors.New("nats: timeout"), jobqueue.ErrDuplicate}
 	q := m.WrapQueue(queueFunc(func(context.Context, job.Envelope) error {
 		err := results[0]
 		results = results[1:]
@@ -35,6 +41,7 @@ func TestMetrics(t *testing.T) {
 	for range 4 {
 		q.Publish(context.Background(), job.Envelope{ProofType: "register_id"})
 	}
+	q.Republish(context.Background(), job.Envelope{ProofType: "register_id"}, 1)
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -46,9 +53,10 @@ func TestMetrics(t *testing.T) {
 		`prover_api_requests_total{method="invalid",outcome="-32700"} 1`,
 		`prover_api_request_duration_seconds_count{method="openpassport_hello"} 1`,
 		`prover_api_sessions_open 3`,
-		`prover_api_enqueue_duration_seconds_count{family="register"} 4`,
+		`prover_api_enqueue_duration_seconds_count{family="register"} 5`,
 		`prover_api_enqueue_failures_total{family="register",reason="queue_full"} 1`,
 		`prover_api_enqueue_failures_total{family="register",reason="error"} 1`,
+		`prover_api_enqueue_failures_total{family="register",reason="unconfirmed"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(string(body), line) {

@@ -95,6 +95,11 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful part of Serve's shutdown
 	// (default 10 s).
 	ShutdownTimeout time.Duration
+	// RecordTimeout bounds recording and enqueueing one submit (default
+	// 15 s). A publish not acknowledged within it has an unknown outcome:
+	// the request is accepted and kept with its sealed job (see
+	// api/internal/intake).
+	RecordTimeout time.Duration
 }
 
 // Server is one frontend.
@@ -150,7 +155,7 @@ func New(deps Deps, cfg Config) (*Server, error) {
 		Events:    deps.Events,
 		Sealer:    deps.Sealer,
 		Logger:    deps.Logger,
-	}, intake.Config{})
+	}, intake.Config{RecordTimeout: cfg.RecordTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

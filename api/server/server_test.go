@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/shared/status"
+	"github.com/openpassport/prover-fleet/shared/store"
 )
 
 // appBody is a vector's request body as the app sends it: JSON.stringify
@@ -142,9 +144,16 @@ func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
 	if time.Since(row.CreatedAt) > time.Minute {
 		t.Fatalf("created_at %v", row.CreatedAt)
 	}
+	// The row keeps the job's sealed inputs, for a reconciler to publish
+	// the job again should it be lost.
+	kept, err := e.Store.OpenJobs(context.Background(), []family.ProofType{req.Type}, time.Now().Add(time.Second), store.Cursor{}, 1000)
+	must(t, err)
+	if !slices.ContainsFunc(kept, func(j store.OpenJob) bool { return j.ID == id }) {
+		t.Fatalf("the sealed job of %s is not kept", id)
+	}
 	msg := e.FetchJob(t, req.Type.Family())
-	if msg.Subject() != jobqueue.Subject(req.Type.Family()) {
-		t.Fatalf("job subject %q, want %q", msg.Subject(), jobqueue.Subject(req.Type.Family()))
+	if want := jobqueue.JobSubject(req.Type.Family(), id); msg.Subject() != want {
+		t.Fatalf("job subject %q, want %q", msg.Subject(), want)
 	}
 	if got := msg.Headers().Get(nats.MsgIdHdr); got != id {
 		t.Fatalf("Nats-Msg-Id %q, want %q", got, id)
@@ -376,6 +385,78 @@ func TestEnqueueFailure(t *testing.T) {
 			wantResult(t, tr.send(t, s.submitBody(t, plain)), &got)
 			e.checkRecordedAndQueued(t, got, plain)
 		})
+	}
+}
+
+// TestEnqueueUnconfirmed: a publish that gets no acknowledgement (its
+// outcome is unknown) keeps the row and its sealed job and accepts the
+// request, so that a job arriving late finds its row and a lost one can be
+// published again; a retry of the same uuid is refused, and the one row
+// stays.
+func TestEnqueueUnconfirmed(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	ctx := context.Background()
+	ws := e.dialWS()
+	plain := request("disclose", "vc_and_disclose", `{"x":"7"}`, nil)
+	before := e.StreamCount(t)
+	e.Queue.Lose.Store(true)
+	s := e.hello(t, ws, uuid.NewString())
+	var got string
+	wantResult(t, ws.send(t, s.submitBody(t, plain)), &got)
+	if got != s.uuid {
+		t.Fatalf("accepted %q, want %q", got, s.uuid)
+	}
+	e.Queue.Lose.Store(false)
+	row, err := e.Store.Get(ctx, s.uuid)
+	if err != nil || row.Status != status.Pending {
+		t.Fatalf("row after an unconfirmed enqueue: %+v, %v", row, err)
+	}
+	open, err := e.Store.OpenJobs(ctx, []family.ProofType{"disclose"}, time.Now().Add(time.Second), store.Cursor{}, 10)
+	if err != nil || len(open) != 1 || open[0].ID != s.uuid {
+		t.Fatalf("kept jobs = %+v, %v; want the request's", open, err)
+	}
+	if n := e.StreamCount(t); n != before {
+		t.Fatalf("%d jobs on the stream, %d before: the lost publish arrived", n, before)
+	}
+	// The app retries the same uuid: the request is recorded already.
+	wantError(t, ws.send(t, helloBody(t, clientKey(t), s.uuid)), -32600, "UUID already exists")
+	if open, _ := e.Store.OpenJobs(ctx, []family.ProofType{"disclose"}, time.Now().Add(time.Second), store.Cursor{}, 10); len(open) != 1 {
+		t.Fatalf("after the retry: %d open requests, want 1", len(open))
+	}
+}
+
+// TestDuplicateAnswerNotTrusted: the duplicate window remembers a job that
+// was consumed since; a submit whose publish is answered "duplicate" asks
+// the stream, and publishes the job again when it is not there.
+func TestDuplicateAnswerNotTrusted(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{})
+	ctx := context.Background()
+	ws := e.dialWS()
+	plain := request("register", "register_demo", `{"x":"3"}`, nil)
+	id := uuid.NewString()
+	s := e.hello(t, ws, id)
+	wantResult(t, ws.send(t, s.submitBody(t, plain)), nil)
+	// A worker takes the job and finds no row (an older frontend removed
+	// it after a publish it wrongly took for failed).
+	e.FetchJob(t, family.Register)
+	if err := e.Store.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	before := e.StreamCount(t)
+	s = e.hello(t, ws, id)
+	var got string
+	wantResult(t, ws.send(t, s.submitBody(t, plain)), &got)
+	if n := e.StreamCount(t); n != before+1 {
+		t.Fatalf("%d jobs on the stream, %d before: the retry was taken for queued", n, before)
+	}
+	msg := e.FetchJob(t, family.Register)
+	if msg.Subject() != "proof.jobs.register."+id || msg.Headers().Get("Nats-Msg-Id") == id {
+		t.Fatalf("republished job: subject %s, message id %q", msg.Subject(), msg.Headers().Get("Nats-Msg-Id"))
+	}
+	if !strings.Contains(e.Logs.String(), "no longer queued; publishing it again") {
+		t.Error("no log line for the republished job")
 	}
 }
 

@@ -627,6 +627,14 @@ func (f *Fleet) MetricsURL() string { return f.AdminURL() + "/metrics" }
 // NATSURL is the embedded NATS server's client URL.
 func (f *Fleet) NATSURL() string { return f.natsSrv.URL() }
 
+// NATSServer is the embedded NATS server (tests stop and restart it to
+// make an outage).
+func (f *Fleet) NATSServer() *devstack.NATS { return f.natsSrv }
+
+// PostgresServer is the throwaway PostgreSQL server, nil when
+// Config.DatabaseURL named a database (tests stop and restart it).
+func (f *Fleet) PostgresServer() *devstack.Postgres { return f.pg }
+
 // DatabaseURL is the URL of the fleet's database.
 func (f *Fleet) DatabaseURL() string { return f.dbURL }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/internal/devstack"
 	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/circuitdir"
@@ -101,22 +102,49 @@ func (k *KeySlot) Generate() (*ecdh.PrivateKey, error) {
 }
 
 // SwitchQueue is the real publisher, made to fail on demand: it stands in
-// for a JetStream that refuses, which the real one cannot be made to do
-// for one call.
+// for a JetStream that refuses, or for a publish whose acknowledgement never
+// comes and whose message is lost on the way (a frontend whose connection
+// died with the message in its reconnect buffer), which the real one cannot
+// be made to do for one call. (Tests of a real NATS outage stop Env.NATS.)
 type SwitchQueue struct {
 	Real server.Queue
+	// Fail refuses publishes: the job is certainly not queued.
 	Fail atomic.Bool
+	// Lose drops publishes and answers as a timeout would: outcome unknown.
+	Lose atomic.Bool
 }
 
 // ErrQueueDown is what a failing SwitchQueue returns.
-var ErrQueueDown = errors.New("apitest: queue unavailable")
+var ErrQueueDown = fmt.Errorf("apitest: queue unavailable: %w", jobqueue.ErrNotQueued)
+
+// ErrNoAnswer is what a losing SwitchQueue returns.
+var ErrNoAnswer = errors.New("apitest: no acknowledgement: context deadline exceeded")
 
 // Publish implements server.Queue.
 func (q *SwitchQueue) Publish(ctx context.Context, env job.Envelope) error {
-	if q.Fail.Load() {
+	switch {
+	case q.Fail.Load():
 		return ErrQueueDown
+	case q.Lose.Load():
+		return ErrNoAnswer
 	}
 	return q.Real.Publish(ctx, env)
+}
+
+// Republish implements server.Queue.
+func (q *SwitchQueue) Republish(ctx context.Context, env job.Envelope, round int) error {
+	switch {
+	case q.Fail.Load():
+		return ErrQueueDown
+	case q.Lose.Load():
+		return ErrNoAnswer
+	}
+	return q.Real.Republish(ctx, env, round)
+}
+
+// Queued implements server.Queue.
+func (q *SwitchQueue) Queued(ctx context.Context, f family.Family, requestID string) (bool, error) {
+	return q.Real.Queued(ctx, f, requestID)
 }
 
 // PanicAttester panics on demand, to prove no panic reaches a client.
@@ -148,8 +176,10 @@ type Options struct {
 
 // Env is one running frontend and its infrastructure.
 type Env struct {
-	Server   *server.Server
-	HTTP     *httptest.Server
+	Server *server.Server
+	HTTP   *httptest.Server
+	// NATS is the embedded server; stopping it makes a real outage.
+	NATS     *devstack.NATS
 	Store    *store.Store
 	NC       *nats.Conn
 	JS       jetstream.JetStream
@@ -182,7 +212,13 @@ func Start(t *testing.T, o Options) *Env {
 	t.Helper()
 	ctx := context.Background()
 	pool := stacktest.Postgres(t)
-	nc, js, _ := stacktest.NATS(t)
+	natsSrv := stacktest.NATSServer(t)
+	nc, err := nats.Connect(natsSrv.URL(), nats.Name(t.Name()), nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond))
+	must(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	must(t, err)
 	qcfg := jobqueue.DefaultConfig()
 	qcfg.Memory = true
 	if o.Queue != nil {
@@ -213,7 +249,7 @@ func Start(t *testing.T, o Options) *Env {
 	must(t, err)
 	circuits, zkeys := FakeCircuits(t)
 	e := &Env{
-		Store: store.New(pool), NC: nc, JS: js, Events: jobqueue.NewEvents(nc),
+		NATS: natsSrv, Store: store.New(pool), NC: nc, JS: js, Events: jobqueue.NewEvents(nc),
 		Sealer: sealer, Verifier: verifier, TokenVerifier: tokens, Keys: &KeySlot{}, Queue: &SwitchQueue{Real: pub},
 		Attester: &PanicAttester{Attester: attester}, QueueCfg: qcfg, Logs: &Buffer{},
 	}

@@ -3,10 +3,31 @@
 // submit (decrypt once, parse, validate, record the proofs row, enqueue the
 // sealed job), and reading, watching and cancelling recorded requests.
 //
-// Its one invariant: a uuid that Submit returns is both recorded in
-// Postgres and enqueued on JetStream. When either step fails the client
-// gets an *InternalError, the row is removed again, and a new hello with the
-// same uuid can retry.
+// Its one invariant: a uuid that Submit returns is recorded in Postgres with
+// its sealed job (the proofs row and, in the same statement, the job's
+// sealed inputs), and its job is on JetStream or will be. Submit records
+// first and publishes second:
+//
+//   - the publish is acknowledged (or the stream is seen to hold the job):
+//     the request is accepted;
+//   - the publish certainly failed (the queue is full, no stream answered,
+//     the message never left the connection): the row is removed again, the
+//     client gets an *InternalError, and a new hello with the same uuid can
+//     retry;
+//   - the outcome is unknown (no acknowledgement in time: NATS is down or
+//     slow, and the message may sit in the connection's reconnect buffer and
+//     reach the stream minutes later): the row is kept and the request is
+//     accepted. Removing it would leave a job that arrives later without its
+//     row, and free the uuid for a retry whose publish the duplicate window
+//     would then swallow. The job arrives with the reconnect, or the workers'
+//     reconciler finds the open row without a job and publishes it again
+//     from the sealed inputs kept with the row.
+//
+// A publish answered "duplicate" is not trusted: the duplicate window only
+// says that a job with this id was published in the last minutes, not that
+// it is still queued (it may have been consumed, or terminated because its
+// row was missing). The stream is asked (jobqueue.Queued) and the job is
+// published again under a fresh message id if it is not there.
 //
 // Errors are typed so the transport can map each to the app's code and
 // message: ErrBadUUID, ErrExists, ErrNotFound, the handshake and request
@@ -28,6 +49,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/internal/request"
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/shared/status"
@@ -54,9 +76,14 @@ type BatchStore interface {
 	Recorded(ctx context.Context, ids []string) (map[string]bool, error)
 }
 
-// Queue enqueues jobs (*jobqueue.Publisher).
+// Queue enqueues jobs (*jobqueue.Publisher). Publish and Republish
+// return jobqueue.ErrNotQueued (or ErrQueueFull) when the job is certainly
+// not queued, jobqueue.ErrDuplicate, or another error when the outcome is
+// unknown; Queued asks the stream whether it holds a request's job.
 type Queue interface {
 	Publish(ctx context.Context, env job.Envelope) error
+	Republish(ctx context.Context, env job.Envelope, round int) error
+	Queued(ctx context.Context, f family.Family, requestID string) (bool, error)
 }
 
 // Events carries status and cancel announcements (*jobqueue.Events).
@@ -87,7 +114,8 @@ type Deps struct {
 type Config struct {
 	// RecordTimeout bounds recording and enqueueing one submit; the steps
 	// run detached from the caller's cancellation so a client that hangs up
-	// mid-submit leaves either a complete job or nothing (default 15 s).
+	// mid-submit leaves either a recorded request with its sealed job or
+	// nothing (default 15 s).
 	RecordTimeout time.Duration
 	// CompensateTimeout bounds the removal of a row whose job could not be
 	// enqueued (default 5 s).
@@ -373,6 +401,13 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 	start := s.cfg.Now()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RecordTimeout)
 	defer cancel()
+	env := job.Envelope{
+		RequestID:  id,
+		ProofType:  req.Type,
+		Circuit:    req.Circuit,
+		EnqueuedAt: start.UTC(),
+		Sealed:     sealed,
+	}
 	err = s.insert(ctx, store.Request{
 		ID:              id,
 		ProofType:       req.Type,
@@ -383,6 +418,7 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 		Version:         req.Version,
 		UserDefinedData: req.UserDefinedData,
 		SelfDefinedData: req.SelfDefinedData,
+		Sealed:          sealed,
 	})
 	switch {
 	case errors.Is(err, store.ErrExists):
@@ -391,20 +427,10 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 		log.ErrorContext(ctx, "record failed", "err", err)
 		return "", &InternalError{Public: msgRecord, Err: err}
 	}
-	err = s.d.Queue.Publish(ctx, job.Envelope{
-		RequestID:  id,
-		ProofType:  req.Type,
-		Circuit:    req.Circuit,
-		EnqueuedAt: s.cfg.Now().UTC(),
-		Sealed:     sealed,
-	})
-	if errors.Is(err, jobqueue.ErrDuplicate) {
-		// The stream already holds a job with this id: an earlier attempt
-		// whose acknowledgement was lost. That job is this request's.
-		log.WarnContext(ctx, "job was already enqueued", "err", err)
-		err = nil
-	}
-	if err != nil {
+	err = s.enqueue(ctx, log, env)
+	switch {
+	case err == nil:
+	case errors.Is(err, jobqueue.ErrNotQueued):
 		log.ErrorContext(ctx, "enqueue failed, removing the row", "err", err)
 		s.compensate(ctx, log, id)
 		public := msgEnqueue
@@ -412,14 +438,43 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 			public = msgFull
 		}
 		return "", &InternalError{Public: public, Err: err}
+	default:
+		// Unknown outcome: see the package doc. The row and its sealed job
+		// stay; the job is on the stream, reaches it later, or is
+		// published again by the reconciler.
+		log.WarnContext(ctx, "enqueue not confirmed; the request is kept with its sealed job and is queued again if the job was lost", "err", err)
 	}
 	log.InfoContext(ctx, "request accepted", "proof_type", string(req.Type),
 		"duration_ms", s.cfg.Now().Sub(start).Milliseconds())
 	return id, nil
 }
 
-// compensate removes the row of a request that could not be enqueued, so
-// the uuid is free for a retry.
+// enqueue publishes env. A "duplicate" answer is checked against the
+// stream, and the job is published again under a fresh message id when the
+// stream does not hold it. It returns nil once the stream holds the job, a
+// jobqueue.ErrNotQueued when it certainly does not, and another error when
+// that is unknown.
+func (s *Service) enqueue(ctx context.Context, log *slog.Logger, env job.Envelope) error {
+	err := s.d.Queue.Publish(ctx, env)
+	if !errors.Is(err, jobqueue.ErrDuplicate) {
+		return err
+	}
+	queued, qerr := s.d.Queue.Queued(ctx, env.Family(), env.RequestID)
+	switch {
+	case qerr != nil:
+		return fmt.Errorf("%w; and the stream could not be asked: %w", err, qerr)
+	case queued:
+		// An earlier publish of this very job whose acknowledgement was
+		// lost: it is this request's.
+		log.InfoContext(ctx, "job was already enqueued", "err", err)
+		return nil
+	}
+	log.WarnContext(ctx, "a job with this id was published earlier and is no longer queued; publishing it again", "err", err)
+	return s.d.Queue.Republish(ctx, env, 0)
+}
+
+// compensate removes the row of a request whose job is certainly not
+// queued, so the uuid is free for a retry.
 func (s *Service) compensate(ctx context.Context, log *slog.Logger, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CompensateTimeout)
 	defer cancel()
