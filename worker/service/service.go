@@ -17,9 +17,12 @@
 // of the proof, recording status in Postgres and announcing each status
 // change on NATS. See worker/internal/outcome for how each result is
 // acknowledged. A job whose last delivery was never acknowledged (its worker
-// was lost) is marked failed by a rescuer listening for JetStream's
-// max-deliveries advisory (worker/internal/rescue). Handler serves /metrics,
-// /healthz and /readyz.
+// was lost) is marked failed by a rescuer that takes JetStream's
+// max-deliveries advisories from the advisory stream (worker/internal/rescue);
+// open requests whose job is no longer on the queue are published again or
+// failed by a reconciler (worker/internal/reconcile); while Postgres does
+// not answer, the Service takes no job and the jobs in hand wait for it
+// (worker/internal/storegate). Handler serves /metrics, /healthz and /readyz.
 //
 // Several Services may run in one process, for different families or the
 // same family; each keeps its own temporary directories and its own metrics
@@ -56,7 +59,9 @@ import (
 	"github.com/openpassport/prover-fleet/worker/internal/pool"
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
 	"github.com/openpassport/prover-fleet/worker/internal/prover"
+	"github.com/openpassport/prover-fleet/worker/internal/reconcile"
 	"github.com/openpassport/prover-fleet/worker/internal/rescue"
+	"github.com/openpassport/prover-fleet/worker/internal/storegate"
 	"github.com/openpassport/prover-fleet/worker/internal/verifier"
 	"github.com/openpassport/prover-fleet/worker/internal/witness"
 	"github.com/openpassport/prover-fleet/worker/internal/workdir"
@@ -89,6 +94,10 @@ const (
 	DefaultRetryMax        = time.Minute
 	DefaultSettleTimeout   = 10 * time.Second
 	DefaultBacklogInterval = 10 * time.Second
+	// DefaultReconcileInterval and DefaultReconcileGrace: see
+	// worker/internal/reconcile.
+	DefaultReconcileInterval = reconcile.DefaultInterval
+	DefaultReconcileGrace    = reconcile.DefaultGrace
 )
 
 // JobKey is the fleet key that opens sealed circuit inputs. It never prints:
@@ -168,6 +177,13 @@ type Config struct {
 	// BacklogInterval is how often the consumer's backlog is read for
 	// metrics (default 10s).
 	BacklogInterval time.Duration
+	// ReconcileInterval is how often one worker of the family looks for
+	// open requests whose job is no longer on the queue (default 30s;
+	// negative: never, for a worker that should leave it to others).
+	ReconcileInterval time.Duration
+	// ReconcileGrace is how old a request must be before the reconciler
+	// looks at it (default 1m; keep it above the frontend's record timeout).
+	ReconcileGrace time.Duration
 	// ChildEnv is added to the environment of child processes, which
 	// otherwise get only PATH, HOME, LANG, LC_ALL and TZ from this process
 	// (so no secret in the worker's environment reaches a child).
@@ -215,6 +231,8 @@ func (c Config) withDefaults() Config {
 	setDur(&c.RetryMax, DefaultRetryMax)
 	setDur(&c.SettleTimeout, DefaultSettleTimeout)
 	setDur(&c.BacklogInterval, DefaultBacklogInterval)
+	setDur(&c.ReconcileInterval, DefaultReconcileInterval)
+	setDur(&c.ReconcileGrace, DefaultReconcileGrace)
 	return c
 }
 
@@ -252,6 +270,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("service: Config.RetryBase %s and RetryMax %s must satisfy 0 ≤ RetryBase ≤ RetryMax", c.RetryBase, c.RetryMax)
 	case c.SettleTimeout < 0 || c.BacklogInterval < 0:
 		return errors.New("service: Config.SettleTimeout and Config.BacklogInterval must be positive")
+	case c.ReconcileGrace < 0:
+		return fmt.Errorf("service: Config.ReconcileGrace must not be negative, got %s", c.ReconcileGrace)
 	}
 	for _, d := range []struct{ name, path string }{{"CircuitDir", c.CircuitDir}, {"ZkeyDir", c.ZkeyDir}} {
 		st, err := os.Stat(d.path)
@@ -284,7 +304,9 @@ type Service struct {
 	registry prometheus.Registerer
 	gatherer prometheus.Gatherer
 	metrics  *metrics.Metrics
-	store    *metrics.Store
+	raw      *store.Store
+	gate     *storegate.Gate
+	store    *storegate.Store // the job path's: waits while Postgres is down
 	events   *jobqueue.Events
 	sealer   *job.Sealer
 	witness  pipeline.Witness
@@ -327,7 +349,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("service: %w", err)
 	}
 	s.metrics = m
-	s.store = m.Store(store.New(d.Pool))
+	s.raw = store.New(d.Pool)
+	s.gate, err = storegate.New(s.raw, s.log, storegate.Config{CallTimeout: cfg.SettleTimeout, OnChange: m.StoreChanged})
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	s.store = s.gate.Store(m.Store(s.raw))
 	s.events = jobqueue.NewEvents(d.NC)
 	if s.sealer, err = job.NewSealer(cfg.JobKey.bytes()); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
@@ -415,8 +442,9 @@ func (s *Service) Handler() http.Handler {
 
 // ReadyChecks are what must hold for the Service to take jobs: it runs and
 // is not stopping ("worker"), NATS is connected ("nats"), Postgres answers
-// ("postgres"), and the stream and the family's consumer exist
-// ("jetstream").
+// and no job has found it down since it last answered a probe ("postgres":
+// meanwhile the Service takes no job), and the streams and the family's
+// consumers exist ("jetstream").
 func (s *Service) ReadyChecks() []admin.Check {
 	return []admin.Check{
 		{Name: "worker", Probe: func(context.Context) error {
@@ -431,7 +459,12 @@ func (s *Service) ReadyChecks() []admin.Check {
 			}
 			return nil
 		}},
-		{Name: "postgres", Probe: func(ctx context.Context) error { return s.d.Pool.Ping(ctx) }},
+		{Name: "postgres", Probe: func(ctx context.Context) error {
+			if err := s.gate.Err(); err != nil {
+				return err
+			}
+			return s.d.Pool.Ping(ctx)
+		}},
 		{Name: "jetstream", Probe: func(ctx context.Context) error {
 			return jobqueue.Check(ctx, s.d.JS, s.cfg.Stream, []family.Family{s.cfg.Family})
 		}},
@@ -482,12 +515,28 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}()
 
-	cons, err := s.waitConsumer(ctx)
+	cons, err := s.waitConsumer(ctx, s.cfg.Stream, jobqueue.ConsumerName(s.cfg.Family))
 	if err != nil {
 		return err
 	}
 	if cons == nil {
 		return nil // stopped before the consumer appeared
+	}
+	advisories, err := s.waitConsumer(ctx, jobqueue.AdvisoryStream(s.cfg.Stream), jobqueue.RescueConsumerName(s.cfg.Family))
+	if err != nil {
+		return err
+	}
+	if advisories == nil {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.SettleTimeout)
+	stream, err := s.d.JS.Stream(sctx, s.cfg.Stream)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("service: stream %s: %w", s.cfg.Stream, err)
 	}
 	info := cons.CachedInfo()
 	heartbeat := s.cfg.Heartbeat
@@ -510,7 +559,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("service: %w", err)
 	}
 	p, err := pool.New(pool.Deps{
-		Fetcher: cons, Job: pl, Store: s.store, Events: s.events,
+		Fetcher: cons, Job: pl, Store: s.store, Events: s.events, Gate: s.gate,
 		Observer: s.metrics.Observer(), Logger: log,
 	}, pool.Config{
 		Family: s.cfg.Family, Concurrency: s.cfg.Concurrency, WorkerID: s.cfg.WorkerID,
@@ -524,14 +573,46 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.pool.Store(p)
 
-	stopRescue, err := s.startRescue(ctx, info.Config.MaxDeliver)
+	// The gate's prober outlives ctx: jobs that wait for Postgres during
+	// the shutdown grace must see it come back.
+	gateCtx, stopGate := context.WithCancel(context.WithoutCancel(ctx))
+	gated := make(chan struct{})
+	go func() { defer close(gated); s.gate.Run(gateCtx) }()
+	defer func() { stopGate(); <-gated }()
+
+	rescuer, err := rescue.New(rescue.Deps{
+		Advisories: advisories, Stream: stream, Store: s.metrics.Store(s.raw), Events: s.events, Logger: s.d.Logger,
+		Rescued: func(res rescue.Result) {
+			if res.Failed {
+				s.metrics.Rescued.Inc()
+			}
+		},
+	}, rescue.Config{Family: s.cfg.Family, Stream: s.cfg.Stream, MaxDeliver: info.Config.MaxDeliver,
+		Timeout: s.cfg.SettleTimeout, FetchWait: s.cfg.FetchWait, RetryDelay: s.cfg.RetryBase, RetryMax: s.cfg.RetryMax})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return err
+		return fmt.Errorf("service: %w", err)
 	}
-	defer stopRescue()
+	rescued := make(chan struct{})
+	go func() { defer close(rescued); rescuer.Run(ctx) }()
+	defer func() { <-rescued }()
+
+	if s.cfg.ReconcileInterval > 0 {
+		publisher, err := jobqueue.NewPublisher(s.d.JS, jobqueue.Config{Stream: s.cfg.Stream})
+		if err != nil {
+			return fmt.Errorf("service: %w", err)
+		}
+		rec, err := reconcile.New(reconcile.Deps{
+			Store: s.raw, Stream: stream, Consumer: cons, Queue: publisher, Events: s.events, Logger: s.d.Logger,
+			Acted: func(action string) { s.metrics.Reconciled.WithLabelValues(action).Inc() },
+		}, reconcile.Config{Family: s.cfg.Family, Interval: s.cfg.ReconcileInterval, Grace: s.cfg.ReconcileGrace,
+			Timeout: s.cfg.SettleTimeout})
+		if err != nil {
+			return fmt.Errorf("service: %w", err)
+		}
+		reconciled := make(chan struct{})
+		go func() { defer close(reconciled); rec.Run(ctx) }()
+		defer func() { <-reconciled }()
+	}
 
 	unsubscribe, err := s.events.SubscribeCancels(func(id string) {
 		if n := p.Cancel(id); n > 0 {
@@ -562,38 +643,13 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// startRescue listens for the advisories of jobs that ran out of
-// deliveries without a result (worker/internal/rescue) and counts the ones it
-// fails. The returned stop waits for the rescue in hand.
-func (s *Service) startRescue(ctx context.Context, maxDeliver int) (stop func(), err error) {
-	sctx, cancel := context.WithTimeout(ctx, s.cfg.SettleTimeout)
-	stream, err := s.d.JS.Stream(sctx, s.cfg.Stream)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("service: stream %s: %w", s.cfg.Stream, err)
-	}
-	r, err := rescue.New(rescue.Deps{
-		NC: s.d.NC, Stream: stream, Store: s.store, Events: s.events, Logger: s.d.Logger,
-		Rescued: func(res rescue.Result) {
-			if res.Failed {
-				s.metrics.Rescued.Inc()
-			}
-		},
-	}, rescue.Config{Family: s.cfg.Family, Stream: s.cfg.Stream, MaxDeliver: maxDeliver, Timeout: s.cfg.SettleTimeout})
-	if err != nil {
-		return nil, fmt.Errorf("service: %w", err)
-	}
-	return r.Listen(ctx)
-}
-
-// waitConsumer finds the family's consumer, waiting (with a log line) while
-// it does not exist yet: it is created by jobqueue.Setup, never by workers.
-// It returns nil, nil if ctx ends first.
-func (s *Service) waitConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	name := jobqueue.ConsumerName(s.cfg.Family)
+// waitConsumer finds a durable consumer, waiting (with a log line) while it
+// does not exist yet: it is created by jobqueue.Setup, never by workers. It
+// returns nil, nil if ctx ends first.
+func (s *Service) waitConsumer(ctx context.Context, stream, name string) (jetstream.Consumer, error) {
 	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		cons, err := s.d.JS.Consumer(cctx, s.cfg.Stream, name)
+		cons, err := s.d.JS.Consumer(cctx, stream, name)
 		cancel()
 		if err == nil {
 			return cons, nil
@@ -603,10 +659,10 @@ func (s *Service) waitConsumer(ctx context.Context) (jetstream.Consumer, error) 
 		}
 		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) &&
 			!strings.Contains(err.Error(), "timeout") {
-			s.log.Warn("consumer lookup failed", "stream", s.cfg.Stream, "consumer", name, "err", err)
+			s.log.Warn("consumer lookup failed", "stream", stream, "consumer", name, "err", err)
 		} else {
-			s.log.Warn("waiting for the job consumer (run proverctl migrate / jobqueue.Setup)",
-				"stream", s.cfg.Stream, "consumer", name, "err", err)
+			s.log.Warn("waiting for a consumer (run proverctl migrate / jobqueue.Setup)",
+				"stream", stream, "consumer", name, "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -159,6 +159,42 @@ func Postgres(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
+// PrivatePostgres starts a PostgreSQL server of the test's own, with a
+// migrated database, and returns the server (stopped when the test ends)
+// and the database's URL. Tests that stop and restart the server (to make
+// an outage) use it instead of the shared one.
+func PrivatePostgres(t testing.TB) (*devstack.Postgres, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "stacktest-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	pg, err := devstack.StartPostgres(ctx, devstack.PostgresConfig{Dir: dir})
+	if err != nil {
+		if testing.Short() {
+			t.Skipf("postgres unavailable under -short: %v", err)
+		}
+		t.Fatalf("this test needs PostgreSQL and none could be started: %v", err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	url, err := pg.CreateDatabase(ctx, "proofs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := migrate.Up(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	return pg, url
+}
+
 // NATSServer starts an embedded JetStream server for the test and returns it
 // (shut down when the test ends).
 func NATSServer(t testing.TB) *devstack.NATS {

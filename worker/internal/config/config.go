@@ -118,6 +118,10 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 	fs.DurationVar(&s.RetryBase, "retry-base", service.DefaultRetryBase, "first redelivery delay after a transient failure (doubles per attempt)")
 	fs.DurationVar(&s.RetryMax, "retry-max", service.DefaultRetryMax, "longest redelivery delay")
 	fs.StringSliceVar(&s.ChildEnv, "child-env", nil, "extra KEY=VALUE for child processes (repeatable)")
+	fs.DurationVar(&s.ReconcileInterval, "reconcile-interval", service.DefaultReconcileInterval,
+		"how often one worker of the family looks for open requests whose job left the queue (0: never)")
+	fs.DurationVar(&s.ReconcileGrace, "reconcile-grace", service.DefaultReconcileGrace,
+		"how old a request must be before the reconciler looks at it (above the frontend's 15s record timeout)")
 
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -141,6 +145,9 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 	s.NativeTableBudget = tableMiB << 20
 	if s.ShutdownGrace == 0 {
 		s.ShutdownGrace = -1 // explicitly none (zero means "default" to service.Config)
+	}
+	if s.ReconcileInterval == 0 {
+		s.ReconcileInterval = -1 // explicitly never
 	}
 	if err := parseLevel(&c.LogLevel, level); err != nil {
 		return Config{}, err

@@ -49,6 +49,15 @@ type Metrics struct {
 	// (worker lost on the last attempt) and were marked failed by the
 	// rescuer (worker/internal/rescue; recorded by worker/service).
 	Rescued prometheus.Counter
+	// Reconciled counts what the reconciler did to open requests whose job
+	// was not on the queue or was given up (worker/internal/reconcile), by
+	// action: requeued, failed_lost, failed_stuck.
+	Reconciled *prometheus.CounterVec
+	// StoreDown is 1 while the worker finds the status store unavailable
+	// and takes no job (worker/internal/storegate); StoreOutages counts
+	// such periods.
+	StoreDown    prometheus.Gauge
+	StoreOutages prometheus.Counter
 }
 
 // New creates one family's metrics and registers them on reg.
@@ -118,9 +127,22 @@ func New(reg prometheus.Registerer, f family.Family, slots int) (*Metrics, error
 			Namespace: Namespace, Name: "rescued_total", ConstLabels: fam,
 			Help: "Jobs whose last delivery went unacknowledged (worker lost), marked failed by the rescuer.",
 		}),
+		Reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "reconciled_total", ConstLabels: fam,
+			Help: "Open requests the reconciler acted on: requeued (job lost, published again), failed_lost, failed_stuck.",
+		}, []string{"action"}),
+		StoreDown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "store_down", ConstLabels: fam,
+			Help: "1 while the status store does not answer and the worker takes no job.",
+		}),
+		StoreOutages: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "store_outages_total", ConstLabels: fam,
+			Help: "Periods in which the status store did not answer.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.Jobs, m.QueueWait, m.Stage, m.EndToEnd, m.Redeliveries,
-		m.ChildMaxRSS, m.BusySlots, m.Slots, m.Pending, m.AckPending, m.BacklogErrors, m.StoreOps, m.Rescued} {
+		m.ChildMaxRSS, m.BusySlots, m.Slots, m.Pending, m.AckPending, m.BacklogErrors, m.StoreOps, m.Rescued,
+		m.Reconciled, m.StoreDown, m.StoreOutages} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -132,6 +154,9 @@ func New(reg prometheus.Registerer, f family.Family, slots int) (*Metrics, error
 	m.Slots.Set(float64(slots))
 	for _, k := range outcome.Kinds() {
 		m.Jobs.WithLabelValues(k.String())
+	}
+	for _, a := range []string{"requeued", "failed_lost", "failed_stuck"} {
+		m.Reconciled.WithLabelValues(a)
 	}
 	return m, nil
 }

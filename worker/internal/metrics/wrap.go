@@ -201,3 +201,14 @@ func (m *Metrics) PollBacklog(ctx context.Context, js jetstream.JetStream, strea
 		}
 	}
 }
+
+// StoreChanged records the status store going down (true) or answering
+// again (false) (a storegate.Config.OnChange).
+func (m *Metrics) StoreChanged(down bool) {
+	if down {
+		m.StoreDown.Set(1)
+		m.StoreOutages.Inc()
+		return
+	}
+	m.StoreDown.Set(0)
+}

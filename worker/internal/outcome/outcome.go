@@ -15,6 +15,11 @@
 //	  … on the last delivery                 GaveUp       status 3, "gave up after …"  TermWithReason
 //	context ended by ErrCancelled            Cancelled    status 3 "cancelled" if open DoubleAck
 //
+// and, after a status 3 write that failed (Recovered):
+//
+//	rejected, deliveries left                Retried      untouched                    NakWithDelay(backoff)
+//	anything on the last delivery            Unrecorded   untouched                    Nak
+//
 // "Any other error" includes a proof that does not verify: the witness
 // generator has already checked the constraints, so a bad proof points at the
 // prover or its key (provers have been seen to write such proofs), and
@@ -25,9 +30,15 @@
 //
 // Every status 3 write is guarded in SQL (only rows still 0 or 1), so a
 // cancel written by the frontend, or a proof written by another worker, is
-// never overwritten. When a status 3 write fails (database down) the job is
-// not terminated unrecorded: Recovered turns the decision into a retry, except
-// on the last delivery, where JetStream would not deliver it again anyway.
+// never overwritten. A job is never terminated unrecorded: when a status 3
+// write fails (the worker's store waits out an outage, so this is a
+// shutdown during one, or a store that refuses the write), Recovered turns
+// the decision into a retry, and on the last delivery into a Nak that
+// JetStream does not follow with another delivery: it publishes a
+// max-deliveries advisory instead, which waits in the advisory stream until
+// a worker's rescuer records the failure (worker/internal/rescue), and the
+// reconciler is the backstop. A terminated message is gone from the stream,
+// and nothing would ever close its row.
 package outcome
 
 import (
@@ -101,6 +112,7 @@ const (
 	GaveUp
 	Interrupted
 	Cancelled
+	Unrecorded
 )
 
 // String is the metric label of the kind.
@@ -120,13 +132,15 @@ func (k Kind) String() string {
 		return "interrupted"
 	case Cancelled:
 		return "cancelled"
+	case Unrecorded:
+		return "unrecorded"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
 
 // Kinds lists every kind (to pre-create metric series).
 func Kinds() []Kind {
-	return []Kind{Proved, AlreadyDone, Rejected, Retried, GaveUp, Interrupted, Cancelled}
+	return []Kind{Proved, AlreadyDone, Rejected, Retried, GaveUp, Interrupted, Cancelled, Unrecorded}
 }
 
 // Action is what is done with the JetStream message.
@@ -229,24 +243,22 @@ func Decide(err, cause error, attempt, maxDeliver int, b Backoff) Decision {
 }
 
 // Recovered is the decision to take instead of d when d's status 3 write
-// failed with recordErr: a rejection is retried (so that a later delivery
-// records it); a give-up on the last delivery is terminated anyway, since
-// JetStream would not redeliver it; a cancel is acknowledged anyway, since the
-// frontend records cancels itself.
+// failed with recordErr. The message is never terminated unrecorded (a
+// work-queue stream removes a terminated message, and nothing would close
+// the row): on the last delivery it is handed back with Nak, which JetStream
+// answers with a max-deliveries advisory that the rescuer acts on once the
+// store answers (Unrecorded); before it, a rejection is retried so that a
+// later delivery records it. A cancel is acknowledged anyway, since the
+// frontend records cancels itself before it announces them.
 func Recovered(d Decision, recordErr error, attempt, maxDeliver int, b Backoff) Decision {
-	if !d.Fail || recordErr == nil {
+	if !d.Fail || recordErr == nil || d.Kind == Cancelled {
 		return d
 	}
-	switch d.Kind {
-	case Rejected:
-		if maxDeliver > 0 && attempt >= maxDeliver {
-			return d
-		}
-		return Decision{Kind: Retried, Action: NakWithDelay, Delay: b.Delay(attempt),
-			Reason: clip("could not record failure: " + d.Reason)}
-	default:
-		return d
+	if maxDeliver > 0 && attempt >= maxDeliver {
+		return Decision{Kind: Unrecorded, Action: Nak, Reason: clip("could not record failure: " + d.Reason)}
 	}
+	return Decision{Kind: Retried, Action: NakWithDelay, Delay: b.Delay(attempt),
+		Reason: clip("could not record failure: " + d.Reason)}
 }
 
 // clip bounds a reason to MaxReasonBytes on a UTF-8 boundary.

@@ -62,6 +62,7 @@ func TestRecovered(t *testing.T) {
 	dbDown := errors.New("database down")
 	rejected := outcome.Decide(outcome.Reject("bad input", nil), nil, 1, 3, b)
 	gaveUp := outcome.Decide(errors.New("boom"), nil, 3, 3, b)
+	cancelled := outcome.Decide(errors.New("stopped"), outcome.ErrCancelled, 1, 3, b)
 	tests := []struct {
 		name    string
 		d       outcome.Decision
@@ -72,8 +73,11 @@ func TestRecovered(t *testing.T) {
 		{"recorded: unchanged", rejected, nil, 1, rejected},
 		{"rejection not recorded: retry to record it", rejected, dbDown, 1,
 			outcome.Decision{Kind: outcome.Retried, Action: outcome.NakWithDelay, Delay: time.Second, Reason: "could not record failure: bad input"}},
-		{"rejection on last delivery: terminate anyway", rejected, dbDown, 3, rejected},
-		{"give-up not recorded: terminate anyway", gaveUp, dbDown, 3, gaveUp},
+		{"rejection on last delivery: handed back for the rescuer, not terminated", rejected, dbDown, 3,
+			outcome.Decision{Kind: outcome.Unrecorded, Action: outcome.Nak, Reason: "could not record failure: bad input"}},
+		{"give-up not recorded: handed back for the rescuer, not terminated", gaveUp, dbDown, 3,
+			outcome.Decision{Kind: outcome.Unrecorded, Action: outcome.Nak, Reason: "could not record failure: gave up after 3 attempts: boom"}},
+		{"cancel not recorded: acknowledged (the frontend recorded it)", cancelled, dbDown, 1, cancelled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -139,10 +139,29 @@ func (p *Pipeline) Run(ctx context.Context, env job.Envelope, attempt int) error
 
 	row, err := p.d.Store.Claim(ctx, env.RequestID, p.cfg.WorkerID, attempt)
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrBadID):
-		return outcome.Reject("no proof request is recorded under this id", err)
+	case errors.Is(err, store.ErrBadID):
+		return outcome.Reject("request id is not a UUID", err)
+	case errors.Is(err, store.ErrNotFound):
+		// A job without its row. The frontend records the row (with the
+		// job's sealed inputs) before it publishes, and removes it again
+		// only when the publish certainly failed, so this job should not
+		// exist; it does when that certainty was wrong, when retention
+		// removed the finished row of a job published twice, or when the
+		// database lost a committed row (a failover to a replica that had
+		// not received it, a restore). In the first and the last case the
+		// row may still appear (a replica catching up), so the job is not
+		// dropped at once: it is retried with backoff like any transient
+		// trouble and given up only on its last delivery (there is no row
+		// to record that in). Should the row appear after that, it is an
+		// open row without a job, and the reconciler publishes the job
+		// again from the sealed inputs stored with it. Nothing is lost by
+		// waiting: no work is done for a job without its row.
+		return outcome.Retry("no proof request is recorded under this id", err)
 	case err != nil:
-		return outcome.Retry("database unavailable", err)
+		// The store answered with an error: a store that does not answer is
+		// waited for (worker/internal/storegate) and never gets here while
+		// the job runs.
+		return outcome.Retry("database error", err)
 	case row.Status.Terminal():
 		log.Debug("row already terminal", "status", row.Status.String())
 		return outcome.ErrAlreadyDone
@@ -217,7 +236,7 @@ func (p *Pipeline) Run(ctx context.Context, env job.Envelope, attempt int) error
 	case err != nil:
 		return outcome.Retry("proving failed: "+err.Error(), err)
 	case markErr != nil:
-		return outcome.Retry("database unavailable", markErr)
+		return outcome.Retry("database error", markErr)
 	}
 	log.Debug("proof generated", "duration_ms", ms(time.Since(t0)))
 
@@ -237,7 +256,7 @@ func (p *Pipeline) Run(ctx context.Context, env job.Envelope, attempt int) error
 	}
 	stamps, err := p.d.Store.MarkProofGenerated(ctx, env.RequestID, proofJSON, signals)
 	if err != nil {
-		return outcome.Retry("database unavailable", err)
+		return outcome.Retry("database error", err)
 	}
 	if stamps == nil {
 		log.Info("proof discarded: row became terminal while proving")

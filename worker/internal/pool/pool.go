@@ -12,6 +12,14 @@
 // Nak, recording state with context.WithoutCancel and a short timeout. Run
 // returns when every job is settled; draining NATS and closing the database
 // pool are the caller's.
+//
+// Store outages: the pool waits at Deps.Gate before each fetch, so a worker
+// whose status store does not answer takes no job (and burns no delivery);
+// the store the pool and the job write through (worker/internal/storegate)
+// makes a job already in hand wait for the store instead of failing. The
+// message stays in progress meanwhile: the pool heartbeats it from the
+// job's start until its failure, if any, is recorded, and acknowledges it
+// only then.
 package pool
 
 import (
@@ -45,6 +53,13 @@ type Job interface {
 type Store interface {
 	Heartbeat(ctx context.Context, id, workerID string) error
 	MarkFailed(ctx context.Context, id, reason string) (bool, error)
+}
+
+// Gate holds fetching while the status store does not answer
+// (*storegate.Gate).
+type Gate interface {
+	// Wait returns nil once the store answers, an error if ctx ends first.
+	Wait(ctx context.Context) error
 }
 
 // Events announces status changes.
@@ -88,6 +103,7 @@ type Deps struct {
 	Job      Job
 	Store    Store
 	Events   Events
+	Gate     Gate     // optional: without it the pool always fetches
 	Observer Observer // optional
 	Logger   *slog.Logger
 }
@@ -131,6 +147,9 @@ func New(d Deps, cfg Config) (*Pool, error) {
 	}
 	if d.Observer == nil {
 		d.Observer = nopObserver{}
+	}
+	if d.Gate == nil {
+		d.Gate = openGate{}
 	}
 	return &Pool{d: d, cfg: cfg, running: map[string]map[*runningJob]struct{}{}}, nil
 }
@@ -193,6 +212,12 @@ func (p *Pool) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
+			break
+		}
+		// No job while the status store does not answer: it could only
+		// wait in this slot, its delivery counting.
+		if err := p.d.Gate.Wait(ctx); err != nil {
+			<-slots
 			break
 		}
 		// Not bound to ctx: a pull cancelled on the client stays open on
@@ -279,7 +304,7 @@ func (p *Pool) handle(hard context.Context, msg jetstream.Msg) {
 		d := outcome.Decide(outcome.Reject("undecodable job", err), nil, attempt, p.cfg.MaxDeliver, p.cfg.Backoff)
 		d.Fail = false // no request id to record it under
 		log.Warn("undecodable job", "err", err)
-		p.settle(hard, log, msg, env, d, attempt)
+		p.acknowledge(hard, log, msg, d)
 		p.d.Observer.Finished(env, d, time.Since(start))
 		return
 	}
@@ -290,13 +315,16 @@ func (p *Pool) handle(hard context.Context, msg jetstream.Msg) {
 	ctx, cancel := context.WithCancelCause(hard)
 	defer cancel(nil)
 	untrack := p.track(env.RequestID, &runningJob{cancel: cancel})
-	beatDone := p.heartbeat(ctx, log, msg, env.RequestID)
+	// The heartbeat lives on hard, not ctx: after a cancel or a failure the
+	// message must stay ours until what happened is recorded.
+	beatDone := p.heartbeat(hard, log, msg, env.RequestID)
 	err = p.run(ctx, log, env, attempt)
-	beatDone()
 	untrack()
 
 	d := outcome.Decide(err, context.Cause(ctx), attempt, p.cfg.MaxDeliver, p.cfg.Backoff)
-	p.settle(ctx, log, msg, env, d, attempt)
+	d = p.record(hard, log, env, d, attempt)
+	beatDone()
+	p.acknowledge(hard, log, msg, d)
 	elapsed := time.Since(start)
 	args := []any{"outcome", d.Kind.String(), "action", d.Action.String(), "duration_ms", elapsed.Milliseconds()}
 	switch d.Kind {
@@ -304,6 +332,9 @@ func (p *Pool) handle(hard context.Context, msg jetstream.Msg) {
 		log.Info("job finished", args...)
 	case outcome.Retried:
 		log.Warn("job failed; will retry", append(args, "reason", d.Reason, "retry_in_ms", d.Delay.Milliseconds())...)
+	case outcome.Unrecorded:
+		log.Error("last delivery's failure not recorded; handed back, for the rescuer to record once the store answers",
+			append(args, "reason", d.Reason)...)
 	default:
 		log.Warn("job failed", append(args, "reason", d.Reason)...)
 	}
@@ -327,7 +358,7 @@ func (p *Pool) run(ctx context.Context, log *slog.Logger, env job.Envelope, atte
 }
 
 // heartbeat sends InProgress and refreshes the row's heartbeat every
-// Heartbeat until the returned stop is called.
+// Heartbeat until the returned stop is called or ctx ends.
 func (p *Pool) heartbeat(ctx context.Context, log *slog.Logger, msg jetstream.Msg, id string) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -349,7 +380,7 @@ func (p *Pool) heartbeat(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 			}
 			hctx, cancel := context.WithTimeout(ctx, p.cfg.Heartbeat)
 			if err := p.d.Store.Heartbeat(hctx, id, p.cfg.WorkerID); err != nil && ctx.Err() == nil {
-				log.Warn("row heartbeat not written", "err", err)
+				log.Debug("row heartbeat not written", "err", err)
 			}
 			cancel()
 		}
@@ -357,23 +388,39 @@ func (p *Pool) heartbeat(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 	return func() { close(done); wg.Wait() }
 }
 
-// settle records a failure (guarded) and acknowledges the message as d
-// says. It uses a context that survives shutdown and cancel, bounded by
-// SettleTimeout.
-func (p *Pool) settle(jobCtx context.Context, log *slog.Logger, msg jetstream.Msg, env job.Envelope, d outcome.Decision, attempt int) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(jobCtx), p.cfg.SettleTimeout)
+// record writes the failure d asks for (a guarded status 3) and announces
+// it, and returns the decision to act on: d, or outcome.Recovered's when
+// the write failed. While the worker runs (hard not done) the write waits
+// for a store that does not answer (the caller keeps the message in
+// progress); once the worker is stopping it gets one try of SettleTimeout.
+func (p *Pool) record(hard context.Context, log *slog.Logger, env job.Envelope, d outcome.Decision, attempt int) outcome.Decision {
+	if !d.Fail {
+		return d
+	}
+	ctx, cancel := context.WithCancel(hard)
+	if hard.Err() != nil {
+		cancel()
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(hard), p.cfg.SettleTimeout)
+	}
 	defer cancel()
-	if d.Fail {
-		changed, err := p.d.Store.MarkFailed(ctx, env.RequestID, d.Reason)
-		if err != nil {
-			log.Error("failure not recorded", "err", err)
-			d = outcome.Recovered(d, err, attempt, p.cfg.MaxDeliver, p.cfg.Backoff)
-		} else if changed {
-			if err := p.d.Events.PublishStatus(ctx, job.FailedEvent(env.RequestID, d.Reason, time.Now())); err != nil {
-				log.Warn("status event not published", "status", int(status.Failed), "err", err)
-			}
+	changed, err := p.d.Store.MarkFailed(ctx, env.RequestID, d.Reason)
+	if err != nil {
+		log.Error("failure not recorded", "reason", d.Reason, "err", err)
+		return outcome.Recovered(d, err, attempt, p.cfg.MaxDeliver, p.cfg.Backoff)
+	}
+	if changed {
+		if err := p.d.Events.PublishStatus(ctx, job.FailedEvent(env.RequestID, d.Reason, time.Now())); err != nil {
+			log.Warn("status event not published", "status", int(status.Failed), "err", err)
 		}
 	}
+	return d
+}
+
+// acknowledge does with the message what d says, bounded by SettleTimeout
+// on a context that survives shutdown.
+func (p *Pool) acknowledge(hard context.Context, log *slog.Logger, msg jetstream.Msg, d outcome.Decision) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), p.cfg.SettleTimeout)
+	defer cancel()
 	var err error
 	switch d.Action {
 	case outcome.DoubleAck:
@@ -389,6 +436,10 @@ func (p *Pool) settle(jobCtx context.Context, log *slog.Logger, msg jetstream.Ms
 		log.Warn("acknowledgement not sent", "action", d.Action.String(), "err", err)
 	}
 }
+
+type openGate struct{}
+
+func (openGate) Wait(context.Context) error { return nil }
 
 type nopObserver struct{}
 

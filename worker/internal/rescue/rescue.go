@@ -1,32 +1,35 @@
 // Package rescue fails the jobs JetStream has given up on without a result.
 //
 // A job's last allowed delivery (MaxDeliver) that is never acknowledged — its
-// worker was SIGKILLed, OOM-killed or cut off during the last attempt — is
-// never delivered again: JetStream leaves the message in the stream and
-// publishes an advisory on
-// $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer> carrying its
-// stream sequence. Nobody else would write the row's final status, so the
-// request would stay pending or "witness generated" forever.
+// worker was SIGKILLed, OOM-killed or cut off during the last attempt, or
+// handed it back because the outcome could not be recorded — is never
+// delivered again: JetStream leaves the message in the stream and publishes
+// an advisory on $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>
+// carrying its stream sequence. Nobody else would write the row's final
+// status, so the request would stay pending or "witness generated" forever.
 //
-// A Rescuer listens for those advisories of one family's consumer, in a queue
-// group (rescue-<family>) so that one worker of the family handles each, and
-// for each one: reads the message by sequence (nothing to do when it is
-// already gone), decodes the envelope, marks the row failed with
+// The advisories are kept in a stream of their own (jobqueue.AdvisoryStream,
+// created by jobqueue.Setup), so one published while no worker of the family
+// runs is not lost: it waits there. A Rescuer takes its family's advisories
+// from the durable consumer jobqueue.RescueConsumerName(family), one at a
+// time, and for each one: reads the message by sequence (nothing to do when
+// it is already gone), decodes the envelope, marks the row failed with
 // "gave up after N attempts: worker lost during the last attempt" (a guarded
-// write: a row that is already terminal — proved, failed, cancelled — is
-// left alone), announces the status change, and deletes the message from the
-// stream. Each step has a timeout; a rescue that fails part-way is tried
-// again a few times (every step is safe to repeat). The worker marks the row
-// itself before it terminates a job (TermWithReason), so terminated messages
-// need no rescue.
+// write: a row that is already terminal — proved, failed, cancelled — is left
+// alone), announces the status change, deletes the message from the stream,
+// and acknowledges the advisory. Each step has a timeout; a rescue that fails
+// part-way (the status store is down, say) hands the advisory back with a
+// growing delay, and it comes back until a rescue succeeds: every step is
+// safe to repeat. Several workers of a family share the consumer, so each
+// advisory goes to one of them at a time. The worker marks the row itself
+// before it terminates a job (TermWithReason), so terminated messages need
+// no rescue.
 //
 // The server publishes the advisory when the last AckWait runs out if
 // MaxDeliver is 1, and otherwise when it next looks for a message to deliver
-// to the consumer: at the family's next pull.
-//
-// Advisories are core NATS messages: one published while no worker of the
-// family is listening is lost, and the job stays stuck as before. The
-// rescuer narrows the gap; it does not close it.
+// to the consumer: at the family's next pull, which may be a worker's that
+// starts later. The reconciler (worker/internal/reconcile) is the backstop
+// for an advisory lost all the same (a stream at its limits, storage lost).
 package rescue
 
 import (
@@ -36,10 +39,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/openpassport/prover-fleet/shared/family"
@@ -48,22 +49,22 @@ import (
 	"github.com/openpassport/prover-fleet/shared/status"
 )
 
-// AdvisoryPrefix is the subject prefix of JetStream's max-deliveries
-// advisories; Subject appends <stream>.<consumer>.
-const AdvisoryPrefix = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
-
-// Subject is the advisory subject of a stream's consumer.
-func Subject(stream, consumer string) string { return AdvisoryPrefix + "." + stream + "." + consumer }
-
 // Defaults applied by New to zero fields.
 const (
 	DefaultTimeout    = 10 * time.Second
-	DefaultAttempts   = 3
+	DefaultFetchWait  = 5 * time.Second
 	DefaultRetryDelay = time.Second
+	DefaultRetryMax   = time.Minute
 )
 
-// Stream is what a rescue reads and deletes messages with (a
-// jetstream.Stream).
+// Fetcher pulls advisories: the family's rescue consumer on the advisory
+// stream (a jetstream.Consumer).
+type Fetcher interface {
+	Fetch(batch int, opts ...jetstream.FetchOpt) (jetstream.MessageBatch, error)
+}
+
+// Stream is what a rescue reads and deletes job messages with (a
+// jetstream.Stream of the job stream).
 type Stream interface {
 	GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error)
 	DeleteMsg(ctx context.Context, seq uint64) error
@@ -95,9 +96,9 @@ type Result struct {
 
 // Config configures a Rescuer.
 type Config struct {
-	// Family whose consumer (jobqueue.ConsumerName) is watched. Required.
+	// Family whose job consumer (jobqueue.ConsumerName) is watched. Required.
 	Family family.Family
-	// Stream is the jobs stream. Required.
+	// Stream is the job stream. Required.
 	Stream string
 	// MaxDeliver is the consumer's delivery limit, used to state the number
 	// of attempts (the advisory's count can exceed it by one); ≤ 0: take the
@@ -106,19 +107,23 @@ type Config struct {
 	// Timeout bounds each step: reading the message, the status write, the
 	// event, the delete (default 10s).
 	Timeout time.Duration
-	// Attempts is how many times a rescue that failed part-way is tried
-	// (default 3), RetryDelay·2^(n−1) apart (default 1s).
-	Attempts   int
+	// FetchWait is how long one pull for an advisory waits (default 5s); it
+	// also bounds how long a stop waits for the last pull.
+	FetchWait time.Duration
+	// RetryDelay·2^(n−1), at most RetryMax, is how long an advisory whose
+	// rescue failed on its n-th delivery waits before it comes back
+	// (defaults 1s, 1m).
 	RetryDelay time.Duration
+	RetryMax   time.Duration
 }
 
 // Deps are what a Rescuer works with; it dials and closes nothing.
 type Deps struct {
-	NC     *nats.Conn
-	Stream Stream
-	Store  Store
-	Events Events
-	Logger *slog.Logger
+	Advisories Fetcher
+	Stream     Stream
+	Store      Store
+	Events     Events
+	Logger     *slog.Logger
 	// Rescued, when set, is called after each message the Rescuer removed
 	// (metrics; it must not block).
 	Rescued func(Result)
@@ -126,27 +131,28 @@ type Deps struct {
 
 // Rescuer fails the jobs of one family that ran out of deliveries.
 type Rescuer struct {
-	d       Deps
-	cfg     Config
-	log     *slog.Logger
-	subject string
-	queue   string
+	d   Deps
+	cfg Config
+	log *slog.Logger
 }
 
-// New checks deps and cfg. It subscribes to nothing (see Listen).
+// New checks deps and cfg. It starts nothing (see Run).
 func New(d Deps, cfg Config) (*Rescuer, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	if cfg.Attempts == 0 {
-		cfg.Attempts = DefaultAttempts
+	if cfg.FetchWait == 0 {
+		cfg.FetchWait = DefaultFetchWait
 	}
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = DefaultRetryDelay
 	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = DefaultRetryMax
+	}
 	switch {
-	case d.NC == nil:
-		return nil, errors.New("rescue: Deps.NC is nil")
+	case d.Advisories == nil:
+		return nil, errors.New("rescue: Deps.Advisories is nil")
 	case d.Stream == nil:
 		return nil, errors.New("rescue: Deps.Stream is nil")
 	case d.Store == nil:
@@ -164,89 +170,49 @@ func New(d Deps, cfg Config) (*Rescuer, error) {
 		return nil, errors.New("rescue: Config.Stream is empty")
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("rescue: Config.Timeout must be positive, got %s", cfg.Timeout)
-	case cfg.Attempts < 1:
-		return nil, fmt.Errorf("rescue: Config.Attempts must be at least 1, got %d", cfg.Attempts)
-	case cfg.RetryDelay < 0:
-		return nil, fmt.Errorf("rescue: Config.RetryDelay must not be negative, got %s", cfg.RetryDelay)
+	case cfg.FetchWait < 100*time.Millisecond:
+		return nil, fmt.Errorf("rescue: Config.FetchWait must be at least 100ms, got %s", cfg.FetchWait)
+	case cfg.RetryDelay < 0 || cfg.RetryMax < cfg.RetryDelay:
+		return nil, fmt.Errorf("rescue: Config.RetryDelay %s and RetryMax %s must satisfy 0 ≤ RetryDelay ≤ RetryMax", cfg.RetryDelay, cfg.RetryMax)
 	}
-	consumer := jobqueue.ConsumerName(cfg.Family)
 	return &Rescuer{
 		d: d, cfg: cfg,
-		log:     d.Logger.With("component", "rescue", "family", string(cfg.Family)),
-		subject: Subject(cfg.Stream, consumer),
-		queue:   "rescue-" + string(cfg.Family),
+		log: d.Logger.With("component", "rescue", "family", string(cfg.Family)),
 	}, nil
 }
 
-// Subject is the advisory subject this Rescuer listens on.
-func (r *Rescuer) Subject() string { return r.subject }
-
-// Queue is the queue group the Rescuers of a family share.
-func (r *Rescuer) Queue() string { return r.queue }
-
-// Listen subscribes and returns once the server has the subscription.
-// Advisories are then handled one at a time in the background until ctx ends
-// or stop is called: the subscription is drained (advisories already on
-// their way are still handled) and stop returns when the rescue in hand is
-// done.
-func (r *Rescuer) Listen(ctx context.Context) (stop func(), err error) {
-	sub, err := r.d.NC.QueueSubscribeSync(r.subject, r.queue)
-	if err != nil {
-		return nil, fmt.Errorf("rescue: subscribe %s: %w", r.subject, err)
-	}
-	fctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	err = r.d.NC.FlushWithContext(fctx)
-	cancel()
-	if err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("rescue: subscribe %s: %w", r.subject, err)
-	}
-	lctx, cancelListen := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.serve(lctx, sub)
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() { cancelListen(); <-done })
-	}, nil
-}
-
-// serve handles advisories until ctx ends, then drains the subscription.
-func (r *Rescuer) serve(ctx context.Context, sub *nats.Subscription) {
-	for {
-		msg, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				r.log.Error("advisory subscription ended", "err", err)
-				_ = sub.Unsubscribe()
-				return
+// Run handles advisories one at a time until ctx ends; the rescue in hand
+// then finishes (a half-done one would leave the message in the stream),
+// and an advisory that a last pull brings after that is handed back at once.
+func (r *Rescuer) Run(ctx context.Context) {
+	failures := 0
+	for ctx.Err() == nil {
+		// Not bound to ctx, as the pool's pulls: a pull cancelled on the
+		// client stays open on the server and what it delivers would wait
+		// out the AckWait. It expires after FetchWait.
+		batch, err := r.d.Advisories.Fetch(1, jetstream.FetchMaxWait(r.cfg.FetchWait))
+		if err == nil {
+			for msg := range batch.Messages() {
+				if ctx.Err() != nil {
+					_ = msg.Nak()
+					continue
+				}
+				r.handle(ctx, msg)
 			}
-			break
+			err = batch.Error()
 		}
-		r.handle(ctx, msg)
-	}
-	// Stop accepting, then finish what the server had already sent.
-	if err := sub.Drain(); err != nil {
-		_ = sub.Unsubscribe()
-		return
-	}
-	deadline := time.Now().Add(r.cfg.Timeout)
-	for time.Now().Before(deadline) {
-		msg, err := sub.NextMsg(100 * time.Millisecond)
-		if errors.Is(err, nats.ErrTimeout) {
-			if !sub.IsValid() {
-				return
-			}
+		if err == nil || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) {
+			failures = 0
 			continue
 		}
-		if err != nil {
-			return
+		failures++
+		wait := min(time.Duration(failures)*500*time.Millisecond, 5*time.Second)
+		r.log.Warn("advisory fetch failed", "err", err, "retry_in_ms", wait.Milliseconds())
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
 		}
-		r.handle(ctx, msg)
 	}
-	_ = sub.Unsubscribe()
 }
 
 // advisory is the part of JetStream's io.nats.jetstream.advisory.v1.max_deliver
@@ -258,17 +224,27 @@ type advisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
-// handle rescues the message an advisory names, trying again while a step
-// fails. Once begun, a rescue is not cut short by ctx (a half-done one
-// would leave the message in the stream); only the waits between tries are.
-func (r *Rescuer) handle(ctx context.Context, msg *nats.Msg) {
+// handle rescues the message an advisory names and acknowledges the
+// advisory, or hands it back with a delay when the rescue failed part-way.
+// Once begun, a rescue is not cut short by ctx.
+func (r *Rescuer) handle(ctx context.Context, msg jetstream.Msg) {
+	work := context.WithoutCancel(ctx)
+	done := func(log *slog.Logger) {
+		actx, cancel := context.WithTimeout(work, r.cfg.Timeout)
+		defer cancel()
+		if err := msg.DoubleAck(actx); err != nil {
+			log.Warn("advisory not acknowledged; it comes back and is handled again", "err", err)
+		}
+	}
 	var adv advisory
-	if err := json.Unmarshal(msg.Data, &adv); err != nil || adv.StreamSeq == 0 {
-		r.log.Warn("ignoring an advisory that does not decode", "subject", msg.Subject, "err", err)
+	if err := json.Unmarshal(msg.Data(), &adv); err != nil || adv.StreamSeq == 0 {
+		r.log.Warn("ignoring an advisory that does not decode", "subject", msg.Subject(), "err", err)
+		done(r.log)
 		return
 	}
 	if adv.Stream != r.cfg.Stream || adv.Consumer != jobqueue.ConsumerName(r.cfg.Family) {
 		r.log.Warn("ignoring an advisory of another consumer", "stream", adv.Stream, "consumer", adv.Consumer)
+		done(r.log)
 		return
 	}
 	attempts := int(max(1, min(adv.Deliveries, 1<<31-1)))
@@ -276,31 +252,29 @@ func (r *Rescuer) handle(ctx context.Context, msg *nats.Msg) {
 		attempts = min(attempts, r.cfg.MaxDeliver)
 	}
 	log := r.log.With("stream_seq", adv.StreamSeq, "attempt", attempts)
-	work := context.WithoutCancel(ctx)
+	res, gone, err := r.rescue(work, log, adv.StreamSeq, attempts)
+	if res.RequestID != "" {
+		log = log.With("request_id", res.RequestID)
+	}
+	if err == nil {
+		if !gone && r.d.Rescued != nil {
+			r.d.Rescued(res)
+		}
+		done(log)
+		return
+	}
+	n := 1
+	if md, merr := msg.Metadata(); merr == nil {
+		n = int(min(md.NumDelivered, 62))
+	}
 	delay := r.cfg.RetryDelay
-	for try := 1; ; try++ {
-		res, gone, err := r.rescue(work, log, adv.StreamSeq, attempts)
-		if err == nil {
-			if !gone && r.d.Rescued != nil {
-				r.d.Rescued(res)
-			}
-			return
-		}
-		if res.RequestID != "" {
-			log = log.With("request_id", res.RequestID)
-		}
-		if try >= r.cfg.Attempts {
-			log.Error("job ran out of deliveries and could not be failed; its row stays open", "tries", try, "err", err)
-			return
-		}
-		log.Warn("rescue failed; trying again", "try", try, "retry_in_ms", delay.Milliseconds(), "err", err)
-		select {
-		case <-time.After(delay):
-			delay *= 2
-		case <-ctx.Done():
-			log.Error("stopping before the rescue succeeded; the job's row stays open", "err", err)
-			return
-		}
+	for i := 1; i < n && delay < r.cfg.RetryMax; i++ {
+		delay *= 2
+	}
+	delay = min(delay, r.cfg.RetryMax)
+	log.Warn("rescue failed; the advisory comes back", "try", n, "retry_in_ms", delay.Milliseconds(), "err", err)
+	if err := msg.NakWithDelay(delay); err != nil {
+		log.Warn("advisory not handed back; it comes back after its AckWait", "err", err)
 	}
 }
 
@@ -319,9 +293,9 @@ func (r *Rescuer) rescue(ctx context.Context, log *slog.Logger, seq uint64, atte
 	if err != nil {
 		return res, false, fmt.Errorf("rescue: read message %d: %w", seq, err)
 	}
-	if want := jobqueue.Subject(r.cfg.Family); raw.Subject != want {
+	if !jobqueue.OfFamily(r.cfg.Family, raw.Subject) {
 		// Not this family's job: leave it to whoever owns it.
-		log.Warn("advisory names a message of another subject; left alone", "subject", raw.Subject, "want", want)
+		log.Warn("advisory names a message of another subject; left alone", "subject", raw.Subject, "family", string(r.cfg.Family))
 		return res, true, nil
 	}
 

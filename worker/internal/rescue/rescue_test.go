@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,17 +51,24 @@ func setup(t *testing.T, fam family.Family, maxDeliver int) *env {
 		t.Fatal(err)
 	}
 	e := &env{Stack: s, stream: stream, cons: cons, rescued: make(chan rescue.Result, 16), logs: &wt.SyncBuffer{}}
-	r, err := rescue.New(rescue.Deps{
-		NC: s.NC, Stream: stream, Store: s.Store, Events: s.Events,
-		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Rescued: func(res rescue.Result) { e.rescued <- res },
-	}, rescue.Config{Family: fam, Stream: q.Stream, MaxDeliver: maxDeliver, Timeout: 5 * time.Second})
+	advisories, err := s.JS.Consumer(ctx, jobqueue.AdvisoryStream(q.Stream), jobqueue.RescueConsumerName(fam))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.stop, err = r.Listen(ctx); err != nil {
+	r, err := rescue.New(rescue.Deps{
+		Advisories: advisories, Stream: stream, Store: s.Store, Events: s.Events,
+		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Rescued: func(res rescue.Result) { e.rescued <- res },
+	}, rescue.Config{Family: fam, Stream: q.Stream, MaxDeliver: maxDeliver, Timeout: 5 * time.Second,
+		FetchWait: 200 * time.Millisecond, RetryDelay: 100 * time.Millisecond, RetryMax: time.Second})
+	if err != nil {
 		t.Fatal(err)
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(rctx) }()
+	var once sync.Once
+	e.stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(func() {
 		e.stop()
 		if t.Failed() {
@@ -187,7 +195,7 @@ func TestWorkerLostOnLastDelivery(t *testing.T) {
 		"type": "io.nats.jetstream.advisory.v1.max_deliver", "stream": e.Queue.Stream,
 		"consumer": jobqueue.ConsumerName(family.Register), "stream_seq": seq, "deliveries": 1,
 	})
-	if err := e.NC.Publish(rescue.Subject(e.Queue.Stream, "register"), adv); err != nil {
+	if err := e.NC.Publish(jobqueue.AdvisorySubject(e.Queue.Stream, "register"), adv); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -310,11 +318,11 @@ func TestForeignAdvisoriesIgnored(t *testing.T) {
 		"no sequence":    {"stream": e.Queue.Stream, "consumer": "register", "deliveries": 1},
 	} {
 		b, _ := json.Marshal(body)
-		if err := e.NC.Publish(rescue.Subject(e.Queue.Stream, "register"), b); err != nil {
+		if err := e.NC.Publish(jobqueue.AdvisorySubject(e.Queue.Stream, "register"), b); err != nil {
 			t.Fatal(name, err)
 		}
 	}
-	if err := e.NC.Publish(rescue.Subject(e.Queue.Stream, "register"), []byte("{")); err != nil {
+	if err := e.NC.Publish(jobqueue.AdvisorySubject(e.Queue.Stream, "register"), []byte("{")); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -344,14 +352,18 @@ func TestNewValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := rescue.Deps{NC: s.NC, Stream: stream, Store: s.Store, Events: s.Events, Logger: wt.Discard()}
+	advisories, err := s.JS.Consumer(context.Background(), jobqueue.AdvisoryStream(s.Queue.Stream), jobqueue.RescueConsumerName(family.DSC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := rescue.Deps{Advisories: advisories, Stream: stream, Store: s.Store, Events: s.Events, Logger: wt.Discard()}
 	cfg := rescue.Config{Family: family.DSC, Stream: s.Queue.Stream}
 	tests := []struct {
 		name   string
 		mutate func(*rescue.Deps, *rescue.Config)
 		want   string
 	}{
-		{"no conn", func(d *rescue.Deps, _ *rescue.Config) { d.NC = nil }, "rescue: Deps.NC is nil"},
+		{"no advisories", func(d *rescue.Deps, _ *rescue.Config) { d.Advisories = nil }, "rescue: Deps.Advisories is nil"},
 		{"no stream", func(d *rescue.Deps, _ *rescue.Config) { d.Stream = nil }, "rescue: Deps.Stream is nil"},
 		{"no store", func(d *rescue.Deps, _ *rescue.Config) { d.Store = nil }, "rescue: Deps.Store is nil"},
 		{"no events", func(d *rescue.Deps, _ *rescue.Config) { d.Events = nil }, "rescue: Deps.Events is nil"},
@@ -360,8 +372,9 @@ func TestNewValidation(t *testing.T) {
 		{"bad family", func(_ *rescue.Deps, c *rescue.Config) { c.Family = "kyc" }, `rescue: Config.Family must be register, dsc or disclose, got "kyc"`},
 		{"no stream name", func(_ *rescue.Deps, c *rescue.Config) { c.Stream = "" }, "rescue: Config.Stream is empty"},
 		{"negative timeout", func(_ *rescue.Deps, c *rescue.Config) { c.Timeout = -time.Second }, "rescue: Config.Timeout must be positive, got -1s"},
-		{"negative attempts", func(_ *rescue.Deps, c *rescue.Config) { c.Attempts = -1 }, "rescue: Config.Attempts must be at least 1, got -1"},
-		{"negative delay", func(_ *rescue.Deps, c *rescue.Config) { c.RetryDelay = -time.Second }, "rescue: Config.RetryDelay must not be negative, got -1s"},
+		{"short fetch wait", func(_ *rescue.Deps, c *rescue.Config) { c.FetchWait = time.Millisecond }, "rescue: Config.FetchWait must be at least 100ms, got 1ms"},
+		{"negative delay", func(_ *rescue.Deps, c *rescue.Config) { c.RetryDelay = -time.Second },
+			"rescue: Config.RetryDelay -1s and RetryMax 1m0s must satisfy 0 ≤ RetryDelay ≤ RetryMax"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -372,27 +385,19 @@ func TestNewValidation(t *testing.T) {
 			}
 		})
 	}
-	r, err := rescue.New(good, cfg)
-	if err != nil {
+	if _, err := rescue.New(good, cfg); err != nil {
 		t.Fatal(err)
-	}
-	if r.Subject() != "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+s.Queue.Stream+".dsc" || r.Queue() != "rescue-dsc" {
-		t.Errorf("subject %q queue %q", r.Subject(), r.Queue())
 	}
 }
 
-// Stop unsubscribes promptly; a second stop is harmless.
+// Stop returns within a pull's wait; a second stop is harmless.
 func TestStop(t *testing.T) {
 	t.Parallel()
 	e := setup(t, family.DSC, 1)
-	listening := e.NC.NumSubscriptions() // the rescuer's and JetStream's reply inbox
 	start := time.Now()
 	e.stop()
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("stop took %s", d)
 	}
 	e.stop()
-	if n := e.NC.NumSubscriptions(); n != listening-1 {
-		t.Errorf("%d subscriptions after stop, want %d", n, listening-1)
-	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/openpassport/prover-fleet/internal/devstack"
 	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
 	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
@@ -54,19 +55,45 @@ type Stack struct {
 	Pub     *jobqueue.Publisher
 	Events  *jobqueue.Events
 	Queue   jobqueue.Config
+	// NATSServer is the embedded server (Restart makes an outage); PG is
+	// the test's own Postgres server, set by SetupOwnPostgres only.
+	NATSServer *devstack.NATS
+	PG         *devstack.Postgres
 }
 
 // Setup starts NATS and Postgres, creates the stream and consumers with q
 // (the defaults with a short AckWait when q is zero).
 func Setup(t *testing.T, q jobqueue.Config) *Stack {
 	t.Helper()
+	return setup(t, q, nil, stacktest.PostgresURL(t))
+}
+
+// SetupOwnPostgres is Setup on a Postgres server of the test's own
+// (Stack.PG), which the test may stop and restart.
+func SetupOwnPostgres(t *testing.T, q jobqueue.Config) *Stack {
+	t.Helper()
+	pg, url := stacktest.PrivatePostgres(t)
+	return setup(t, q, pg, url)
+}
+
+func setup(t *testing.T, q jobqueue.Config, pg *devstack.Postgres, pgURL string) *Stack {
+	t.Helper()
 	if q.Stream == "" {
 		q = jobqueue.DefaultConfig()
 		q.AckWait = 3 * time.Second
 		q.MaxDeliver = 3
 	}
-	nc, js, url := stacktest.NATS(t)
-	pgURL := stacktest.PostgresURL(t)
+	srv := stacktest.NATSServer(t)
+	// The connection outlives server restarts, as the programs' do.
+	nc, err := nats.Connect(srv.URL(), nats.Name(t.Name()), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pool, err := pgxpool.New(context.Background(), pgURL)
 	if err != nil {
 		t.Fatal(err)
@@ -86,20 +113,21 @@ func Setup(t *testing.T, q jobqueue.Config) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Stack{T: t, NC: nc, JS: js, NATSURL: url, PGURL: pgURL, Pool: pool, Store: store.New(pool),
-		Key: key, Sealer: sealer, Pub: pub, Events: jobqueue.NewEvents(nc), Queue: q}
+	return &Stack{T: t, NC: nc, JS: js, NATSURL: srv.URL(), PGURL: pgURL, Pool: pool, Store: store.New(pool),
+		Key: key, Sealer: sealer, Pub: pub, Events: jobqueue.NewEvents(nc), Queue: q, NATSServer: srv, PG: pg}
 }
 
-// Envelope records a request as the frontend does and returns its job.
+// Envelope records a request as the frontend does (the row and its sealed
+// job) and returns its job.
 func (s *Stack) Envelope(pt family.ProofType, circuit, inputs string) job.Envelope {
 	s.T.Helper()
 	id := uuid.NewString()
 	ctx := context.Background()
-	if err := s.Store.Insert(ctx, store.Request{ID: id, ProofType: pt, Circuit: circuit, Version: 1}); err != nil {
-		s.T.Fatal(err)
-	}
 	sealed, err := s.Sealer.Seal(id, []byte(inputs))
 	if err != nil {
+		s.T.Fatal(err)
+	}
+	if err := s.Store.Insert(ctx, store.Request{ID: id, ProofType: pt, Circuit: circuit, Version: 1, Sealed: sealed}); err != nil {
 		s.T.Fatal(err)
 	}
 	return job.Envelope{RequestID: id, ProofType: pt, Circuit: circuit, EnqueuedAt: time.Now().UTC(), Sealed: sealed}
