@@ -111,6 +111,11 @@ func runMigrate(ctx context.Context, args []string, std stdio) error {
 			consumerExisted[fam] = ok
 		}
 	}
+	advStream := jobqueue.AdvisoryStream(q.Stream)
+	advExisted, err := exists(js.Stream(ctx, advStream))
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", advStream, err)
+	}
 	if err := jobqueue.Setup(ctx, js, q, fams); err != nil {
 		return err
 	}
@@ -120,6 +125,8 @@ func runMigrate(ctx context.Context, args []string, std stdio) error {
 		fmt.Fprintf(std.out, "consumer %s: %s (ack wait %s, max deliver %d, max ack pending %d)\n",
 			jobqueue.ConsumerName(fam), createdOr(consumerExisted[fam]), q.AckWait, q.MaxDeliver, q.MaxAckPending)
 	}
+	fmt.Fprintf(std.out, "stream %s: %s (max-deliveries advisories of the %s consumers, kept until a worker's rescue-<family> consumer handles them)\n",
+		advStream, createdOr(advExisted), q.Stream)
 	return nil
 }
 

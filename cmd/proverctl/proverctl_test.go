@@ -117,7 +117,7 @@ func TestMigrateIdempotent(t *testing.T) {
 	}
 	// The test database is migrated already (stacktest); the stream is new.
 	for _, want := range []string{"schema up to date", "stream PROOF_JOBS: created", "consumer register: created",
-		"consumer dsc: created", "consumer disclose: created"} {
+		"consumer dsc: created", "consumer disclose: created", "stream PROOF_JOBS_ADVISORIES: created"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("first migrate: output lacks %q:\n%s", want, out)
 		}
@@ -127,7 +127,7 @@ func TestMigrateIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"schema up to date", "stream PROOF_JOBS: up to date", "consumer dsc: up to date",
-		"max ack pending 8"} {
+		"max ack pending 8", "stream PROOF_JOBS_ADVISORIES: up to date"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("second migrate: output lacks %q:\n%s", want, out)
 		}
