@@ -29,6 +29,10 @@ type group[In, Out any] struct {
 	run   func(ctx context.Context, in []In) ([]Out, []error)
 	max   int
 	slots chan struct{}
+	// weigh and maxWeight, when set, also bound a batch by the sum of its
+	// calls' weights (a batch always takes its first call).
+	weigh     func(In) int
+	maxWeight int
 
 	mu    sync.Mutex
 	queue []*groupCall[In, Out]
@@ -92,6 +96,16 @@ func (g *group[In, Out]) take(c *groupCall[In, Out]) []*groupCall[In, Out] {
 		return nil
 	}
 	n := min(len(g.queue), g.max)
+	if g.weigh != nil {
+		w := 0
+		for i := 0; i < n; i++ {
+			w += g.weigh(g.queue[i].in)
+			if i > 0 && w > g.maxWeight {
+				n = i
+				break
+			}
+		}
+	}
 	batch := make([]*groupCall[In, Out], n)
 	copy(batch, g.queue)
 	rest := copy(g.queue, g.queue[n:])

@@ -144,6 +144,39 @@ func TestGroupMaxBoundsBatches(t *testing.T) {
 	}
 }
 
+// With weights, a batch stops before it passes the maximum weight, but
+// always takes one call, however heavy.
+func TestGroupWeightBoundsBatches(t *testing.T) {
+	t.Parallel()
+	r := &recorder{gate: make(chan struct{}), started: make(chan []int, 10)}
+	g := newGroup(1, 100, r.run)
+	g.weigh = func(v int) int { return v }
+	g.maxWeight = 10
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = g.do(context.Background(), 0) })
+	<-r.started
+	for _, v := range []int{4, 4, 4, 30, 2} {
+		wg.Go(func() { _, _ = g.do(context.Background(), v) })
+	}
+	waitQueued(t, g, 5)
+	close(r.gate)
+	wg.Wait()
+	seen := 0
+	for _, b := range r.all() {
+		w := 0
+		for _, v := range b {
+			w += v
+		}
+		if len(b) > 1 && w > 10 {
+			t.Errorf("batch %v weighs %d, over the maximum of 10", b, w)
+		}
+		seen += len(b)
+	}
+	if seen != 6 {
+		t.Fatalf("%d calls ran, want 6: %v", seen, r.all())
+	}
+}
+
 // A call cancelled while queued leaves the queue and never runs.
 func TestGroupCancelWhileQueued(t *testing.T) {
 	t.Parallel()

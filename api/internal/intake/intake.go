@@ -131,6 +131,9 @@ type Config struct {
 	// that arrive while all are running share the next one.
 	StoreBatches int
 	MaxBatch     int
+	// MaxBatchBytes bounds the sealed inputs one batched insert carries
+	// (default 16 MiB; a batch always takes at least one request).
+	MaxBatchBytes int
 	// NoBatching makes every lookup and insert its own round trip even
 	// when the Store is a BatchStore.
 	NoBatching bool
@@ -169,14 +172,17 @@ func New(d Deps, cfg Config) (*Service, error) {
 		return nil, errors.New("intake: Deps.Logger is nil")
 	case cfg.RecordTimeout < 0 || cfg.CompensateTimeout < 0:
 		return nil, errors.New("intake: timeouts must not be negative")
-	case cfg.StoreBatches < 0 || cfg.MaxBatch < 0:
-		return nil, errors.New("intake: StoreBatches and MaxBatch must not be negative")
+	case cfg.StoreBatches < 0 || cfg.MaxBatch < 0 || cfg.MaxBatchBytes < 0:
+		return nil, errors.New("intake: StoreBatches, MaxBatch and MaxBatchBytes must not be negative")
 	}
 	if cfg.StoreBatches == 0 {
 		cfg.StoreBatches = 1
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 128
+	}
+	if cfg.MaxBatchBytes == 0 {
+		cfg.MaxBatchBytes = 16 << 20
 	}
 	if cfg.RecordTimeout == 0 {
 		cfg.RecordTimeout = 15 * time.Second
@@ -192,6 +198,11 @@ func New(d Deps, cfg Config) (*Service, error) {
 		s.inserts = newGroup(cfg.StoreBatches, cfg.MaxBatch, func(ctx context.Context, rs []store.Request) ([]struct{}, []error) {
 			return make([]struct{}, len(rs)), bs.InsertBatch(ctx, rs)
 		})
+		// Each row carries its job's sealed inputs (up to megabytes): a
+		// batch stops growing past MaxBatchBytes of them, far below what
+		// one statement may carry.
+		s.inserts.weigh = func(r store.Request) int { return len(r.Sealed) }
+		s.inserts.maxWeight = cfg.MaxBatchBytes
 		s.lookups = newGroup(cfg.StoreBatches, cfg.MaxBatch, func(ctx context.Context, ids []string) ([]bool, []error) {
 			found, err := bs.Recorded(ctx, ids)
 			out, errs := make([]bool, len(ids)), make([]error, len(ids))
