@@ -13,11 +13,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/openpassport/prover-fleet/api/client"
-	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/api/server"
 	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/groth16"
+	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/worker/service"
 )
 
@@ -93,7 +93,7 @@ func waitProved(t *testing.T, fleet *devfleet.Fleet, c *client.Client, id string
 	if err != nil {
 		t.Fatalf("%s: wait: %v", id, err)
 	}
-	if st.Status != protocol.StatusProofGenerated {
+	if st.Status != status.ProofGenerated {
 		reason := ""
 		if st.Reason != nil {
 			reason = *st.Reason
