@@ -256,6 +256,9 @@ func TestUnconfirmedPublishThenRetry(t *testing.T) {
 	if p.Attempts != 1 {
 		t.Errorf("proved on attempt %d", p.Attempts)
 	}
+	// The row is written before the message is acknowledged: wait for the
+	// ack to reach the stream before asking whether the job is queued.
+	s.WaitQueueEmpty(family.DSC, 10*time.Second)
 	// The app's late retry of the same request.
 	if err := s.Pub.Publish(ctx, env); !errors.Is(err, jobqueue.ErrDuplicate) {
 		t.Fatalf("retry within the window: %v, want ErrDuplicate", err)
