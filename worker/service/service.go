@@ -316,6 +316,20 @@ type Service struct {
 	runs     atomic.Bool
 	ready    atomic.Bool
 	pool     atomic.Pointer[pool.Pool]
+	groups   groups
+}
+
+// groups hands the process groups of child processes to the instance
+// directory that Run opens (workdir.Root, a proc.Tracker). No child runs
+// outside Run.
+type groups struct{ root atomic.Pointer[workdir.Root] }
+
+func (g *groups) Track(grp proc.Group) (func(), error) {
+	r := g.root.Load()
+	if r == nil {
+		return nil, errors.New("service: not running: no instance directory to record child processes in")
+	}
+	return r.Track(grp)
 }
 
 // New checks cfg and deps and builds the Service. It starts nothing.
@@ -362,7 +376,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 
 	env := childEnv(cfg.ChildEnv)
 	layout := circuitdir.Layout{CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, ZkeyNames: cfg.ZkeyNames}
-	run := m.Runner(proc.Exec{})
+	run := m.Runner(proc.Exec{Tracker: &s.groups})
 	w, err := witness.New(run, witness.Config{Layout: layout, Timeout: cfg.WitnessTimeout, Env: env})
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
@@ -502,14 +516,22 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.native != nil {
 		defer s.native.Close()
 	}
-	root, removed, err := workdir.Open(s.cfg.WorkDir)
-	for _, dir := range removed {
+	root, left, err := workdir.Open(s.cfg.WorkDir, workdir.Config{})
+	for _, g := range left.Groups {
+		log.Warn("killed processes left running by a dead worker", "pgid", g.ID)
+	}
+	for _, dir := range left.Dirs {
 		log.Warn("removed temporary directory left by a dead worker", "dir", dir)
+	}
+	for _, p := range left.Problems {
+		log.Error("cleaning up after a dead worker", "err", p)
 	}
 	if err != nil {
 		return fmt.Errorf("service: work dir: %w", err)
 	}
+	s.groups.root.Store(root)
 	defer func() {
+		s.groups.root.Store(nil)
 		if err := root.Close(); err != nil {
 			log.Error("remove work dir", "err", err)
 		}

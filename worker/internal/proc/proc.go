@@ -2,12 +2,22 @@
 // provers, command-line verifiers) so that none outlives its job.
 //
 // Each child runs in its own process group. A timeout or a cancelled context
-// kills the whole group with SIGKILL (exec.Cmd.Cancel), exec.Cmd.WaitDelay
-// bounds the wait for pipes held open by grandchildren, and the group is
-// killed once more after the child exits so that nothing it left behind
-// survives. The child also gets SIGKILL if the worker itself dies
-// (Pdeathsig). The exit status decides success; the last bytes of stderr are
+// kills the whole group with SIGKILL (exec.Cmd.Cancel), and the group is
+// killed once more when the child exits, before the child is reaped, so
+// that nothing it left behind survives (a wrapper script's prover, a
+// daemonised helper) and the group's id cannot have been reused by then;
+// exec.Cmd.WaitDelay bounds the wait for pipes held by a process that left
+// the group. The exit status decides success; the last bytes of stderr are
 // kept for the failure reason and are not a failure by themselves.
+//
+// When the worker itself dies, the kernel kills the child it started
+// (Pdeathsig) but not the child's own children. For those, Exec reports each
+// child's process group (Group: id, leader start time, session) to a
+// Tracker while it runs: workdir.Root records it in the worker's instance
+// directory and in a watchdog process that kills the recorded groups when
+// the worker's end of a pipe closes; the next worker that cleans up after a
+// dead one kills what is still recorded, with KillGroup, which checks start
+// times so that a recycled pid is never killed.
 package proc
 
 import (
@@ -23,6 +33,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultTailBytes is how much of a child's stderr (and stdout) is kept.
@@ -124,6 +136,10 @@ type Exec struct {
 	// WaitDelay bounds the wait for I/O after the child is killed or exits
 	// while a grandchild holds its pipes; 2s if 0.
 	WaitDelay time.Duration
+	// Tracker, when set, records each child's process group while it runs.
+	// A child whose group cannot be recorded is killed at once
+	// (*TrackError).
+	Tracker Tracker
 }
 
 // Run starts c and waits for it. When ctx ends first, the error is
@@ -157,7 +173,21 @@ func (x Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
+	// The group's id stays ours while its leader is unreaped. Cancel may
+	// run concurrently with the reap (os/exec calls it when ctx ends), so
+	// it kills only while the reap has not begun.
+	var (
+		reapMu sync.Mutex
+		reaped bool
+	)
+	cmd.Cancel = func() error {
+		reapMu.Lock()
+		defer reapMu.Unlock()
+		if reaped {
+			return nil // the group was killed when the child exited
+		}
+		return killGroup(cmd.Process.Pid)
+	}
 	cmd.WaitDelay = waitDelay
 
 	start := time.Now()
@@ -165,15 +195,30 @@ func (x Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 		return Result{}, &StartError{Stage: c.Stage, Path: c.Path, Err: err}
 	}
 	pgid := cmd.Process.Pid
+	untrack, trackErr := x.track(pgid)
+	if trackErr != nil {
+		_ = killGroup(pgid)
+	}
 	peak := watchPeakRSS(cmd.Process.Pid)
+	waitExit(pgid)
+	// The child has exited and is not reaped yet, so pgid is still its
+	// group: whatever it left there (a wrapper script's prover, a
+	// daemonised helper, a grandchild still sleeping) goes with it.
+	_ = killGroup(pgid)
+	reapMu.Lock()
+	reaped = true
+	reapMu.Unlock()
 	waitErr := cmd.Wait()
 	maxRSS := peak()
-	// Whatever the child left in its group (a daemonised helper, a
-	// grandchild still sleeping) goes with it.
-	_ = killGroup(pgid)
+	if untrack != nil {
+		untrack()
+	}
 
 	res := Result{Duration: time.Since(start), Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	res.MaxRSS = maxRSS
+	if trackErr != nil {
+		return res, &TrackError{Stage: c.Stage, Err: trackErr}
+	}
 	if waitErr == nil {
 		return res, nil
 	}
@@ -201,7 +246,31 @@ func (x Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	return res, fmt.Errorf("%s: wait: %w", c.Stage, waitErr)
 }
 
-// killGroup sends SIGKILL to every process in the group pgid.
+// track reports the group that pid leads to the Tracker, if any.
+func (x Exec) track(pid int) (untrack func(), err error) {
+	if x.Tracker == nil {
+		return nil, nil
+	}
+	g, err := Identify(pid)
+	if err != nil {
+		return nil, err
+	}
+	return x.Tracker.Track(g)
+}
+
+// waitExit blocks until the child pid has exited, without reaping it
+// (waitid with WNOWAIT): its zombie keeps the process group's id reserved
+// until exec.Cmd.Wait reaps it.
+func waitExit(pid int) {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return // exited, or not ours to wait for (ECHILD): Wait says
+		}
+	}
+}
+
 // ErrEmptyCommand: a command setting holds no program.
 var ErrEmptyCommand = errors.New("command is empty")
 
@@ -331,6 +400,7 @@ func parseVmHWM(status []byte) int64 {
 	return 0 // cut off mid-number: the buffer was too short
 }
 
+// killGroup sends SIGKILL to every process in the group pgid.
 func killGroup(pgid int) error {
 	if pgid <= 0 {
 		return nil

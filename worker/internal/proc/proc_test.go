@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
 )
@@ -306,6 +309,126 @@ func TestParseCommand(t *testing.T) {
 			if err != nil || strings.Join(got, " ") != strings.Join(c.want, " ") {
 				t.Fatalf("ParseCommand = %q, %v; want %q", got, err, c.want)
 			}
+		})
+	}
+}
+
+// tracker records what Exec reports, checking the group at each step.
+type tracker struct {
+	t         *testing.T
+	pidFile   string
+	tracked   []proc.Group
+	untracked int
+}
+
+func (tr *tracker) Track(g proc.Group) (func(), error) {
+	if same, err := proc.Identify(g.ID); err != nil || same != g {
+		tr.t.Errorf("Track(%v): the leader now identifies as %v, %v", g, same, err)
+	}
+	if g.Session != mustSession(tr.t) {
+		tr.t.Errorf("Track(%v): session is not the worker's (%d)", g, mustSession(tr.t))
+	}
+	tr.tracked = append(tr.tracked, g)
+	return func() {
+		tr.untracked++
+		// By now the child is reaped and the grandchild it left running
+		// was killed with the group.
+		if pid := readPID(tr.t, tr.pidFile); alive(pid) {
+			tr.t.Errorf("untrack: grandchild %d of the group still alive", pid)
+		}
+	}, nil
+}
+
+func mustSession(t *testing.T) int {
+	sid, err := unix.Getsid(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sid
+}
+
+// Each child's group is reported while it runs and released once nothing
+// of it is alive, including a grandchild the child left behind.
+func TestTrackerSeesEachGroup(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tr := &tracker{t: t, pidFile: filepath.Join(dir, "grandchild.pid")}
+	body := "sleep 60 &\necho $! > " + tr.pidFile + "\nexit 0\n"
+	_, err := proc.Exec{Tracker: tr}.Run(context.Background(), proc.Cmd{
+		Stage: "prove", Path: script(t, body), Dir: dir, Env: env(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.tracked) != 1 || tr.untracked != 1 {
+		t.Fatalf("tracked %v, untracked %d times", tr.tracked, tr.untracked)
+	}
+}
+
+type failingTracker struct{}
+
+func (failingTracker) Track(proc.Group) (func(), error) { return nil, errors.New("disk full") }
+
+// A child whose group cannot be recorded is killed, and the error says
+// why (a TrackError, retried like any infrastructure failure).
+func TestUntrackedChildIsKilled(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	_, err := proc.Exec{Tracker: failingTracker{}}.Run(context.Background(), proc.Cmd{
+		Stage: "prove", Path: script(t, "exec sleep 60\n"), Dir: t.TempDir(), Env: env(),
+	})
+	var te *proc.TrackError
+	if !errors.As(err, &te) || te.Stage != "prove" || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("err = %v, want a TrackError", err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("the untracked child ran for %s", took)
+	}
+}
+
+// KillGroup kills a group only while it is the one identified: a leader
+// with another start time or members of another session are someone
+// else's.
+func TestKillGroupChecksIdentity(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		change func(*proc.Group)
+		killed int
+	}{
+		{"the group identified", func(*proc.Group) {}, 2},
+		{"its id reused by a later leader", func(g *proc.Group) { g.Start-- }, 0},
+		{"another session", func(g *proc.Group) { g.Session++ }, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			pidFile := filepath.Join(dir, "grandchild.pid")
+			sh := exec.Command(script(t, "sleep 60 &\necho $! > "+pidFile+"\nwait\n"))
+			sh.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := sh.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = syscall.Kill(-sh.Process.Pid, syscall.SIGKILL); _ = sh.Wait() })
+			grandchild := readPID(t, pidFile)
+			g, err := proc.Identify(sh.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(&g)
+			n, err := proc.KillGroup(g)
+			if err != nil || n != tc.killed {
+				t.Fatalf("KillGroup = %d, %v; want %d killed", n, err, tc.killed)
+			}
+			if tc.killed == 0 {
+				if !alive(grandchild) || !alive(sh.Process.Pid) {
+					t.Fatal("KillGroup killed a group that was not the one identified")
+				}
+				return
+			}
+			_ = sh.Wait()
+			waitGone(t, grandchild)
 		})
 	}
 }

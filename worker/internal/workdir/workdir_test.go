@@ -2,7 +2,6 @@ package workdir_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -14,13 +13,13 @@ import (
 func TestJobDirs(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	root, removed, err := workdir.Open(base)
+	root, left, err := workdir.Open(base, workdir.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	if len(removed) != 0 {
-		t.Fatalf("removed %v from an empty work dir", removed)
+	if len(left.Dirs) != 0 || len(left.Groups) != 0 {
+		t.Fatalf("cleaned %+v in an empty work dir", left)
 	}
 	a, err := root.Job()
 	if err != nil {
@@ -72,20 +71,16 @@ func TestJobDirs(t *testing.T) {
 func TestLeftoversOfDeadWorkers(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	live, _, err := workdir.Open(base)
+	live, _, err := workdir.Open(base, workdir.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer live.Close()
 	liveJob, _ := live.Job()
 
-	// A worker that died: its instance was made by another process that
-	// exited, so its lock is free.
-	helper := exec.Command(os.Args[0], "-test.run=^TestHelperDeadWorker$")
-	helper.Env = append(os.Environ(), "WORKDIR_HELPER_BASE="+base)
-	if out, err := helper.CombinedOutput(); err != nil {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
+	// A worker that died with its watchdog: its lock is free and nothing
+	// removed its directory.
+	startWorker(t, base, false).killWithWatchdog(t)
 	foreign := []string{filepath.Join(base, "prover-worker-notours"), filepath.Join(base, "job-0123456789abcdef"),
 		filepath.Join(base, "something-else")}
 	for _, d := range foreign {
@@ -105,39 +100,17 @@ func TestLeftoversOfDeadWorkers(t *testing.T) {
 		t.Fatal("helper left no instance dir")
 	}
 
-	second, removed, err := workdir.Open(base)
+	second, left, err := workdir.Open(base, workdir.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	if !slices.Equal(removed, []string{dead}) {
-		t.Fatalf("removed %v, want only %s", removed, dead)
+	if !slices.Equal(left.Dirs, []string{dead}) {
+		t.Fatalf("removed %v, want only %s", left.Dirs, dead)
 	}
 	for _, d := range append(foreign, liveJob, live.Dir()) {
 		if _, err := os.Stat(d); err != nil {
 			t.Fatalf("%s was removed: %v", d, err)
 		}
 	}
-}
-
-// TestHelperDeadWorker is run as a child process by
-// TestLeftoversOfDeadWorkers: it makes an instance with a job holding a
-// file and exits without closing it, like a killed worker.
-func TestHelperDeadWorker(t *testing.T) {
-	base := os.Getenv("WORKDIR_HELPER_BASE")
-	if base == "" {
-		t.Skip("helper process only")
-	}
-	root, _, err := workdir.Open(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := root.Job()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "witness.wtns"), []byte("plaintext"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	os.Exit(0) // no Close
 }
