@@ -10,7 +10,7 @@ GOTESTFLAGS ?= -race -count=1 -timeout 30m
 
 PROGRAMS := prover-api prover-worker proverctl zkprove zkeygen
 
-.PHONY: all build demo dev test test-short bench bench-quick circuits circuits-large keys deps fmt vet clean
+.PHONY: all build demo dev test test-short bench bench-quick faults faults-ci nats-server circuits circuits-large keys deps fmt vet clean
 
 all: build
 
@@ -71,6 +71,22 @@ bench: keys build
 
 bench-quick: keys build
 	$(GO) run ./bench -quick -c $(CIRCUITS_OUT) -k $(ZKEYS) -out $${TMPDIR:-/tmp}/bench-quick
+
+# The fault suite (e2e/faults): real processes (PostgreSQL, nats-server built from the pinned
+# module, prover-api, prover-workers) under kill -9, outages and restarts. FAULTS_FLAGS adds
+# flags, e.g. FAULTS_FLAGS="-scenarios pg-outage -requests 300".
+FAULTS_FLAGS ?=
+faults: keys build nats-server
+	PROVER_CIRCUITS=$(abspath $(CIRCUITS_OUT)) PROVER_ZKEYS=$(abspath $(ZKEYS)) $(GO) run ./e2e/faults -bin $(BIN) $(FAULTS_FLAGS)
+
+# The same at the reduced size CI runs (a few minutes on 2 cores).
+faults-ci: keys build nats-server
+	PROVER_CIRCUITS=$(abspath $(CIRCUITS_OUT)) PROVER_ZKEYS=$(abspath $(ZKEYS)) $(GO) run ./e2e/faults -bin $(BIN) -size ci $(FAULTS_FLAGS)
+
+# A standalone nats-server built from the version go.mod pins.
+nats-server:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
