@@ -159,7 +159,7 @@ type Result struct {
 	Proved   int            // status 2 with a proof the verifier accepts
 	Invalid  []string       // status 2 with a proof it rejects
 	Failed   map[string]int // status 3, by reason
-	Stuck    []string       // accepted, still status 0 or 1
+	Stuck    []string       // still status 0 or 1 (accepted, or recorded for an app that gave up)
 	Lost     []string       // accepted, no row
 	Double   []string       // recorded terminal more than once (or 2 and 3)
 	// Unasked are rows of requests the app gave up on (recorded, never
@@ -245,9 +245,13 @@ func Judge(reqs []load.Request, s *Snapshot, verify Verify, faultEnd time.Time) 
 		}
 	}
 	for _, r := range reqs {
-		if r.Accepted.IsZero() {
-			if _, ok := s.Rows[r.UUID]; ok {
-				res.Unasked++
+		if !r.Accepted.IsZero() {
+			continue
+		}
+		if row, ok := s.Rows[r.UUID]; ok {
+			res.Unasked++
+			if row.Status < 2 {
+				res.Stuck = append(res.Stuck, r.UUID) // open for ever all the same
 			}
 		}
 	}

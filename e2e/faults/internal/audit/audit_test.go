@@ -90,11 +90,11 @@ func TestJudge(t *testing.T) {
 			},
 		},
 		{
-			name: "refused, and a row the app never heard of",
+			name: "refused, and an open row the app never heard of is stuck all the same",
 			reqs: []load.Request{{UUID: "r", First: t0, Errors: []string{"dial: connection refused"}}, {UUID: "u", First: t0}},
 			snap: audit.Snapshot{Rows: map[string]audit.Row{"u": {ID: "u", Status: 0}, "other": {ID: "other", Status: 0}}},
 			check: func(t *testing.T, r audit.Result) {
-				if r.Refused != 2 || r.Accepted != 0 || r.Unasked != 1 || len(r.Stuck) != 0 {
+				if r.Refused != 2 || r.Accepted != 0 || r.Unasked != 1 || !slices.Equal(r.Stuck, []string{"u"}) {
 					t.Fatalf("%+v", r)
 				}
 				if r.Errors["dial: connection refused"] != 1 {
