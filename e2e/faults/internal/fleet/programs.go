@@ -61,7 +61,7 @@ func (a *API) Start(ctx context.Context) error {
 		"-c", a.cfg.Circuits, "-k", a.cfg.Zkeys,
 		"--nats-url", a.cfg.NATSURLs,
 		"--families", a.cfg.Families,
-		"--attester", "dev", "--dev-attest-dir", a.cfg.AttestDir,
+		"--attester", "dev-nitro", "--dev-attest-dir", a.cfg.AttestDir,
 		"--admin-address", fmt.Sprintf("127.0.0.1:%d", a.adminPort),
 		"--job-key-file", a.cfg.KeyFile,
 		"--log-level", "info", "--log-format", "json",
