@@ -72,7 +72,7 @@ func (o outcome) print(w io.Writer) {
 	fmt.Fprintf(w, "  stuck %d, lost %d, recorded twice %d, invalid proofs %d, rows the app was never told of %d\n",
 		len(r.Stuck), len(r.Lost), len(r.Double), len(r.Invalid), r.Unasked)
 	fmt.Fprintf(w, "  orphan processes %d, leftover private files %d\n", len(o.orphans), len(o.leftovers))
-	fmt.Fprintf(w, "  recovery %s (every request accepted before the fault's end terminal), first proof %s after it\n",
+	fmt.Fprintf(w, "  recovery %s (every request recorded or accepted before the fault's end terminal), first proof %s after it\n",
 		dur(r.Recovery), dur(r.FirstProofAfter))
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "  the app's failed attempts: %s\n", counts(r.Errors))
@@ -80,10 +80,12 @@ func (o outcome) print(w io.Writer) {
 	for _, list := range []struct {
 		name string
 		ids  []string
-	}{{"stuck", r.Stuck}, {"lost", r.Lost}, {"recorded twice", r.Double}, {"invalid", r.Invalid}, {"orphan", o.orphans}, {"leftover", o.leftovers}} {
+		max  int
+	}{{"stuck", r.Stuck, 5}, {"lost", r.Lost, 5}, {"recorded twice", r.Double, 5}, {"invalid", r.Invalid, 5},
+		{"orphan", o.orphans, 30}, {"leftover", o.leftovers, 30}} {
 		for i, id := range list.ids {
-			if i == 5 {
-				fmt.Fprintf(w, "    %s: … %d more\n", list.name, len(list.ids)-5)
+			if i == list.max {
+				fmt.Fprintf(w, "    %s: … %d more\n", list.name, len(list.ids)-list.max)
 				break
 			}
 			fmt.Fprintf(w, "    %s: %s\n", list.name, id)

@@ -165,8 +165,9 @@ type Result struct {
 	// Unasked are rows of requests the app gave up on (recorded, never
 	// confirmed to it): they must end terminal like any other.
 	Unasked int
-	// Recovery is from the fault's end until every request accepted
-	// before it was terminal (0: none was open then; negative: never).
+	// Recovery is from the fault's end until every request recorded or
+	// accepted before it was terminal (0: none was open then; negative:
+	// never).
 	Recovery time.Duration
 	// FirstProofAfter is from the fault's end to the first proof
 	// recorded after it (negative: none).
@@ -197,15 +198,22 @@ func VerifyWith(vk *groth16.VerifyingKey) Verify {
 func Judge(reqs []load.Request, s *Snapshot, verify Verify, faultEnd time.Time) Result {
 	res := Result{Sent: len(reqs), Failed: map[string]int{}, Accepts: map[string]int{}, Errors: map[string]int{}}
 	terminal := map[string][]Event{}
+	recordedBefore := map[string]bool{} // a row existed before the fault ended
 	for _, e := range s.Events {
 		if e.Op == "update" && e.New != nil && *e.New >= 2 {
 			terminal[e.ID] = append(terminal[e.ID], e)
 		}
+		if e.Op == "insert" && e.At.Before(faultEnd) {
+			recordedBefore[e.ID] = true
+		}
 	}
 	asked := map[string]bool{}
-	var before []string // accepted before the fault ended
+	var before []string // recorded or accepted before the fault ended
 	for _, r := range reqs {
 		asked[r.UUID] = true
+		if recordedBefore[r.UUID] && (r.Accepted.IsZero() || !r.Accepted.Before(faultEnd)) {
+			before = append(before, r.UUID)
+		}
 		for _, e := range r.Errors {
 			res.Errors[errorKind(e)]++
 		}

@@ -77,6 +77,19 @@ func TestJudge(t *testing.T) {
 			},
 		},
 		{
+			name: "recorded before the fault, accepted by a late retry after it, never ended",
+			reqs: []load.Request{{UUID: "late", First: t0, Accepted: t0.Add(60 * time.Second), Via: "recorded"}},
+			snap: audit.Snapshot{
+				Rows:   map[string]audit.Row{"late": {ID: "late", Status: 0}},
+				Events: []audit.Event{{ID: "late", Op: "insert", New: status(0), At: t0.Add(10 * time.Second)}},
+			},
+			check: func(t *testing.T, r audit.Result) {
+				if !slices.Equal(r.Stuck, []string{"late"}) || r.Recovery >= 0 || r.Accepts["recorded"] != 1 {
+					t.Fatalf("stuck %v recovery %s accepts %v; want it stuck and recovery never", r.Stuck, r.Recovery, r.Accepts)
+				}
+			},
+		},
+		{
 			name: "recorded twice: proved, then failed",
 			reqs: []load.Request{accepted("x", time.Second)},
 			snap: audit.Snapshot{
