@@ -61,7 +61,9 @@ func (a *API) Start(ctx context.Context) error {
 		"-c", a.cfg.Circuits, "-k", a.cfg.Zkeys,
 		"--nats-url", a.cfg.NATSURLs,
 		"--families", a.cfg.Families,
-		"--attester", "dev-nitro", "--dev-attest-dir", a.cfg.AttestDir,
+		// dev is dev-nitro's alias, known to builds of every version, so
+		// that the suite can judge older binaries too (-bin).
+		"--attester", "dev", "--dev-attest-dir", a.cfg.AttestDir,
 		"--admin-address", fmt.Sprintf("127.0.0.1:%d", a.adminPort),
 		"--job-key-file", a.cfg.KeyFile,
 		"--log-level", "info", "--log-format", "json",
