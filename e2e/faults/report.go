@@ -131,7 +131,8 @@ func table(results []outcome) string {
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, o := range results {
 		if o.err != nil {
-			fmt.Fprintf(&b, "| %s | | | | | | | | | | error: %s |\n", o.scenario.name, o.err)
+			msg := strings.Join(strings.Fields(o.err.Error()), " ")
+			fmt.Fprintf(&b, "| %s | | | | | | | | | | error: %s |\n", o.scenario.name, msg)
 			continue
 		}
 		r := o.result

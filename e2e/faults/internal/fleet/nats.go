@@ -2,8 +2,10 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,12 +19,13 @@ import (
 // NATSNode is one nats-server process with JetStream, restartable on the
 // same ports and store.
 type NATSNode struct {
-	Name   string
-	procs  *Procs
-	bin    string
-	config string
-	port   int
-	proc   *Proc
+	Name    string
+	procs   *Procs
+	bin     string
+	config  string
+	port    int
+	monitor int
+	proc    *Proc
 }
 
 // NATS is a single server or a cluster of nodes.
@@ -68,7 +71,7 @@ func StartNATS(ctx context.Context, procs *Procs, bin, dir string, n int) (*NATS
 		if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 			return nil, err
 		}
-		ns.Nodes = append(ns.Nodes, &NATSNode{Name: name, procs: procs, bin: bin, config: path, port: ps[i].client})
+		ns.Nodes = append(ns.Nodes, &NATSNode{Name: name, procs: procs, bin: bin, config: path, port: ps[i].client, monitor: ps[i].monitor})
 	}
 	for _, node := range ns.Nodes {
 		if err := node.Start(ctx); err != nil {
@@ -131,9 +134,19 @@ func (ns *NATS) Connect() (*nats.Conn, error) {
 	return nats.Connect(ns.URLs(), nats.Name("faults"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 }
 
-// WaitJetStream waits until JetStream answers (a cluster has elected its
-// meta leader).
+// WaitJetStream waits until JetStream answers and, in a cluster, every
+// node is a current peer of the meta group (before that, a stream at R3
+// can find "no suitable peers for placement").
 func (ns *NATS) WaitJetStream(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	if len(ns.Nodes) > 1 {
+		for !ns.metaComplete() {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("fleet: the JetStream cluster did not form within %s", limit)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	nc, err := ns.Connect()
 	if err != nil {
 		return err
@@ -143,7 +156,6 @@ func (ns *NATS) WaitJetStream(ctx context.Context, limit time.Duration) error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(limit)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, err := js.AccountInfo(cctx)
@@ -193,4 +205,46 @@ func (ns *NATS) StreamLeader(ctx context.Context, stream string, limit time.Dura
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// metaComplete reports whether every node knows the same meta leader and
+// a cluster of all the nodes, and the leader sees the others as current
+// peers (the monitoring endpoint /jsz; followers do not follow each other).
+func (ns *NATS) metaComplete() bool {
+	client := &http.Client{Timeout: 2 * time.Second}
+	leaders := map[string]bool{}
+	leaderSeesAll := false
+	for _, n := range ns.Nodes {
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", n.monitor))
+		if err != nil {
+			return false
+		}
+		var jsz struct {
+			Meta *struct {
+				Leader   string `json:"leader"`
+				Size     int    `json:"cluster_size"`
+				Replicas []struct {
+					Current bool `json:"current"`
+					Offline bool `json:"offline"`
+				} `json:"replicas"`
+			} `json:"meta_cluster"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&jsz)
+		resp.Body.Close()
+		if err != nil || jsz.Meta == nil || jsz.Meta.Leader == "" || jsz.Meta.Size != len(ns.Nodes) {
+			return false
+		}
+		leaders[jsz.Meta.Leader] = true
+		if jsz.Meta.Leader != n.Name {
+			continue
+		}
+		current := 0
+		for _, r := range jsz.Meta.Replicas {
+			if r.Current && !r.Offline {
+				current++
+			}
+		}
+		leaderSeesAll = current == len(ns.Nodes)-1
+	}
+	return len(leaders) == 1 && leaderSeesAll
 }
