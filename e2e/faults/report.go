@@ -41,6 +41,12 @@ func (o outcome) problems() []string {
 	add(r.Refused, "refused for good")
 	add(len(o.orphans), "orphan processes")
 	add(len(o.leftovers), "leftover private files")
+	if r.Accepted > 0 && 2*r.Proved < r.Accepted {
+		// Failures with a reason are allowed, but a run that proves less
+		// than half of what it accepted says more about the machine than
+		// about the fault.
+		p = append(p, fmt.Sprintf("only %d of %d accepted requests proved", r.Proved, r.Accepted))
+	}
 	return p
 }
 

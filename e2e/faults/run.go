@@ -47,6 +47,17 @@ func run(ctx context.Context, cfg config, out io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	root := cfg.dir
+	if root == "" {
+		if root, err = os.MkdirTemp("", "prover-faults-"); err != nil {
+			return false, err
+		}
+	}
+	// The fleet gets a copy of the one circuit it proves, so that a
+	// rebuild of the shared circuit folder meanwhile changes nothing.
+	if cfg.circuits, cfg.zkeys, err = copyCircuit(cfg.circuits, cfg.zkeys, filepath.Join(root, "circuit")); err != nil {
+		return false, err
+	}
 	vkJSON, err := os.ReadFile(filepath.Join(cfg.zkeys, circuitName+".vkey.json"))
 	if err != nil {
 		return false, err
@@ -55,12 +66,6 @@ func run(ctx context.Context, cfg config, out io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	root := cfg.dir
-	if root == "" {
-		if root, err = os.MkdirTemp("", "prover-faults-"); err != nil {
-			return false, err
-		}
-	}
 	fmt.Fprintf(out, "Fault suite: %d scenario(s), size %s: %d requests over %s each, %d workers, outage %s, AckWait %s, app retries after %s\n",
 		len(cfg.scenarios), cfg.name, cfg.requests, cfg.duration, cfg.workers, cfg.outage, cfg.ackWait, cfg.retryDelay)
 	fmt.Fprintf(out, "Logs and data: %s\n", root)
@@ -68,9 +73,9 @@ func run(ctx context.Context, cfg config, out io.Writer) (bool, error) {
 	for _, name := range cfg.scenarios {
 		sc := findScenario(name)
 		fmt.Fprintf(out, "\n== %s: %s\n", sc.name, sc.what)
-		o, err := runScenario(ctx, cfg, sc, filepath.Join(root, sc.name), inputs, vk, out)
+		o, err := runScenario(ctx, cfg, sc, filepath.Join(root, sc.name), inputs, vk)
 		if err != nil {
-			o = outcome{scenario: sc, err: err}
+			o.err = err
 		}
 		o.print(out)
 		results = append(results, o)
@@ -106,6 +111,8 @@ type env struct {
 	start    time.Time         // the load started
 	timeline []string
 
+	bg sync.WaitGroup // the scenario's own goroutines (orphan checks, restarts)
+
 	mu      sync.Mutex
 	workers []*fleet.Worker // every worker started, live or dead
 	nextID  int
@@ -120,19 +127,28 @@ func (e *env) note(format string, args ...any) {
 	e.timeline = append(e.timeline, fmt.Sprintf("%+6.1fs %s", time.Since(e.start).Seconds(), fmt.Sprintf(format, args...)))
 }
 
-func runScenario(ctx context.Context, cfg config, sc *scenario, dir string, inputs []byte, vk *groth16.VerifyingKey, out io.Writer) (outcome, error) {
-	o := outcome{scenario: sc}
+// runScenario runs one scenario on a fleet of its own. The outcome holds
+// the timeline and the logs' place even when it returns an error.
+func runScenario(ctx context.Context, cfg config, sc *scenario, dir string, inputs []byte, vk *groth16.VerifyingKey) (o outcome, err error) {
+	o = outcome{scenario: sc, logs: filepath.Join(dir, "logs")}
 	ctx, cancel := context.WithCancel(ctx) // ends the app's retries when the scenario returns
 	defer cancel()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return o, err
 	}
-	procs, err := fleet.NewProcs(filepath.Join(dir, "logs"))
+	procs, err := fleet.NewProcs(o.logs)
 	if err != nil {
 		return o, err
 	}
 	defer procs.Close()
 	e := &env{cfg: cfg, dir: dir, procs: procs, start: time.Now(), rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))}
+	defer func() {
+		cancel()
+		e.bg.Wait()
+		e.mu.Lock()
+		o.timeline, o.orphans = e.timeline, e.orphans
+		e.mu.Unlock()
+	}()
 	if err := e.up(ctx, sc.cluster); err != nil {
 		return o, err
 	}
@@ -205,6 +221,7 @@ func runScenario(ctx context.Context, cfg config, sc *scenario, dir string, inpu
 	}
 
 	// Stop the workers as an operator would; nothing of theirs may remain.
+	e.bg.Wait()
 	e.mu.Lock()
 	workers := append([]*fleet.Worker(nil), e.workers...)
 	e.mu.Unlock()
@@ -218,10 +235,6 @@ func runScenario(ctx context.Context, cfg config, sc *scenario, dir string, inpu
 	}
 	o.leftovers = leftovers(filepath.Join(dir, "work"))
 	o.result = audit.Judge(reqs, snap, audit.VerifyWith(vk), faultEnd)
-	o.orphans = e.orphans
-	o.timeline = e.timeline
-	o.logs = filepath.Join(dir, "logs")
-	e.note("done")
 	return o, nil
 }
 
@@ -423,4 +436,35 @@ func leftovers(workDir string) []string {
 		return nil
 	})
 	return left
+}
+
+// copyCircuit copies the suite's circuit (its C++ witness generator with
+// its .dat, its zkey and verification key) into dir/circuits and dir/zkeys,
+// the layout the programs read, and returns those two folders.
+func copyCircuit(circuits, zkeys, dir string) (string, string, error) {
+	cpp := circuitName + "_cpp"
+	outC, outK := filepath.Join(dir, "circuits"), filepath.Join(dir, "zkeys")
+	for _, d := range []string{filepath.Join(outC, cpp), outK} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", "", err
+		}
+	}
+	for _, f := range []struct {
+		src, dst string
+		mode     os.FileMode
+	}{
+		{filepath.Join(circuits, cpp, circuitName), filepath.Join(outC, cpp, circuitName), 0o755},
+		{filepath.Join(circuits, cpp, circuitName+".dat"), filepath.Join(outC, cpp, circuitName+".dat"), 0o644},
+		{filepath.Join(zkeys, circuitName+".zkey"), filepath.Join(outK, circuitName+".zkey"), 0o644},
+		{filepath.Join(zkeys, circuitName+".vkey.json"), filepath.Join(outK, circuitName+".vkey.json"), 0o644},
+	} {
+		data, err := os.ReadFile(f.src)
+		if err != nil {
+			return "", "", fmt.Errorf("the circuit (make circuits keys): %w", err)
+		}
+		if err := os.WriteFile(f.dst, data, f.mode); err != nil {
+			return "", "", err
+		}
+	}
+	return outC, outK, nil
 }

@@ -85,11 +85,14 @@ func killWorkers(ctx context.Context, e *env, _ *load.Ledger) (time.Time, error)
 			w.Kill()
 			last = time.Now()
 			e.note("kill -9 %s (%d child processes, busy %t)", w.Name, children, len(busy) > 0)
+			e.bg.Add(2)
 			go func() {
+				defer e.bg.Done()
 				time.Sleep(orphanGrace)
 				e.collectOrphans(w, fmt.Sprintf("%s after its kill", orphanGrace))
 			}()
 			go func() {
+				defer e.bg.Done()
 				time.Sleep(restartAfter)
 				if nw, err := e.startWorker(ctx, kind); err != nil {
 					e.note("restart of a %s worker failed: %v", kind, err)
