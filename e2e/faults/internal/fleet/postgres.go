@@ -7,12 +7,13 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/openpassport/prover-fleet/internal/devstack"
 )
 
 // Postgres is a throwaway PostgreSQL server that can be stopped and started
@@ -27,29 +28,10 @@ type Postgres struct {
 	n     int // incarnations
 }
 
-// FindPostgresBin finds initdb and postgres: PG_BIN, else the newest
-// /usr/lib/postgresql/*/bin.
-func FindPostgresBin() (string, error) {
-	if dir := os.Getenv("PG_BIN"); dir != "" {
-		return dir, nil
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	sort.Slice(matches, func(i, j int) bool { return pgVersion(matches[i]) > pgVersion(matches[j]) })
-	if len(matches) == 0 {
-		return "", errors.New("fleet: PostgreSQL server binaries not found: install postgresql-15 or set PG_BIN")
-	}
-	return filepath.Dir(matches[0]), nil
-}
-
-func pgVersion(initdb string) int {
-	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(initdb))))
-	return v
-}
-
 // NewPostgres initialises a data directory in dir (created) and starts the
 // server.
 func NewPostgres(ctx context.Context, procs *Procs, dir string) (*Postgres, error) {
-	bin, err := FindPostgresBin()
+	bin, err := devstack.FindPostgresBin() // PG_BIN, else the newest /usr/lib/postgresql/*/bin
 	if err != nil {
 		return nil, err
 	}
