@@ -76,7 +76,7 @@ func TestRun(t *testing.T) {
 }
 
 func testRun(t *testing.T, targets bool, attester string) {
-	ctx := context.Background()
+	ctx := t.Context()
 	dbURL := stacktest.PostgresURL(t)
 	realDB := dbURL
 	_, js, natsURL := stacktest.NATS(t)

@@ -49,7 +49,7 @@ func TestProofPerFamily(t *testing.T) {
 	for _, d := range demos() {
 		t.Run(d.circuit, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 			defer cancel()
 			verifier, err := e.fleet.NewVerifier()
 			if err != nil {
@@ -202,7 +202,7 @@ func sameStatus(a, b protocol.Status) bool {
 // private key or the fleet job key.
 func TestLogsHoldNoSecrets(t *testing.T) {
 	e := fleet(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	d := demos()[2] // disclose_demo: personal data in its inputs (birth date, document number)
 	inputs := e.readInputs(t, d.circuit)
@@ -391,7 +391,7 @@ func mustJSONBytes(b []byte) string {
 // holds an input value (issue 3: temp directories are always removed).
 func TestWorkDirClean(t *testing.T) {
 	e := fleet(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	// Wait until no job is in flight.
 	for {

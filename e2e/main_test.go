@@ -140,6 +140,7 @@ func (e *env) start() {
 
 	e.logs = &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// Not a test's context: the shared fleet outlives the test that starts it.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	e.fleet, e.startErr = devfleet.Start(ctx, devfleet.Config{

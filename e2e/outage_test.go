@@ -41,7 +41,7 @@ func outageFleet(t *testing.T, recordTimeout time.Duration) (*devfleet.Fleet, *c
 		t.Fatalf("the outage tests need the demo circuits (make circuits keys): %v", err)
 	}
 	logs := &syncBuffer{}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	fleet, err := devfleet.Start(ctx, devfleet.Config{
 		CircuitDir: circuits, ZkeyDir: zkeys, Families: []family.Family{family.Disclose}, NoWorkers: true,
@@ -87,7 +87,7 @@ func discloseRequest(id string, inputs json.RawMessage) client.Request {
 // waitProved waits for id's final status and checks the proof natively.
 func waitProved(t *testing.T, fleet *devfleet.Fleet, c *client.Client, id string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	st, err := c.Wait(ctx, id, nil)
 	if err != nil {
@@ -128,7 +128,7 @@ func waitProved(t *testing.T, fleet *devfleet.Fleet, c *client.Client, id string
 // the request is proved, once.
 func TestNATSOutageSubmitThenRetry(t *testing.T) {
 	fleet, c, inputs, logs := outageFleet(t, 2*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	srv := fleet.NATSServer()
 	srv.Server().Shutdown()
@@ -159,7 +159,7 @@ func TestNATSOutageSubmitThenRetry(t *testing.T) {
 // accepted is proved once it is back.
 func TestPostgresOutageMidFlight(t *testing.T) {
 	fleet, c, inputs, logs := outageFleet(t, 15*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	var ids []string
 	for i := range 10 {

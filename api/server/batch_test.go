@@ -109,7 +109,7 @@ func (s session) submitAt(url, plain string) (*reply, error) {
 func TestConcurrentPairs(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})
-	ctx := context.Background()
+	ctx := t.Context()
 	plain := request("register", "register_demo", `{"x":"7"}`, nil)
 	const fresh, taken = 48, 16
 	recorded := make(map[string]bool)
@@ -176,7 +176,7 @@ func TestShutdownDrainsSubmits(t *testing.T) {
 	e := setup(t, options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- e.Server.Serve(ctx, ln) }()
@@ -214,7 +214,7 @@ func TestShutdownDrainsSubmits(t *testing.T) {
 	wg.Wait()
 	ok := 0
 	for i, s := range sessions {
-		recorded, err := e.Store.Exists(context.Background(), s.uuid)
+		recorded, err := e.Store.Exists(t.Context(), s.uuid)
 		must(t, err)
 		if recorded != answered[i] {
 			t.Errorf("%s: answered with success %v, recorded %v", s.uuid, answered[i], recorded)

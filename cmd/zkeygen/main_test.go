@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -30,7 +29,7 @@ func TestKeygen(t *testing.T) {
 	zk, vk := filepath.Join(dir, "tiny.zkey"), filepath.Join(dir, "tiny.vkey.json")
 	var stderr bytes.Buffer
 	args := []string{"-r1cs", testdata + "tiny.r1cs", "-zkey", zk, "-vkey", vk, "-seed", "prover-fleet tiny test"}
-	if err := run(context.Background(), args, &stderr); err != nil {
+	if err := run(t.Context(), args, &stderr); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "anyone who knows the seed can forge proofs") {
@@ -44,7 +43,7 @@ func TestKeygen(t *testing.T) {
 		t.Fatal("vkey differs from the golden tiny_dev.vkey.json")
 	}
 	// And it proves.
-	ctx := context.Background()
+	ctx := t.Context()
 	pk, err := groth16.LoadProvingKey(ctx, zk)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +89,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := run(context.Background(), tt.args, &bytes.Buffer{})
+			err := run(t.Context(), tt.args, &bytes.Buffer{})
 			if err == nil {
 				t.Fatal("run succeeded")
 			}

@@ -28,7 +28,7 @@ func TestProve(t *testing.T) {
 	dir := t.TempDir()
 	proofPath, publicPath := filepath.Join(dir, "proof.json"), filepath.Join(dir, "public.json")
 	var stderr bytes.Buffer
-	err := run(context.Background(), []string{testdata + "tiny_snarkjs.zkey", testdata + "tiny.wtns", proofPath, publicPath}, &stderr)
+	err := run(t.Context(), []string{testdata + "tiny_snarkjs.zkey", testdata + "tiny.wtns", proofPath, publicPath}, &stderr)
 	if err != nil {
 		t.Fatalf("run: %v (stderr %q)", err, stderr.String())
 	}
@@ -49,7 +49,7 @@ func TestErrors(t *testing.T) {
 	t.Parallel()
 	// A witness that does not satisfy the circuit.
 	dir := t.TempDir()
-	w, err := wtns.ReadFile(context.Background(), testdata+"tiny.wtns")
+	w, err := wtns.ReadFile(t.Context(), testdata+"tiny.wtns")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestErrors(t *testing.T) {
 			if !tt.usage {
 				args = append(append([]string(nil), args...), filepath.Join(out, "proof.json"), filepath.Join(out, "public.json"))
 			}
-			err := run(context.Background(), args, &bytes.Buffer{})
+			err := run(t.Context(), args, &bytes.Buffer{})
 			if err == nil {
 				t.Fatal("run succeeded")
 			}
@@ -108,7 +108,7 @@ func TestErrors(t *testing.T) {
 func TestCancelled(t *testing.T) {
 	t.Parallel()
 	out := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	err := run(ctx, []string{testdata + "tiny_snarkjs.zkey", testdata + "tiny.wtns", out + "/p.json", out + "/q.json"}, &bytes.Buffer{})
 	if !errors.Is(err, context.Canceled) {
@@ -119,7 +119,7 @@ func TestCancelled(t *testing.T) {
 
 func writeOtherWitness(t *testing.T, dir string) string {
 	t.Helper()
-	w, err := wtns.ReadFile(context.Background(), testdata+"tiny.wtns")
+	w, err := wtns.ReadFile(t.Context(), testdata+"tiny.wtns")
 	if err != nil {
 		t.Fatal(err)
 	}

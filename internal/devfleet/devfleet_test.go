@@ -82,7 +82,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := devfleet.Start(context.Background(), tc.cfg)
+			_, err := devfleet.Start(t.Context(), tc.cfg)
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("Start: %v, want an error starting %q", err, tc.want)
 			}
@@ -100,7 +100,7 @@ func TestThrowawayPostgres(t *testing.T) {
 		t.Fatalf("this test needs the PostgreSQL server binaries: %v", err)
 	}
 	c, k := emptyFolders(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	fleet, err := devfleet.Start(ctx, devfleet.Config{CircuitDir: c, ZkeyDir: k, NoWorkers: true})
 	if err != nil {
@@ -129,7 +129,7 @@ func TestFleetWithoutWorkers(t *testing.T) {
 	t.Parallel()
 	c, k := emptyFolders(t)
 	stateDir := filepath.Join(t.TempDir(), "state")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	fleet, err := devfleet.Start(ctx, devfleet.Config{
 		StateDir: stateDir, DatabaseURL: stacktest.PostgresURL(t),
@@ -255,7 +255,7 @@ func TestFleetWithoutWorkers(t *testing.T) {
 func TestAddStopKillWorkers(t *testing.T) {
 	t.Parallel()
 	c, k := emptyFolders(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	fleet, err := devfleet.Start(ctx, devfleet.Config{
 		DatabaseURL: stacktest.PostgresURL(t), CircuitDir: c, ZkeyDir: k,
@@ -318,7 +318,7 @@ func TestAddStopKillWorkers(t *testing.T) {
 func TestConfidentialSpaceAttester(t *testing.T) {
 	t.Parallel()
 	c, k := emptyFolders(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	fleet, err := devfleet.Start(ctx, devfleet.Config{
 		DatabaseURL: stacktest.PostgresURL(t), CircuitDir: c, ZkeyDir: k, NoWorkers: true,

@@ -1,7 +1,6 @@
 package migrate_test
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -16,7 +15,7 @@ func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
 func TestMigrateIsIdempotent(t *testing.T) {
 	t.Parallel()
 	pool := stacktest.Postgres(t)
-	applied, err := migrate.Up(context.Background(), pool)
+	applied, err := migrate.Up(t.Context(), pool)
 	if err != nil || len(applied) != 0 {
 		t.Fatalf("second migrate applied %v, %v", applied, err)
 	}

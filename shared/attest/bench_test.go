@@ -1,7 +1,6 @@
 package attest
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,7 +15,7 @@ func BenchmarkDevAttest(b *testing.B) {
 	req := testRequest()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := f.dev.Attest(context.Background(), req); err != nil {
+		if _, err := f.dev.Attest(b.Context(), req); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -28,7 +27,7 @@ func BenchmarkDevAttestParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := f.dev.Attest(context.Background(), req); err != nil {
+			if _, err := f.dev.Attest(b.Context(), req); err != nil {
 				b.Error(err)
 				return
 			}

@@ -109,7 +109,7 @@ func TestDevDocumentShape(t *testing.T) {
 func TestDevAttestRejects(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	cancelled, cancel := context.WithCancel(context.Background())
+	cancelled, cancel := context.WithCancel(t.Context())
 	cancel()
 	cases := []struct {
 		name string
@@ -117,9 +117,9 @@ func TestDevAttestRejects(t *testing.T) {
 		req  Request
 		err  error
 	}{
-		{"user_data 513 bytes", context.Background(), Request{UserData: fill(513, 1)}, ErrInputTooLarge},
-		{"nonce 513 bytes", context.Background(), Request{Nonce: fill(513, 1)}, ErrInputTooLarge},
-		{"public_key 1025 bytes", context.Background(), Request{PublicKey: fill(1025, 1)}, ErrInputTooLarge},
+		{"user_data 513 bytes", t.Context(), Request{UserData: fill(513, 1)}, ErrInputTooLarge},
+		{"nonce 513 bytes", t.Context(), Request{Nonce: fill(513, 1)}, ErrInputTooLarge},
+		{"public_key 1025 bytes", t.Context(), Request{PublicKey: fill(1025, 1)}, ErrInputTooLarge},
 		{"cancelled context", cancelled, testRequest(), context.Canceled},
 	}
 	for _, c := range cases {
@@ -278,7 +278,7 @@ func TestDevConcurrentAttest(t *testing.T) {
 	for i := range 50 {
 		wg.Go(func() {
 			req := Request{UserData: fill(65, byte(i)), Nonce: fill(12, byte(i)), PublicKey: fill(65, byte(i+1))}
-			doc, err := f.dev.Attest(context.Background(), req)
+			doc, err := f.dev.Attest(t.Context(), req)
 			if err != nil {
 				t.Error(err)
 				return

@@ -2,7 +2,6 @@ package attest
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"sync/atomic"
@@ -77,7 +76,7 @@ func fill(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
 
 func attest(t testing.TB, dev *Dev, req Request) []byte {
 	t.Helper()
-	doc, err := dev.Attest(context.Background(), req)
+	doc, err := dev.Attest(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}

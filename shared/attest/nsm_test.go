@@ -59,16 +59,16 @@ func TestNSMNotAnNSM(t *testing.T) {
 	}
 	t.Cleanup(func() { n.Close() })
 
-	_, err = n.Attest(context.Background(), testRequest())
+	_, err = n.Attest(t.Context(), testRequest())
 	var ioctl *nsm.ErrorIoctlFailed
 	if !errors.As(err, &ioctl) || ioctl.Errno != syscall.ENOTTY {
 		t.Fatalf("Attest on a regular file: %v, want an ioctl ENOTTY error", err)
 	}
 
-	if _, err := n.Attest(context.Background(), Request{UserData: fill(MaxUserDataLen+1, 1)}); !errors.Is(err, ErrInputTooLarge) {
+	if _, err := n.Attest(t.Context(), Request{UserData: fill(MaxUserDataLen+1, 1)}); !errors.Is(err, ErrInputTooLarge) {
 		t.Errorf("oversized request: %v, want ErrInputTooLarge", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := n.Attest(ctx, testRequest()); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled context: %v", err)
@@ -80,7 +80,7 @@ func TestNSMNotAnNSM(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if _, err := n.Attest(context.Background(), testRequest()); !errors.Is(err, ErrClosed) {
+	if _, err := n.Attest(t.Context(), testRequest()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Attest after Close: %v, want ErrClosed", err)
 	}
 }

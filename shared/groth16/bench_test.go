@@ -1,7 +1,6 @@
 package groth16
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -27,7 +26,7 @@ func BenchmarkProve(b *testing.B) {
 			// chainCircuit(n) has n constraints and 2 public signals;
 			// n + 2 < 2^logN keeps the domain at 2^logN.
 			sys, w := chainCircuit(1<<logN - 3)
-			k, _, err := DevSetup(context.Background(), sys, []byte("bench"))
+			k, _, err := DevSetup(b.Context(), sys, []byte("bench"))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -43,7 +42,7 @@ func BenchmarkProve(b *testing.B) {
 		return
 	}
 	b.Run("file", func(b *testing.B) {
-		ctx := context.Background()
+		ctx := b.Context()
 		pk, err := LoadProvingKey(ctx, zk)
 		if err != nil {
 			b.Fatal(err)
@@ -59,7 +58,7 @@ func BenchmarkProve(b *testing.B) {
 func benchProve(b *testing.B, pk *ProvingKey, w []fr.Element) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := Prove(context.Background(), pk, w); err != nil {
+		if _, _, err := Prove(b.Context(), pk, w); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -69,7 +68,7 @@ func benchProve(b *testing.B, pk *ProvingKey, w []fr.Element) {
 // BenchmarkVerify measures parsing-free verification of one proof.
 func BenchmarkVerify(b *testing.B) {
 	fx := setup(b)
-	proof, public, err := Prove(context.Background(), fx.pk, fx.witness)
+	proof, public, err := Prove(b.Context(), fx.pk, fx.witness)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -99,7 +98,7 @@ func BenchmarkVerifyJSON(b *testing.B) {
 func BenchmarkDevSetup(b *testing.B) {
 	sys, _ := chainCircuit(1<<17 - 3)
 	for b.Loop() {
-		if _, _, err := DevSetup(context.Background(), sys, []byte("bench")); err != nil {
+		if _, _, err := DevSetup(b.Context(), sys, []byte("bench")); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -117,7 +116,7 @@ func BenchmarkLoadProvingKey(b *testing.B) {
 		b.SetBytes(st.Size())
 	}
 	for b.Loop() {
-		if _, err := LoadProvingKey(context.Background(), path); err != nil {
+		if _, err := LoadProvingKey(b.Context(), path); err != nil {
 			b.Fatal(err)
 		}
 	}

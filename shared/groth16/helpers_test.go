@@ -1,7 +1,6 @@
 package groth16
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"strings"
@@ -46,7 +45,7 @@ type fixture struct {
 
 func setup(t testing.TB) fixture {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	w, err := wtns.ReadFile(ctx, tinyWtns)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +63,7 @@ func setup(t testing.TB) fixture {
 
 func readTinyR1CS(t testing.TB) *r1cs.System {
 	t.Helper()
-	s, err := r1cs.ReadFile(context.Background(), tinyR1CS)
+	s, err := r1cs.ReadFile(t.Context(), tinyR1CS)
 	if err != nil {
 		t.Fatal(err)
 	}

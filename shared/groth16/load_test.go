@@ -2,7 +2,6 @@ package groth16
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -20,7 +19,7 @@ import (
 func chainKeyFile(t *testing.T, n int, seed string) (string, []byte, []fr.Element) {
 	t.Helper()
 	sys, w := chainCircuit(n)
-	k, _, err := DevSetup(context.Background(), sys, []byte(seed))
+	k, _, err := DevSetup(t.Context(), sys, []byte(seed))
 	if err != nil {
 		t.Fatal(err)
 	}

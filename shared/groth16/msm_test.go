@@ -65,7 +65,7 @@ func msmTableG1(t *testing.T, pts []bn254.G1Affine, c uint, copies int) *tableG1
 	wpp := (w + copies - 1) / copies
 	tc := (w + wpp - 1) / wpp
 	tab := &tableG1{c: c, t: tc, wpp: wpp, pts: make([]bn254.G1Affine, len(pts)*(tc-1))}
-	if err := buildTableG1(context.Background(), tab, pts, 2); err != nil {
+	if err := buildTableG1(t.Context(), tab, pts, 2); err != nil {
 		t.Fatal(err)
 	}
 	return tab
@@ -128,7 +128,7 @@ func TestMSMMatchesMultiExp(t *testing.T) {
 			tab := msmTableG1(t, pts, tc.c, tc.copies)
 			for round := range 3 {
 				s := warmScalars(rng, tc.n)
-				got, err := runMSMG1(context.Background(), pts, s, tc.c, tab, tc.ranges, tc.withKinds)
+				got, err := runMSMG1(t.Context(), pts, s, tc.c, tab, tc.ranges, tc.withKinds)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -171,7 +171,7 @@ func TestMSMG2MatchesMultiExp(t *testing.T) {
 				wpp := (w + tc.copies - 1) / tc.copies
 				tt := (w + wpp - 1) / wpp
 				tab = &tableG2{c: tc.c, t: tt, wpp: wpp, pts: make([]bn254.G2Affine, n*(tt-1))}
-				if err := buildTableG2(context.Background(), tab, pts, 2); err != nil {
+				if err := buildTableG2(t.Context(), tab, pts, 2); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -187,7 +187,7 @@ func TestMSMG2MatchesMultiExp(t *testing.T) {
 			for j := range m.jobs() {
 				jobs = append(jobs, job{run: func(ctx context.Context, w *worker) error { return m.run(ctx, w.g2, j) }})
 			}
-			if err := runJobs(context.Background(), ws, nil, jobs); err != nil {
+			if err := runJobs(t.Context(), ws, nil, jobs); err != nil {
 				t.Fatal(err)
 			}
 			got := m.result()
@@ -207,7 +207,7 @@ func TestMSMAllZero(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	pts := warmPointsG1(rng, 100)
 	for _, withKinds := range []bool{false, true} {
-		j, err := runMSMG1(context.Background(), pts, make([]fr.Element, 100), 8, nil, 1, withKinds)
+		j, err := runMSMG1(t.Context(), pts, make([]fr.Element, 100), 8, nil, 1, withKinds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +285,7 @@ func TestMSMSamePoint(t *testing.T) {
 		for i := range s {
 			s[i].SetUint64(k)
 		}
-		got, err := runMSMG1(context.Background(), pts, s, 8, nil, 1, true)
+		got, err := runMSMG1(t.Context(), pts, s, 8, nil, 1, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,7 +304,7 @@ func TestMSMCancelled(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	pts := warmPointsG1(rng, 3*checkEvery)
 	s := warmScalars(rng, len(pts))
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := runMSMG1(ctx, pts, s, 10, nil, 1, true); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -314,13 +314,13 @@ func TestMSMCancelled(t *testing.T) {
 	m := newMSMG1(pts, reg, nil, 10, nil, 1)
 	acc := newAccG1(make([]bn254.G1Affine, 1<<9))
 	// Cancelled halfway: buckets, batch and queue hold work when it stops.
-	half := &countdown{Context: context.Background()}
+	half := &countdown{Context: t.Context()}
 	half.left.Store(2)
 	if err := m.run(half, acc, 0); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	for j := range m.jobs() {
-		if err := m.run(context.Background(), acc, j); err != nil {
+		if err := m.run(t.Context(), acc, j); err != nil {
 			t.Fatal(err)
 		}
 	}

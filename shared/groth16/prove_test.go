@@ -14,7 +14,7 @@ import (
 func TestProveWithSnarkjsKey(t *testing.T) {
 	t.Parallel()
 	fx := setup(t)
-	proof, public, err := Prove(context.Background(), fx.pk, fx.witness)
+	proof, public, err := Prove(t.Context(), fx.pk, fx.witness)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestProveWithSnarkjsKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two proofs of the same witness differ (fresh r, s) and both verify.
-	proof2, _, err := Prove(context.Background(), fx.pk, fx.witness)
+	proof2, _, err := Prove(t.Context(), fx.pk, fx.witness)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestProveWithSnarkjsKey(t *testing.T) {
 func TestProofJSONShape(t *testing.T) {
 	t.Parallel()
 	fx := setup(t)
-	proof, _, err := Prove(context.Background(), fx.pk, fx.witness)
+	proof, _, err := Prove(t.Context(), fx.pk, fx.witness)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestProveRefusesUnsatisfyingWitness(t *testing.T) {
 			t.Parallel()
 			bad := append([]fr.Element(nil), fx.witness...)
 			bad[i].Add(&bad[i], &one)
-			proof, public, err := Prove(context.Background(), fx.pk, bad)
+			proof, public, err := Prove(t.Context(), fx.pk, bad)
 			if !errors.Is(err, ErrUnsatisfied) {
 				t.Fatalf("err = %v, want ErrUnsatisfied", err)
 			}
@@ -105,7 +105,7 @@ func TestProveRefusesUnsatisfyingWitness(t *testing.T) {
 		t.Parallel()
 		bad := append([]fr.Element(nil), fx.witness...)
 		bad[0].SetUint64(2)
-		if _, _, err := Prove(context.Background(), fx.pk, bad); !errors.Is(err, ErrUnsatisfied) {
+		if _, _, err := Prove(t.Context(), fx.pk, bad); !errors.Is(err, ErrUnsatisfied) {
 			t.Fatalf("err = %v, want ErrUnsatisfied", err)
 		}
 	})
@@ -117,7 +117,7 @@ func TestProveWitnessSize(t *testing.T) {
 	for _, n := range []int{0, 1, len(fx.witness) - 1, len(fx.witness) + 1} {
 		w := make([]fr.Element, n)
 		copy(w, fx.witness)
-		if _, _, err := Prove(context.Background(), fx.pk, w); !errors.Is(err, ErrWitnessSize) {
+		if _, _, err := Prove(t.Context(), fx.pk, w); !errors.Is(err, ErrWitnessSize) {
 			t.Errorf("%d values: err = %v, want ErrWitnessSize", n, err)
 		}
 	}
@@ -126,7 +126,7 @@ func TestProveWitnessSize(t *testing.T) {
 func TestProveCancelled(t *testing.T) {
 	t.Parallel()
 	fx := setup(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	proof, _, err := Prove(ctx, fx.pk, fx.witness)
 	if !errors.Is(err, context.Canceled) || proof != nil {
@@ -142,7 +142,7 @@ func TestProveConcurrent(t *testing.T) {
 	errs := make(chan error, 8)
 	for range 8 {
 		wg.Go(func() {
-			proof, public, err := Prove(context.Background(), fx.pk, fx.witness)
+			proof, public, err := Prove(t.Context(), fx.pk, fx.witness)
 			if err == nil {
 				err = fx.vk.Verify(proof, public)
 			}
@@ -178,7 +178,7 @@ func TestLoadProvingKeyRejects(t *testing.T) {
 			if err := writeBytes(path, tt.data); err != nil {
 				t.Fatal(err)
 			}
-			pk, err := LoadProvingKey(context.Background(), path)
+			pk, err := LoadProvingKey(t.Context(), path)
 			if err == nil || pk != nil {
 				t.Fatalf("LoadProvingKey accepted %s", tt.name)
 			}

@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite testdata/tiny_dev.zkey and tiny
 
 func devSetupBytes(t *testing.T, sys *r1cs.System, seed string) (zk, vk []byte) {
 	t.Helper()
-	k, v, err := DevSetup(context.Background(), sys, []byte(seed))
+	k, v, err := DevSetup(t.Context(), sys, []byte(seed))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestDevSetupGolden(t *testing.T) {
 // not depend on the secrets with the key snarkjs made for the same r1cs.
 func TestDevSetupLayoutMatchesSnarkjs(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	mine, err := zkey.ReadFile(ctx, devZkey)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func TestDevSetupLayoutMatchesSnarkjs(t *testing.T) {
 func TestDevSetupProves(t *testing.T) {
 	t.Parallel()
 	fx := setup(t)
-	k, vk, err := DevSetup(context.Background(), readTinyR1CS(t), []byte("another seed"))
+	k, vk, err := DevSetup(t.Context(), readTinyR1CS(t), []byte("another seed"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestDevSetupProves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proof, public, err := Prove(context.Background(), pk, fx.witness)
+	proof, public, err := Prove(t.Context(), pk, fx.witness)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestDevSetupProves(t *testing.T) {
 
 func TestDevSetupCancelled(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, _, err := DevSetup(ctx, readTinyR1CS(t), []byte("x")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -140,7 +140,7 @@ func TestSyntheticCircuits(t *testing.T) {
 		if err := sys.IsSatisfied(w); err != nil {
 			t.Fatal(err)
 		}
-		k, vk, err := DevSetup(context.Background(), sys, []byte("synthetic"))
+		k, vk, err := DevSetup(t.Context(), sys, []byte("synthetic"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestSyntheticCircuits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		proof, public, err := Prove(context.Background(), pk, w)
+		proof, public, err := Prove(t.Context(), pk, w)
 		if err != nil {
 			t.Fatalf("%d constraints: %v", n, err)
 		}
@@ -164,7 +164,7 @@ func TestSyntheticCircuits(t *testing.T) {
 			C: []r1cs.Term{{Wire: 1, Coeff: fr.One()}},
 		}},
 	}
-	k, vk, err := DevSetup(context.Background(), allPublic, []byte("all public"))
+	k, vk, err := DevSetup(t.Context(), allPublic, []byte("all public"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestSyntheticCircuits(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := []fr.Element{fr.One(), fr.NewElement(9), fr.NewElement(3)}
-	proof, public, err := Prove(context.Background(), pk, w)
+	proof, public, err := Prove(t.Context(), pk, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestDevSetupWritesLoadableFiles(t *testing.T) {
 	if err := os.WriteFile(zpath, zk, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pk, err := LoadProvingKey(context.Background(), zpath)
+	pk, err := LoadProvingKey(t.Context(), zpath)
 	if err != nil {
 		t.Fatal(err)
 	}

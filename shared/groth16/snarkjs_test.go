@@ -1,7 +1,6 @@
 package groth16
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,7 +19,7 @@ import (
 func TestSnarkjsInterop(t *testing.T) {
 	snarkjs(t)
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	dir := t.TempDir()
 	fx := setup(t)
 

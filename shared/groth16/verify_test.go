@@ -1,7 +1,6 @@
 package groth16
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"math/big"
@@ -179,7 +178,7 @@ func TestParseVerifyingKeyRejects(t *testing.T) {
 func TestVerifyMatchesPlainPairingCheck(t *testing.T) {
 	t.Parallel()
 	fx := setup(t)
-	proof, public, err := Prove(context.Background(), fx.pk, fx.witness)
+	proof, public, err := Prove(t.Context(), fx.pk, fx.witness)
 	if err != nil {
 		t.Fatal(err)
 	}

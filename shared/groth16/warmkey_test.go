@@ -16,7 +16,7 @@ import (
 func chainKey(t *testing.T, n int) (*ProvingKey, []fr.Element) {
 	t.Helper()
 	sys, w := chainCircuit(n)
-	k, _, err := DevSetup(context.Background(), sys, []byte("warm test"))
+	k, _, err := DevSetup(t.Context(), sys, []byte("warm test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func chainKey(t *testing.T, n int) (*ProvingKey, []fr.Element) {
 func TestWarmProve(t *testing.T) {
 	t.Parallel()
 	pk, w := chainKey(t, 3000)
-	st, err := pk.Warm(context.Background(), 1<<30)
+	st, err := pk.Warm(t.Context(), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestWarmProve(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	for range 3 {
-		proof, public, err := Prove(context.Background(), pk, w)
+		proof, public, err := Prove(t.Context(), pk, w)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +62,7 @@ func TestWarmProve(t *testing.T) {
 			if bad[i].Equal(&w[i]) {
 				bad[i].SetUint64(2)
 			}
-			if _, _, err := Prove(context.Background(), pk, bad); !errors.Is(err, ErrUnsatisfied) {
+			if _, _, err := Prove(t.Context(), pk, bad); !errors.Is(err, ErrUnsatisfied) {
 				t.Fatalf("wire %d: err = %v, want ErrUnsatisfied", i, err)
 			}
 		}
@@ -85,7 +85,7 @@ func TestWarmBudget(t *testing.T) {
 		{"unlimited", 1 << 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := pk.Warm(context.Background(), tc.budget)
+			st, err := pk.Warm(t.Context(), tc.budget)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,7 +98,7 @@ func TestWarmBudget(t *testing.T) {
 				t.Fatalf("tables %v of %d bytes", st.Tables, st.TableBytes)
 			}
 			t.Logf("budget %d: %v, %d bytes", tc.budget, st.Tables, st.TableBytes)
-			if _, _, err := Prove(context.Background(), pk, w); err != nil {
+			if _, _, err := Prove(t.Context(), pk, w); err != nil {
 				t.Fatal(err)
 			}
 			if got := pk.DropTables(); got != st.TableBytes {
@@ -107,7 +107,7 @@ func TestWarmBudget(t *testing.T) {
 			if pk.Memory().Tables != 0 {
 				t.Fatal("tables still counted after DropTables")
 			}
-			if _, _, err := Prove(context.Background(), pk, w); err != nil {
+			if _, _, err := Prove(t.Context(), pk, w); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -120,7 +120,7 @@ func TestWarmBudget(t *testing.T) {
 func TestWarmCancelled(t *testing.T) {
 	t.Parallel()
 	pk, w := chainKey(t, 600)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := pk.Warm(ctx, 1<<30); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -128,7 +128,7 @@ func TestWarmCancelled(t *testing.T) {
 	if pk.warm.Load() != nil {
 		t.Fatal("a cancelled Warm left tables behind")
 	}
-	if _, _, err := Prove(context.Background(), pk, w); err != nil {
+	if _, _, err := Prove(t.Context(), pk, w); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -142,12 +142,12 @@ func TestWarmWhileProving(t *testing.T) {
 	errs := make(chan error, 5)
 	for range 4 {
 		wg.Go(func() {
-			_, _, err := Prove(context.Background(), pk, w)
+			_, _, err := Prove(t.Context(), pk, w)
 			errs <- err
 		})
 	}
 	wg.Go(func() {
-		_, err := pk.Warm(context.Background(), 1<<30)
+		_, err := pk.Warm(t.Context(), 1<<30)
 		errs <- err
 	})
 	wg.Wait()

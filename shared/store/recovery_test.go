@@ -23,7 +23,7 @@ import (
 func sealedOf(t *testing.T, pool *pgxpool.Pool, id string) []byte {
 	t.Helper()
 	var b []byte
-	err := pool.QueryRow(context.Background(), `SELECT sealed_inputs FROM proof_jobs WHERE request_id = $1`, id).Scan(&b)
+	err := pool.QueryRow(t.Context(), `SELECT sealed_inputs FROM proof_jobs WHERE request_id = $1`, id).Scan(&b)
 	if err != nil && err.Error() != "no rows in result set" {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func sealedOf(t *testing.T, pool *pgxpool.Pool, id string) []byte {
 func setupPool(t *testing.T) (*store.Store, *pgxpool.Pool) {
 	t.Helper()
 	_, url := setup(t)
-	pool, err := pgxpool.New(context.Background(), url)
+	pool, err := pgxpool.New(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func setupPool(t *testing.T) (*store.Store, *pgxpool.Pool) {
 func TestSealedInputsKeptWhileOpen(t *testing.T) {
 	t.Parallel()
 	s, pool := setupPool(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	one, bare := newRequest(), newRequest()
 	bare.Sealed = nil
 	if err := s.Insert(ctx, one); err != nil {
@@ -104,7 +104,7 @@ func TestSealedInputsKeptWhileOpen(t *testing.T) {
 func TestOpenJobsAndRequeue(t *testing.T) {
 	t.Parallel()
 	s, pool := setupPool(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	var ids []string
 	for i := range 4 {
 		r := newRequest()
@@ -180,7 +180,7 @@ func TestOpenJobsAndRequeue(t *testing.T) {
 func TestTryLock(t *testing.T) {
 	t.Parallel()
 	s, _ := setupPool(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	release, ok, err := s.TryLock(ctx, "reconcile-register")
 	if err != nil || !ok {
 		t.Fatalf("TryLock = %v, %v", ok, err)
@@ -205,7 +205,7 @@ func TestTryLock(t *testing.T) {
 // a statement, on a real server that is stopped and started again.
 func TestUnavailable(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	dir, err := os.MkdirTemp("", "store-outage-")
 	if err != nil {
 		t.Fatal(err)

@@ -116,7 +116,7 @@ func TestDialerTCPFallback(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The asked-for host does not exist; the target does.
-		c, err := d.DialContext(context.Background(), "tcp", "db.invalid:5432")
+		c, err := d.DialContext(t.Context(), "tcp", "db.invalid:5432")
 		if err != nil {
 			t.Fatalf("DialContext: %v", err)
 		}
@@ -134,7 +134,7 @@ func TestDialerTCPFallback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = d.DialContext(context.Background(), "tcp", closed)
+		_, err = d.DialContext(t.Context(), "tcp", closed)
 		if err == nil {
 			t.Fatalf("dial of closed port %s succeeded", closed)
 		}
@@ -160,7 +160,7 @@ func TestVsockDialFailsFast(t *testing.T) {
 	t.Run("context deadline", func(t *testing.T) {
 		t.Parallel()
 		const deadline = 300 * time.Millisecond
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		ctx, cancel := context.WithTimeout(t.Context(), deadline)
 		defer cancel()
 		start := time.Now()
 		c, err := d.DialContext(ctx, "tcp", "db.internal:5432")
@@ -199,7 +199,7 @@ func TestVsockDialFailsFast(t *testing.T) {
 	})
 	t.Run("cancelled context", func(t *testing.T) {
 		t.Parallel()
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		_, err := d.DialContext(ctx, "tcp", "db.internal:5432")
 		if err == nil {
@@ -306,7 +306,7 @@ func TestPgxOverDialer(t *testing.T) {
 		t.Skip("starts a Postgres server")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	pg, err := devstack.StartPostgres(ctx, devstack.PostgresConfig{Dir: t.TempDir()})
 	if err != nil {

@@ -78,7 +78,7 @@ func TestGroupLoneCallRunsAlone(t *testing.T) {
 	r := &recorder{}
 	g := newGroup(2, 8, r.run)
 	for _, v := range []int{2, 3} {
-		out, err := g.do(context.Background(), v)
+		out, err := g.do(t.Context(), v)
 		if out != v*10 || (v%2 == 1) != errors.Is(err, errOdd) {
 			t.Fatalf("do(%d) = %d, %v", v, out, err)
 		}
@@ -96,7 +96,7 @@ func TestGroupBatchesWhileBusy(t *testing.T) {
 	g := newGroup(1, 8, r.run)
 	results := make(chan result, 10)
 	call := func(v int) {
-		out, err := g.do(context.Background(), v)
+		out, err := g.do(t.Context(), v)
 		results <- result{v, out, err}
 	}
 	go call(100)
@@ -124,10 +124,10 @@ func TestGroupMaxBoundsBatches(t *testing.T) {
 	r := &recorder{gate: make(chan struct{}), started: make(chan []int, 10)}
 	g := newGroup(1, 3, r.run)
 	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = g.do(context.Background(), 100) })
+	wg.Go(func() { _, _ = g.do(t.Context(), 100) })
 	<-r.started
 	for v := range 7 {
-		wg.Go(func() { _, _ = g.do(context.Background(), v) })
+		wg.Go(func() { _, _ = g.do(t.Context(), v) })
 	}
 	waitQueued(t, g, 7)
 	close(r.gate)
@@ -153,10 +153,10 @@ func TestGroupWeightBoundsBatches(t *testing.T) {
 	g.weigh = func(v int) int { return v }
 	g.maxWeight = 10
 	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = g.do(context.Background(), 0) })
+	wg.Go(func() { _, _ = g.do(t.Context(), 0) })
 	<-r.started
 	for _, v := range []int{4, 4, 4, 30, 2} {
-		wg.Go(func() { _, _ = g.do(context.Background(), v) })
+		wg.Go(func() { _, _ = g.do(t.Context(), v) })
 	}
 	waitQueued(t, g, 5)
 	close(r.gate)
@@ -185,12 +185,12 @@ func TestGroupCancelWhileQueued(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if _, err := g.do(context.Background(), 100); err != nil {
+		if _, err := g.do(t.Context(), 100); err != nil {
 			t.Errorf("first call: %v", err)
 		}
 	}()
 	<-r.started
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() {
 		_, err := g.do(ctx, 7)
@@ -218,11 +218,11 @@ func TestGroupCancelInFlight(t *testing.T) {
 	r := &recorder{gate: make(chan struct{}), started: make(chan []int, 10), ctxs: make(chan context.Context, 10)}
 	g := newGroup(1, 8, r.run)
 	// Hold the slot so that the next two calls share a batch.
-	go func() { _, _ = g.do(context.Background(), 100) }()
+	go func() { _, _ = g.do(t.Context(), 100) }()
 	<-r.started
 	<-r.ctxs
-	ctxA, cancelA := context.WithCancel(context.Background())
-	ctxB, cancelB := context.WithCancel(context.Background())
+	ctxA, cancelA := context.WithCancel(t.Context())
+	ctxB, cancelB := context.WithCancel(t.Context())
 	type res struct {
 		out int
 		err error
@@ -276,7 +276,7 @@ func TestGroupPanic(t *testing.T) {
 				panicked = true
 			}
 		}()
-		_, err = g.do(context.Background(), v)
+		_, err = g.do(t.Context(), v)
 		return err, false
 	}
 	first := make(chan error, 1)
@@ -320,7 +320,7 @@ func TestGroupManyCallers(t *testing.T) {
 	var wg sync.WaitGroup
 	for v := range n {
 		wg.Go(func() {
-			out, err := g.do(context.Background(), v)
+			out, err := g.do(t.Context(), v)
 			if out != v*10 || (v%2 == 1) != errors.Is(err, errOdd) {
 				t.Errorf("do(%d) = %d, %v", v, out, err)
 			}

@@ -54,7 +54,7 @@ type watchEnv struct {
 
 func setupWatch(t *testing.T) *watchEnv {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	nc, js, _ := stacktest.NATS(t)
 	qcfg := jobqueue.DefaultConfig()
 	qcfg.Memory = true
@@ -95,7 +95,7 @@ type forwarding struct {
 
 func (e *watchEnv) subscribe(t *testing.T) *Watch {
 	t.Helper()
-	w, err := e.svc.Subscribe(context.Background(), e.id)
+	w, err := e.svc.Subscribe(t.Context(), e.id)
 	must(t, err)
 	t.Cleanup(w.Close)
 	return w
@@ -103,7 +103,7 @@ func (e *watchEnv) subscribe(t *testing.T) *Watch {
 
 func forward(t *testing.T, w *Watch) *forwarding {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	f := &forwarding{w: w, sent: make(chan protocol.Status, 8), done: make(chan error, 1)}
 	go func() {
 		f.done <- w.Forward(ctx, func(st protocol.Status) error { f.sent <- st; return nil })
@@ -149,7 +149,7 @@ func (f *forwarding) ended(t *testing.T) {
 
 func (e *watchEnv) publish(t *testing.T, ev job.StatusEvent) {
 	t.Helper()
-	must(t, e.events.PublishStatus(context.Background(), ev))
+	must(t, e.events.PublishStatus(t.Context(), ev))
 }
 
 // publishOld publishes an event as publishers before status rows in events
@@ -219,7 +219,7 @@ func TestWatchForwardsCompleteEvents(t *testing.T) {
 func TestWatchRereadsOnOldEvents(t *testing.T) {
 	t.Parallel()
 	e := setupWatch(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	f := forward(t, e.subscribe(t))
 
 	_, err := e.store.MarkWitnessGenerated(ctx, e.id)
@@ -247,7 +247,7 @@ func TestWatchRereadsOnOldEvents(t *testing.T) {
 // before, the row may have moved to 1 unseen, so it re-reads.
 func TestWatchFailedEvents(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	t.Run("after witness generated: forwarded as it is", func(t *testing.T) {
 		t.Parallel()
 		e := setupWatch(t)
@@ -286,7 +286,7 @@ func TestWatchFailedEvents(t *testing.T) {
 func TestWatchIgnoresBackwardEvents(t *testing.T) {
 	t.Parallel()
 	e := setupWatch(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	_, err := e.store.MarkWitnessGenerated(ctx, e.id)
 	must(t, err)
 	w := e.subscribe(t)
@@ -316,7 +316,7 @@ func TestWatchIgnoresBackwardEvents(t *testing.T) {
 func TestWatchCoalescesToTheFurthest(t *testing.T) {
 	t.Parallel()
 	e := setupWatch(t)
-	_, err := e.store.MarkWitnessGenerated(context.Background(), e.id)
+	_, err := e.store.MarkWitnessGenerated(t.Context(), e.id)
 	must(t, err)
 	w := e.subscribe(t)
 	at := time.Now()
@@ -339,7 +339,7 @@ func TestWatchCoalescesToTheFurthest(t *testing.T) {
 func TestWatchEventMatchesTheRow(t *testing.T) {
 	t.Parallel()
 	e := setupWatch(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	f := forward(t, e.subscribe(t))
 
 	proof := json.RawMessage(`{"pi_a":["1","2","1"],"protocol":"groth16","curve":"bn128"}` + "\n")

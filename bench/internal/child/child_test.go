@@ -12,7 +12,7 @@ import (
 )
 
 func TestRun(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	tests := []struct {
 		name    string
 		cmd     Cmd
@@ -45,7 +45,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunCancel(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := Run(ctx, Cmd{Path: "/bin/sh", Args: []string{"-c", "sleep 30 & sleep 30"}})
@@ -73,7 +73,7 @@ func buildHelper(t *testing.T) string {
 
 func TestMeter(t *testing.T) {
 	m := Meter{Helper: buildHelper(t)}
-	ctx := context.Background()
+	ctx := t.Context()
 	floor, err := m.Floor(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ func TestMeter(t *testing.T) {
 }
 
 func TestStartStopReadMemory(t *testing.T) {
-	p, err := Start(context.Background(), Cmd{Path: "/bin/sleep", Args: []string{"30"}})
+	p, err := Start(t.Context(), Cmd{Path: "/bin/sleep", Args: []string{"30"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestTreeCPU(t *testing.T) {
 	}
 	// A child that burns about 300 ms of CPU and is waited for counts as a
 	// program.
-	if _, err := Run(context.Background(), Cmd{Path: "/bin/sh", Args: busy}); err != nil {
+	if _, err := Run(t.Context(), Cmd{Path: "/bin/sh", Args: busy}); err != nil {
 		t.Fatal(err)
 	}
 	after, err := TreeCPU(os.Getpid())

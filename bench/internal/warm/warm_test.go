@@ -2,7 +2,6 @@ package warm
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -19,7 +18,7 @@ const testdata = "../../../shared/groth16/testdata/"
 func TestMain(t *testing.T) {
 	out := t.TempDir()
 	var stdout strings.Builder
-	err := Main(context.Background(), []string{testdata + "tiny_snarkjs.zkey", testdata + "tiny.wtns", out},
+	err := Main(t.Context(), []string{testdata + "tiny_snarkjs.zkey", testdata + "tiny.wtns", out},
 		strings.NewReader("prove\nprove\n"), &stdout)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +68,7 @@ func TestMainErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Main(context.Background(), tt.args, strings.NewReader("prove\n"), &strings.Builder{})
+			err := Main(t.Context(), tt.args, strings.NewReader("prove\n"), &strings.Builder{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Main error %v, want %q", err, tt.want)
 			}

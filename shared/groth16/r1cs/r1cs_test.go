@@ -31,7 +31,7 @@ func readTestdata(t testing.TB, path string) []byte {
 
 func setup(t *testing.T) (*System, []fr.Element) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	s, err := ReadFile(ctx, tinyR1CS)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func TestWriteRoundTrip(t *testing.T) {
 	if err := Write(&buf, s); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Read(context.Background(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	s2, err := Read(t.Context(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestReadRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s, err := Read(context.Background(), bytes.NewReader(tt.data), int64(len(tt.data)))
+			s, err := Read(t.Context(), bytes.NewReader(tt.data), int64(len(tt.data)))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -180,7 +180,7 @@ func FuzzR1CS(f *testing.F) {
 	f.Add(orig[:len(orig)-40])
 	f.Add([]byte("r1cs\x01\x00\x00\x00\x00\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Read(context.Background(), bytes.NewReader(data), int64(len(data)))
+		s, err := Read(t.Context(), bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			if s != nil {
 				t.Fatal("system returned with an error")
@@ -191,7 +191,7 @@ func FuzzR1CS(f *testing.F) {
 		if err := Write(&buf, s); err != nil {
 			t.Fatal(err)
 		}
-		s2, err := Read(context.Background(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		s2, err := Read(t.Context(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 		if err != nil {
 			t.Fatal(err)
 		}

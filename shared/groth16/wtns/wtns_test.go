@@ -25,7 +25,7 @@ func readTestdata(t testing.TB, path string) []byte {
 
 func TestReadCircomWitness(t *testing.T) {
 	t.Parallel()
-	w, err := ReadFile(context.Background(), tinyWtns)
+	w, err := ReadFile(t.Context(), tinyWtns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestReadCircomWitness(t *testing.T) {
 func TestWriteMatchesCircom(t *testing.T) {
 	t.Parallel()
 	orig := readTestdata(t, tinyWtns)
-	w, err := Read(context.Background(), bytes.NewReader(orig), int64(len(orig)))
+	w, err := Read(t.Context(), bytes.NewReader(orig), int64(len(orig)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestReadRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			w, err := Read(context.Background(), bytes.NewReader(tt.data), int64(len(tt.data)))
+			w, err := Read(t.Context(), bytes.NewReader(tt.data), int64(len(tt.data)))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -110,14 +110,14 @@ func TestReadRejects(t *testing.T) {
 
 func TestReadFileMissing(t *testing.T) {
 	t.Parallel()
-	if _, err := ReadFile(context.Background(), t.TempDir()+"/none.wtns"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := ReadFile(t.Context(), t.TempDir()+"/none.wtns"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err = %v, want not-exist", err)
 	}
 }
 
 func TestReadCancelled(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := ReadFile(ctx, tinyWtns); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -132,7 +132,7 @@ func FuzzWtns(f *testing.F) {
 	f.Add(orig[:len(orig)/2])
 	f.Add([]byte("wtns"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		w, err := Read(context.Background(), bytes.NewReader(data), int64(len(data)))
+		w, err := Read(t.Context(), bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			if w != nil {
 				t.Fatal("witness returned with an error")
@@ -143,7 +143,7 @@ func FuzzWtns(f *testing.F) {
 		if err := Write(&buf, w); err != nil {
 			t.Fatal(err)
 		}
-		w2, err := Read(context.Background(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		w2, err := Read(t.Context(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package zkey
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"reflect"
 	"testing"
@@ -32,7 +31,7 @@ func TestParseMatchesRead(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			t.Parallel()
 			b := readTestdata(t, path)
-			k, err := Read(context.Background(), bytes.NewReader(b), int64(len(b)))
+			k, err := Read(t.Context(), bytes.NewReader(b), int64(len(b)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +65,7 @@ func TestParseMatchesRead(t *testing.T) {
 			if v.InPlace && unsafe.Pointer(&v.H[0]) != unsafe.Pointer(&b[sections(t, b)[secH]]) {
 				t.Fatal("H is not the file's bytes")
 			}
-			if err := v.CheckPoints(context.Background()); err != nil {
+			if err := v.CheckPoints(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -83,7 +82,7 @@ func TestParseRejects(t *testing.T) {
 			t.Parallel()
 			v, err := Parse(tt.data)
 			if err == nil {
-				err = v.CheckPoints(context.Background())
+				err = v.CheckPoints(t.Context())
 			}
 			if err == nil {
 				for i := range len(v.Coefs) / CoefRecordSize {

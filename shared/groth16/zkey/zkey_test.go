@@ -50,7 +50,7 @@ func TestModuli(t *testing.T) {
 
 func TestReadSnarkjsKey(t *testing.T) {
 	t.Parallel()
-	k, err := ReadFile(context.Background(), snarkjsKey)
+	k, err := ReadFile(t.Context(), snarkjsKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestWriteRoundTrip(t *testing.T) {
 	for _, path := range []string{snarkjsKey, devKey} {
 		t.Run(path, func(t *testing.T) {
 			t.Parallel()
-			k, err := ReadFile(context.Background(), path)
+			k, err := ReadFile(t.Context(), path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func TestWriteRoundTrip(t *testing.T) {
 			if err := Write(&buf, k); err != nil {
 				t.Fatal(err)
 			}
-			k2, err := Read(context.Background(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+			k2, err := Read(t.Context(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +107,7 @@ func TestWriteRoundTrip(t *testing.T) {
 
 func TestRejectsPlonk(t *testing.T) {
 	t.Parallel()
-	_, err := ReadFile(context.Background(), plonkKey)
+	_, err := ReadFile(t.Context(), plonkKey)
 	if !errors.Is(err, ErrUnsupportedProtocol) {
 		t.Fatalf("err = %v, want ErrUnsupportedProtocol", err)
 	}
@@ -184,7 +184,7 @@ func TestReadRejects(t *testing.T) {
 	for _, tt := range rejectCases(t) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			k, err := Read(context.Background(), bytes.NewReader(tt.data), int64(len(tt.data)))
+			k, err := Read(t.Context(), bytes.NewReader(tt.data), int64(len(tt.data)))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -197,7 +197,7 @@ func TestReadRejects(t *testing.T) {
 
 func TestReadCancelled(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := ReadFile(ctx, snarkjsKey); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -206,7 +206,7 @@ func TestReadCancelled(t *testing.T) {
 
 func TestWriteRejectsInconsistentKey(t *testing.T) {
 	t.Parallel()
-	k, err := ReadFile(context.Background(), devKey)
+	k, err := ReadFile(t.Context(), devKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func FuzzZkey(f *testing.F) {
 		f.Add(b[:len(b)/3])
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		k, err := Read(context.Background(), bytes.NewReader(data), int64(len(data)))
+		k, err := Read(t.Context(), bytes.NewReader(data), int64(len(data)))
 		v, perr := Parse(data)
 		if err != nil {
 			if k != nil {
@@ -245,7 +245,7 @@ func FuzzZkey(f *testing.F) {
 		if err := Write(&buf, k); err != nil {
 			t.Fatal(err)
 		}
-		k2, err := Read(context.Background(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		k2, err := Read(t.Context(), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -156,7 +156,7 @@ func TestRunOutcomes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := proc.Exec{}.Run(context.Background(), proc.Cmd{
+			res, err := proc.Exec{}.Run(t.Context(), proc.Cmd{
 				Stage: "test", Path: script(t, tc.body), Dir: t.TempDir(), Env: env(), Timeout: tc.timeout,
 			})
 			tc.check(t, res, err)
@@ -172,7 +172,7 @@ func TestTimeoutKillsGroup(t *testing.T) {
 	pidFile := filepath.Join(dir, "grandchild.pid")
 	body := "sleep 60 &\necho $! > " + pidFile + "\nwait\n"
 	start := time.Now()
-	_, err := proc.Exec{}.Run(context.Background(), proc.Cmd{
+	_, err := proc.Exec{}.Run(t.Context(), proc.Cmd{
 		Stage: "prove", Path: script(t, body), Dir: dir, Env: env(), Timeout: 500 * time.Millisecond,
 	})
 	if !errors.Is(err, proc.ErrTimeout) {
@@ -190,7 +190,7 @@ func TestCancelReportsCause(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "grandchild.pid")
 	body := "sleep 60 &\necho $! > " + pidFile + "\nwait\n"
-	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel := context.WithCancelCause(t.Context())
 	errStop := errors.New("stop requested")
 	go func() {
 		readPID(t, pidFile)
@@ -211,7 +211,7 @@ func TestLingeringGrandchild(t *testing.T) {
 	pidFile := filepath.Join(dir, "grandchild.pid")
 	body := "sleep 60 &\necho $! > " + pidFile + "\nexit 0\n"
 	start := time.Now()
-	_, err := proc.Exec{WaitDelay: 300 * time.Millisecond}.Run(context.Background(),
+	_, err := proc.Exec{WaitDelay: 300 * time.Millisecond}.Run(t.Context(),
 		proc.Cmd{Stage: "prove", Path: script(t, body), Dir: dir, Env: env()})
 	if err != nil {
 		t.Fatalf("err = %v", err)
@@ -224,7 +224,7 @@ func TestLingeringGrandchild(t *testing.T) {
 
 func TestStartError(t *testing.T) {
 	t.Parallel()
-	_, err := proc.Exec{}.Run(context.Background(), proc.Cmd{Stage: "witness", Path: "/nonexistent/gen", Env: env()})
+	_, err := proc.Exec{}.Run(t.Context(), proc.Cmd{Stage: "witness", Path: "/nonexistent/gen", Env: env()})
 	var e *proc.StartError
 	if !errors.As(err, &e) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err = %v", err)
@@ -256,7 +256,7 @@ func TestMaxRSSIsTheChilds(t *testing.T) {
 	for i := range ballast {
 		ballast[i] = byte(i)
 	}
-	small, err := proc.Exec{}.Run(context.Background(), proc.Cmd{
+	small, err := proc.Exec{}.Run(t.Context(), proc.Cmd{
 		Stage: "witness", Path: script(t, "sleep 0.3\n"), Dir: t.TempDir(), Env: env(),
 	})
 	if err != nil {
@@ -265,7 +265,7 @@ func TestMaxRSSIsTheChilds(t *testing.T) {
 	if small.MaxRSS <= 0 || small.MaxRSS > 64<<20 {
 		t.Fatalf("a sleeping shell's MaxRSS = %d MiB, want (0, 64] MiB (the parent holds 256 MiB)", small.MaxRSS>>20)
 	}
-	big, err := proc.Exec{}.Run(context.Background(), proc.Cmd{
+	big, err := proc.Exec{}.Run(t.Context(), proc.Cmd{
 		Stage: "prove", Path: script(t, "x=$(head -c 100000000 /dev/zero | tr '\\0' x)\nsleep 0.3\necho ${#x}\n"),
 		Dir: t.TempDir(), Env: env(),
 	})
@@ -362,7 +362,7 @@ func TestTrackerSeesEachGroup(t *testing.T) {
 	dir := t.TempDir()
 	tr := &tracker{t: t, pidFile: filepath.Join(dir, "grandchild.pid")}
 	body := "sleep 60 &\necho $! > " + tr.pidFile + "\nexit 0\n"
-	_, err := proc.Exec{Tracker: tr}.Run(context.Background(), proc.Cmd{
+	_, err := proc.Exec{Tracker: tr}.Run(t.Context(), proc.Cmd{
 		Stage: "prove", Path: script(t, body), Dir: dir, Env: env(),
 	})
 	if err != nil {
@@ -382,7 +382,7 @@ func (failingTracker) Track(proc.Group) (func(), error) { return nil, errors.New
 func TestUntrackedChildIsKilled(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	_, err := proc.Exec{Tracker: failingTracker{}}.Run(context.Background(), proc.Cmd{
+	_, err := proc.Exec{Tracker: failingTracker{}}.Run(t.Context(), proc.Cmd{
 		Stage: "prove", Path: script(t, "exec sleep 60\n"), Dir: t.TempDir(), Env: env(),
 	})
 	var te *proc.TrackError

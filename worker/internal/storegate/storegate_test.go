@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
 func TestCallWaitsOutAnOutage(t *testing.T) {
 	t.Parallel()
 	pg, url := stacktest.PrivatePostgres(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func TestRefusalIsNotAnOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	gs := g.Store(s.Store)
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := gs.Claim(ctx, "not-a-uuid", "w", 1); !errors.Is(err, store.ErrBadID) {
 		t.Fatalf("claim of a bad id: %v", err)
 	}

@@ -3,7 +3,6 @@ package workdir_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -147,7 +146,7 @@ func TestHelperWorker(t *testing.T) {
 		writeScript(t, prover, "echo $$ > \"$PIDS/prover.tmp\" && mv \"$PIDS/prover.tmp\" \"$PIDS/prover\"\nexec sleep 600\n")
 		pids := t.TempDir()
 		go func() {
-			_, err := proc.Exec{Tracker: root}.Run(context.Background(), proc.Cmd{
+			_, err := proc.Exec{Tracker: root}.Run(t.Context(), proc.Cmd{
 				Stage: "prove", Path: wrapper, Args: []string{"key.zkey", "witness.wtns"}, Dir: job,
 				Env: []string{"PATH=" + os.Getenv("PATH"), "PIDS=" + pids, markVar + "=" + os.Getenv(helperMark)},
 			})
@@ -403,7 +402,7 @@ func TestTrackRefusedAfterClose(t *testing.T) {
 			t.Fatalf("watchdog %d still runs after Close", wd)
 		}
 	}
-	_, err = proc.Exec{Tracker: root}.Run(context.Background(), proc.Cmd{
+	_, err = proc.Exec{Tracker: root}.Run(t.Context(), proc.Cmd{
 		Stage: "prove", Path: "/bin/sh", Args: []string{"-c", "exec sleep 600"},
 		Dir: t.TempDir(), Env: []string{"PATH=" + os.Getenv("PATH")},
 	})
