@@ -15,7 +15,7 @@ import (
 // comes from).
 const testdata = "../../../shared/groth16/testdata/"
 
-func TestMain(t *testing.T) {
+func TestRunWarm(t *testing.T) {
 	out := t.TempDir()
 	var stdout strings.Builder
 	err := Main(t.Context(), []string{testdata + "tiny_snarkjs.zkey", testdata + "tiny.wtns", out},
