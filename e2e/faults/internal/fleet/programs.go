@@ -124,7 +124,10 @@ type WorkerConfig struct {
 	KeyFile     string
 	WorkDir     string
 	// MarkVar names the environment entry set in every child process
-	// (--child-env), "<MarkVar>=<worker name>", to find them later.
+	// (--child-env), "<MarkVar>=<WorkDir>:<worker name>", to find them
+	// later. The work directory makes it unique to one scenario of one run:
+	// two suites on one machine never count (or kill) each other's
+	// processes.
 	MarkVar string
 }
 
@@ -140,7 +143,7 @@ type Worker struct {
 
 // StartWorker starts a worker and waits until it takes jobs.
 func StartWorker(ctx context.Context, procs *Procs, name, kind string, cfg WorkerConfig) (*Worker, error) {
-	mark := cfg.MarkVar + "=" + name
+	mark := cfg.MarkVar + "=" + cfg.WorkDir + ":" + name
 	p, err := procs.Start(Spec{Name: name, Env: []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, Argv: []string{
 		cfg.Bin,
 		"--family", cfg.Family,
