@@ -28,7 +28,7 @@ func (s *Store) InsertBatch(ctx context.Context, rs []Request) []error {
 		idx                                   []int // rows sent, as indexes into rs
 		ids, circuits, endpointTypes, endpnts []string
 		userData, selfData                    []string
-		sealed                                [][]byte
+		sealed, cancelHashes                  [][]byte
 		types                                 []int16
 		onchain                               []bool
 		versions                              []int32
@@ -58,6 +58,7 @@ func (s *Store) InsertBatch(ctx context.Context, rs []Request) []error {
 			si = r.Sealed
 		}
 		sealed = append(sealed, si)
+		cancelHashes = append(cancelHashes, r.CancelHash)
 	}
 	if len(idx) == 0 {
 		return errs
@@ -69,12 +70,12 @@ func (s *Store) InsertBatch(ctx context.Context, rs []Request) []error {
 	rows, err := s.pool.Query(ctx, `
 		WITH t AS (
 			SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::text[], $4::bool[], $5::text[], $6::text[],
-			                     $7::int[], $8::text[], $9::text[], $10::bytea[])
-			         WITH ORDINALITY AS t(id, pt, c, o, et, ep, v, ud, sd, si, n)
+			                     $7::int[], $8::text[], $9::text[], $10::bytea[], $11::bytea[])
+			         WITH ORDINALITY AS t(id, pt, c, o, et, ep, v, ud, sd, si, ch, n)
 		), p AS (
 			INSERT INTO proofs (request_id, proof_type, status, circuit_name, onchain, endpoint_type,
-			                    endpoint, version, user_defined_data, self_defined_data)
-			SELECT id, pt, 0, c, o, et, ep, v, ud, sd FROM t ORDER BY n
+			                    endpoint, version, user_defined_data, self_defined_data, cancel_hash)
+			SELECT id, pt, 0, c, o, et, ep, v, ud, sd, ch FROM t ORDER BY n
 			ON CONFLICT (request_id) DO NOTHING
 			RETURNING request_id
 		), j AS (
@@ -85,7 +86,7 @@ func (s *Store) InsertBatch(ctx context.Context, rs []Request) []error {
 			ORDER BY p.request_id, t.n
 		)
 		SELECT request_id::text FROM p`,
-		ids, types, circuits, onchain, endpointTypes, endpnts, versions, userData, selfData, sealed)
+		ids, types, circuits, onchain, endpointTypes, endpnts, versions, userData, selfData, sealed, cancelHashes)
 	written := make(map[string]bool, len(ids))
 	if err == nil {
 		for rows.Next() {

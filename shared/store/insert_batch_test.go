@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -122,5 +123,49 @@ func TestRecorded(t *testing.T) {
 	}
 	if got, err := s.Recorded(ctx, nil); err != nil || len(got) != 0 {
 		t.Fatalf("Recorded(nil) = %v, %v", got, err)
+	}
+}
+
+// The hash of a request's cancel token is kept with its row, written by
+// both Insert and InsertBatch; a row without one reads nil.
+func TestCancelHash(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	hash := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+	one, batched, none := newRequest(), newRequest(), newRequest()
+	one.CancelHash, batched.CancelHash = hash(1), hash(2)
+	if err := s.Insert(ctx, one); err != nil {
+		t.Fatal(err)
+	}
+	if errs := s.InsertBatch(ctx, []store.Request{batched, none}); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("InsertBatch: %v", errs)
+	}
+	if _, err := s.MarkFailed(ctx, batched.ID, "cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		id     string
+		want   []byte
+		status status.Code
+		err    error
+	}{
+		{"inserted alone", one.ID, hash(1), status.Pending, nil},
+		{"inserted in a batch, then failed", batched.ID, hash(2), status.Failed, nil},
+		{"recorded without one", none.ID, nil, status.Pending, nil},
+		{"unknown", uuid.NewString(), nil, 0, store.ErrNotFound},
+		{"not a uuid", "x", nil, 0, store.ErrBadID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, st, err := s.CancelHash(ctx, tt.id)
+			if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) {
+				t.Fatalf("CancelHash: %v, want %v", err, tt.err)
+			}
+			if !bytes.Equal(got, tt.want) || st != tt.status {
+				t.Fatalf("CancelHash = %x, %v; want %x, %v", got, st, tt.want, tt.status)
+			}
+		})
 	}
 }

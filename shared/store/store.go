@@ -49,6 +49,10 @@ type Request struct {
 	// is open so that a reconciler can publish a lost job again. Empty: the
 	// row is recorded without them (and cannot be re-published).
 	Sealed []byte
+	// CancelHash is the SHA-256 of the request's cancel token (see
+	// api/internal/handshake.CancelToken); nil leaves the row
+	// uncancellable through the frontend.
+	CancelHash []byte
 }
 
 // Proof is one row of the proofs table.
@@ -100,11 +104,11 @@ func (s *Store) Insert(ctx context.Context, r Request) error {
 		return fmt.Errorf("store: unknown proof type %q", r.ProofType)
 	}
 	args := []any{id, r.ProofType.Code(), r.Circuit, r.Onchain, r.EndpointType, r.Endpoint, r.Version,
-		r.UserDefinedData, r.SelfDefinedData}
+		r.UserDefinedData, r.SelfDefinedData, r.CancelHash}
 	query := insertProof
 	if len(r.Sealed) > 0 {
 		query = `WITH p AS (` + insertProof + ` RETURNING request_id)
-		INSERT INTO proof_jobs (request_id, sealed_inputs) SELECT request_id, $10 FROM p`
+		INSERT INTO proof_jobs (request_id, sealed_inputs) SELECT request_id, $11 FROM p`
 		args = append(args, r.Sealed)
 	}
 	_, err = s.pool.Exec(ctx, query, args...)
@@ -120,8 +124,8 @@ func (s *Store) Insert(ctx context.Context, r Request) error {
 
 const insertProof = `
 		INSERT INTO proofs (request_id, proof_type, status, circuit_name, onchain, endpoint_type,
-		                    endpoint, version, user_defined_data, self_defined_data)
-		VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)`
+		                    endpoint, version, user_defined_data, self_defined_data, cancel_hash)
+		VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)`
 
 // Delete removes a request that was recorded but could not be enqueued, so
 // that the client can retry with the same uuid. It only removes pending rows
@@ -150,6 +154,27 @@ func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("store: exists %s: %w", id, err)
 	}
 	return ok, nil
+}
+
+// CancelHash reads the hash of a request's cancel token (nil when it was
+// recorded without one) and its status.
+func (s *Store) CancelHash(ctx context.Context, id string) ([]byte, status.Code, error) {
+	u, err := parseID(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	var (
+		hash []byte
+		st   status.Code
+	)
+	err = s.pool.QueryRow(ctx, `SELECT cancel_hash, status FROM proofs WHERE request_id = $1`, u).Scan(&hash, &st)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+	case err != nil:
+		return nil, 0, fmt.Errorf("store: cancel hash %s: %w", id, err)
+	}
+	return hash, st, nil
 }
 
 // proofColumns are the columns scanProof reads, in its order.

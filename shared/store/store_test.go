@@ -231,6 +231,7 @@ func TestNotifyOnInsertAndStatusChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRequest()
+	r.CancelHash = make([]byte, 32)
 	if err := s.Insert(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +252,8 @@ func TestNotifyOnInsertAndStatusChange(t *testing.T) {
 	}
 	if m := next(); m["status"] != float64(0) || m["circuit_name"] != "disclose_demo" {
 		t.Fatalf("insert payload = %v", m)
+	} else if v, ok := m["cancel_hash"]; !ok || v != nil {
+		t.Fatalf("insert payload carries cancel_hash %v, want null", v)
 	}
 	_, _ = s.Claim(ctx, r.ID, "w", 1) // no status change: no notification
 	_, _ = s.MarkWitnessGenerated(ctx, r.ID)
