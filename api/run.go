@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -94,11 +95,26 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		ZkeyNames:     zkeyNames,
 		SessionTTL:    cfg.SessionTTL,
 		MaxSessions:   cfg.MaxSessions,
+
+		MaxSessionsPerSource:    off(cfg.MaxSessionsPerSource),
+		SessionShare:            off(cfg.SessionShare),
+		MaxConnections:          off(cfg.MaxConnections),
+		MaxConnectionsPerSource: off(cfg.MaxConnectionsPerSource),
+		HelloRate:               offRate(cfg.HelloRate),
+		HelloBurst:              cfg.HelloBurst,
+		TrustedProxies:          cfg.TrustedProxies,
+		ProxyProtocol:           cfg.ProxyProtocol,
+		PingInterval:            cfg.PingInterval,
+		PongTimeout:             cfg.PongTimeout,
+		IdleTimeout:             cfg.IdleTimeout,
+		ReadTimeout:             cfg.ReadTimeout,
+		WriteTimeout:            cfg.WriteTimeout,
 	})
 	if err != nil {
 		return err
 	}
-	m.WatchSessions(srv.Sessions)
+	m.Watch(srv)
+	checkFileLimit(cfg.MaxConnections, log)
 	var (
 		rl  *server.Relay
 		sln net.Listener
@@ -165,6 +181,38 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		})
 	}
 	return g.Wait()
+}
+
+// off maps a flag's "0: no limit" to the server's -1 (its 0 is "the
+// default").
+func off(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func offRate(r float64) float64 {
+	if r == 0 {
+		return -1
+	}
+	return r
+}
+
+// checkFileLimit warns when the process may not open as many descriptors
+// as --max-connections asks for (Go raises the soft limit to the hard one
+// at start; connections beyond the limit would fail in accept instead of
+// being answered 503).
+func checkFileLimit(maxConns int, log *slog.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	const reserve = 512 // Postgres, NATS, listeners, files
+	if maxConns > 0 && lim.Cur < uint64(maxConns+reserve) {
+		log.Warn("the open-file limit is below --max-connections plus a reserve: raise it (ulimit -n, LimitNOFILE=) or lower --max-connections",
+			"limit", lim.Cur, "max_connections", maxConns, "reserve", reserve)
+	}
 }
 
 // newAttester makes the attester --attester names, and its closer.

@@ -11,6 +11,11 @@
 //	prover_api_requests_total{method,outcome}         calls; outcome "ok" or the JSON-RPC error code
 //	prover_api_request_duration_seconds{method}       call latency (hello = handshake, submit = decrypt+record+enqueue)
 //	prover_api_sessions_open                          open handshake sessions
+//	prover_api_refused_total{reason}                  refusals: sessions, source_sessions, hello_rate, connections, source_connections, sources
+//	prover_api_connections_open                       TCP connections the listener holds
+//	prover_api_websockets_open                        open WebSockets
+//	prover_api_sources_tracked                        client sources (addresses) with state
+//	prover_api_websockets_closed_total{reason}        closed WebSockets: client, idle, pong_timeout, read_timeout, write_failed, shutdown
 //	prover_api_enqueue_duration_seconds{family}       JetStream publish latency
 //	prover_api_enqueue_failures_total{family,reason}  failed publishes; reason "queue_full", "error" (certainly
 //	                                                  not queued) or "unconfirmed" (no answer: the request is
@@ -37,6 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/openpassport/prover-fleet/api/internal/admission"
 	"github.com/openpassport/prover-fleet/api/internal/relay"
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/family"
@@ -52,6 +58,8 @@ type Metrics struct {
 	duration        *prometheus.HistogramVec
 	enqueue         *prometheus.HistogramVec
 	enqueueFailures *prometheus.CounterVec
+	refused         *prometheus.CounterVec
+	wsClosed        *prometheus.CounterVec
 
 	relayConns    prometheus.Gauge
 	relayRefused  prometheus.Counter
@@ -85,6 +93,14 @@ func New() *Metrics {
 			Name: "prover_api_enqueue_failures_total",
 			Help: "Job publishes that failed, by family and reason (queue_full, error: certainly not queued; unconfirmed: outcome unknown).",
 		}, []string{"family", "reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "prover_api_refused_total",
+			Help: "Refused connections, WebSockets and hellos, by reason (sessions, source_sessions, hello_rate, connections, source_connections, sources).",
+		}, []string{"reason"}),
+		wsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "prover_api_websockets_closed_total",
+			Help: "Closed WebSockets, by reason (client, idle, pong_timeout, read_timeout, write_failed, shutdown).",
+		}, []string{"reason"}),
 	}
 	m.relayConns = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "prover_api_relay_connections",
@@ -114,7 +130,11 @@ func New() *Metrics {
 		Name: "prover_api_status_notifications_total",
 		Help: "status_update notifications received, by outcome (matched, unmatched, malformed).",
 	}, []string{"outcome"})
-	m.reg.MustRegister(m.requests, m.duration, m.enqueue, m.enqueueFailures,
+	for _, r := range []string{admission.ReasonSessions, admission.ReasonSourceSessions, admission.ReasonHelloRate,
+		admission.ReasonConns, admission.ReasonSourceConns, admission.ReasonSources} {
+		m.refused.WithLabelValues(r) // every reason shows, at 0
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.enqueue, m.enqueueFailures, m.refused, m.wsClosed,
 		m.relayConns, m.relayRefused, m.relaySubs, m.relayEnded, m.relaySent, m.listenerUp, m.notifications,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -190,10 +210,40 @@ func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 
 // WatchSessions exports the number of open handshake sessions.
 func (m *Metrics) WatchSessions(open func() int) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "prover_api_sessions_open",
-		Help: "Open handshake sessions (hello answered, submit not yet).",
-	}, func() float64 { return float64(open()) }))
+	m.gauge("prover_api_sessions_open", "Open handshake sessions (hello answered, submit not yet).", open)
+}
+
+// Frontend is what Watch reads (*server.Server).
+type Frontend interface {
+	Sessions() int
+	Connections() int
+	WebSockets() int
+	Sources() int
+}
+
+// Watch exports a frontend's gauges: open sessions, connections,
+// WebSockets and tracked sources.
+func (m *Metrics) Watch(f Frontend) {
+	m.WatchSessions(f.Sessions)
+	m.gauge("prover_api_connections_open", "TCP connections the frontend's listener holds.", f.Connections)
+	m.gauge("prover_api_websockets_open", "Open WebSockets.", f.WebSockets)
+	m.gauge("prover_api_sources_tracked", "Client sources (network addresses) the frontend keeps state for.", f.Sources)
+}
+
+func (m *Metrics) gauge(name, help string, read func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+		func() float64 { return float64(read()) }))
+}
+
+// Refused records a refusal (it implements the server's Observer).
+func (m *Metrics) Refused(reason string) {
+	m.refused.WithLabelValues(reason).Inc()
+}
+
+// WebSocketClosed records why a WebSocket closed (it implements the
+// server's Observer).
+func (m *Metrics) WebSocketClosed(reason string) {
+	m.wsClosed.WithLabelValues(reason).Inc()
 }
 
 var knownMethods = map[string]bool{

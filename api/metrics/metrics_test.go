@@ -23,10 +23,20 @@ func (f queueFunc) Republish(ctx context.Context, env job.Envelope, _ int) error
 }
 func (f queueFunc) Queued(context.Context, family.Family, string) (bool, error) { return false, nil }
 
+type frontend struct{}
+
+func (frontend) Sessions() int    { return 3 }
+func (frontend) Connections() int { return 5 }
+func (frontend) WebSockets() int  { return 4 }
+func (frontend) Sources() int     { return 2 }
+
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	m := New()
-	m.WatchSessions(func() int { return 3 })
+	m.Watch(frontend{})
+	m.Refused("hello_rate")
+	m.Refused("hello_rate")
+	m.WebSocketClosed("idle")
 	m.Call("openpassport_hello", 0, 5*time.Millisecond)
 	m.Call("openpassport_submit_request", -32600, time.Millisecond)
 	m.Call("eth_call", -32601, time.Millisecond)
@@ -53,6 +63,12 @@ func TestMetrics(t *testing.T) {
 		`prover_api_requests_total{method="invalid",outcome="-32700"} 1`,
 		`prover_api_request_duration_seconds_count{method="openpassport_hello"} 1`,
 		`prover_api_sessions_open 3`,
+		`prover_api_connections_open 5`,
+		`prover_api_websockets_open 4`,
+		`prover_api_sources_tracked 2`,
+		`prover_api_refused_total{reason="hello_rate"} 2`,
+		`prover_api_refused_total{reason="source_sessions"} 0`,
+		`prover_api_websockets_closed_total{reason="idle"} 1`,
 		`prover_api_enqueue_duration_seconds_count{family="register"} 5`,
 		`prover_api_enqueue_failures_total{family="register",reason="queue_full"} 1`,
 		`prover_api_enqueue_failures_total{family="register",reason="error"} 1`,

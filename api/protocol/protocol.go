@@ -68,10 +68,21 @@ type AttestationParams struct {
 	PublicKey Bytes `json:"public_key,omitempty"`
 }
 
-// UUIDParams are the params of openpassport_status, openpassport_subscribe
-// and openpassport_cancel.
+// UUIDParams are the params of openpassport_status and
+// openpassport_subscribe.
 type UUIDParams struct {
 	UUID string `json:"uuid"`
+}
+
+// CancelParams are openpassport_cancel's params (positional order: uuid,
+// cancel_token). CancelToken proves that the caller submitted the request:
+// HKDF-SHA256 of the session's shared key (the AES key of the submit, no
+// salt), info "openpassport_cancel v1 " followed by the uuid in lowercase
+// hyphenated form, 32 bytes (api/client derives it; the frontend keeps
+// only its SHA-256 with the row).
+type CancelParams struct {
+	UUID        string `json:"uuid"`
+	CancelToken Bytes  `json:"cancel_token"`
 }
 
 // Status is a proof request as openpassport_status, openpassport_subscribe,
@@ -116,9 +127,15 @@ const (
 	CodeMethodNotFound = -32601
 	CodeInvalidParams  = -32602
 	CodeInternalError  = -32603
-	// CodeServerBusy: the session table is full; retry later. Live
-	// sessions are never evicted to make room.
+	// CodeServerBusy: the session table is full, or the caller's network
+	// address holds its share of it, of the connections or of the
+	// handshake rate; retry later. Live sessions are never evicted to make
+	// room.
 	CodeServerBusy = -32000
+	// CodeNotSubmitter: openpassport_cancel with a cancel token that is not
+	// the request's submitter's (this project's method; the app never
+	// sees it).
+	CodeNotSubmitter = -32001
 )
 
 // The app's error messages (PROTOCOL.md, "Errors the app may see"), and
@@ -133,6 +150,21 @@ const (
 	MsgDecrypt      = "Failed to decrypt text"                           // -32600
 	MsgParse        = "Failed to parse proof request"                    // -32600
 	MsgServerBusy   = "Server busy: too many open sessions, retry later" // -32000
+	// MsgSourceBusy: the caller's network address holds its share of the
+	// session table.
+	MsgSourceBusy = "Server busy: too many open sessions from your network address, retry later" // -32000
+	// MsgHelloRate: the caller's network address starts handshakes (hello,
+	// attestation) faster than its share.
+	MsgHelloRate = "Server busy: too many handshakes from your network address, retry later" // -32000
+	// MsgConnsBusy and MsgSourceConnsBusy: a connection over the limits,
+	// answered with HTTP 503 and this error as body.
+	MsgConnsBusy       = "Server busy: too many connections, retry later"                           // -32000
+	MsgSourceConnsBusy = "Server busy: too many connections from your network address, retry later" // -32000
+	// MsgClientsBusy: the frontend tracks as many client addresses as it
+	// may.
+	MsgClientsBusy = "Server busy: too many clients, retry later" // -32000
+	// MsgNotSubmitter: a cancel whose token is not the submitter's.
+	MsgNotSubmitter = "Cancel refused: only the submitter of this request can cancel it" // -32001
 	// "This endpoint only allows {family} inputs" and "Could not find the
 	// given circuit name: {name}" are built by the frontend.
 )

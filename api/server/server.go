@@ -26,8 +26,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
+	"github.com/openpassport/prover-fleet/api/internal/admission"
 	"github.com/openpassport/prover-fleet/api/internal/circuits"
 	"github.com/openpassport/prover-fleet/api/internal/handshake"
 	"github.com/openpassport/prover-fleet/api/internal/intake"
@@ -48,7 +50,8 @@ type (
 	Events = intake.Events
 	// Sealer seals circuit inputs with the fleet key (*job.Sealer).
 	Sealer = intake.Sealer
-	// Observer hears about every call, for metrics.
+	// Observer hears about every call, refusal and closed WebSocket, for
+	// metrics.
 	Observer = rpc.Observer
 )
 
@@ -88,6 +91,38 @@ type Config struct {
 	SessionTTL time.Duration
 	// MaxSessions bounds open sessions (default 10000).
 	MaxSessions int
+
+	// Per-source limits (a source is a client's network address, see
+	// api/internal/admission): zero takes the default, -1 turns one off.
+	// MaxSessionsPerSource bounds one source's open sessions (default 64)
+	// and SessionShare keeps a few sources from filling the table (default
+	// 32: a source holding n sessions gets another only while n ×
+	// SessionShare is under the free slots).
+	MaxSessionsPerSource int
+	SessionShare         int
+	// MaxConnections bounds the TCP connections of Serve's listener
+	// (default 20000); MaxConnectionsPerSource one source's connections
+	// and WebSockets (default 64).
+	MaxConnections          int
+	MaxConnectionsPerSource int
+	// HelloRate (per second, default 5) and HelloBurst (default 20) bound
+	// the handshakes (hello, attestation) one source may start.
+	HelloRate  float64
+	HelloBurst int
+	// TrustedProxies may name the client in X-Forwarded-For and, with
+	// ProxyProtocol, in a PROXY protocol header (Serve's listener).
+	TrustedProxies []netip.Prefix
+	ProxyProtocol  bool
+
+	// WebSocket and HTTP bounds (rpc.Config): PingInterval (default 30 s),
+	// PongTimeout (15 s), IdleTimeout (60 s, longer while a session the
+	// socket opened is open), ReadTimeout (60 s, one message or body),
+	// WriteTimeout (10 s, one write).
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	IdleTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
 	// MaxBodyBytes bounds one request (default 10 MiB).
 	MaxBodyBytes int64
 	// MaxInputsBytes bounds the circuit inputs of one request (default 8 MiB).
@@ -107,6 +142,7 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	sessions *handshake.Sessions
+	adm      *admission.Admission
 	catalog  *circuits.Catalog
 	svc      *intake.Service
 	rpc      *rpc.Server
@@ -124,10 +160,27 @@ func New(deps Deps, cfg Config) (*Server, error) {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
 	sessions, err := handshake.New(handshake.Config{
-		TTL:         cfg.SessionTTL,
-		MaxSessions: cfg.MaxSessions,
-		GenerateKey: deps.GenerateKey,
+		TTL:          cfg.SessionTTL,
+		MaxSessions:  cfg.MaxSessions,
+		MaxPerSource: cfg.MaxSessionsPerSource,
+		FreeShare:    cfg.SessionShare,
+		GenerateKey:  deps.GenerateKey,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	var obs admission.Observer
+	if deps.Observer != nil {
+		obs = deps.Observer
+	}
+	adm, err := admission.New(admission.Config{
+		MaxConns:          cfg.MaxConnections,
+		MaxConnsPerSource: cfg.MaxConnectionsPerSource,
+		HelloRate:         cfg.HelloRate,
+		HelloBurst:        cfg.HelloBurst,
+		TrustedProxies:    cfg.TrustedProxies,
+		ProxyProtocol:     cfg.ProxyProtocol,
+	}, obs)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -159,7 +212,15 @@ func New(deps Deps, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	wire, err := rpc.New(svc, deps.Logger, deps.Observer, rpc.Config{MaxBodyBytes: cfg.MaxBodyBytes})
+	wire, err := rpc.New(svc, adm, deps.Logger, deps.Observer, rpc.Config{
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		PingInterval: cfg.PingInterval,
+		PongTimeout:  cfg.PongTimeout,
+		IdleTimeout:  cfg.IdleTimeout,
+		SessionTTL:   sessions.TTL(),
+		ReadTimeout:  cfg.ReadTimeout,
+		WriteTimeout: cfg.WriteTimeout,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -167,6 +228,7 @@ func New(deps Deps, cfg Config) (*Server, error) {
 		cfg:      cfg,
 		log:      deps.Logger.With("component", "server"),
 		sessions: sessions,
+		adm:      adm,
 		catalog:  catalog,
 		svc:      svc,
 		rpc:      wire,
@@ -175,12 +237,22 @@ func New(deps Deps, cfg Config) (*Server, error) {
 
 // Handler serves the frontend's paths: POST / and /ws (JSON-RPC), a
 // WebSocket upgrade on GET / and /ws, and GET /v1/proofs/{uuid}. Whoever
-// mounts it themselves must also run RunSessions, and call CloseWebSockets
-// after their http.Server's Shutdown.
+// mounts it themselves must also run RunSessions, call CloseWebSockets
+// after their http.Server's Shutdown, and should serve it on Listener(ln)
+// (the connection limits and the PROXY protocol).
 func (s *Server) Handler() http.Handler { return s.rpc }
 
-// RunSessions sweeps expired handshake sessions until ctx is done.
-func (s *Server) RunSessions(ctx context.Context) { s.sessions.Run(ctx) }
+// Listener wraps ln with the connection limits (MaxConnections,
+// MaxConnectionsPerSource) and, with ProxyProtocol, reads trusted
+// proxies' PROXY headers. Serve uses it.
+func (s *Server) Listener(ln net.Listener) net.Listener { return s.adm.Listener(ln) }
+
+// RunSessions sweeps expired handshake sessions and idle sources until
+// ctx is done.
+func (s *Server) RunSessions(ctx context.Context) {
+	go s.adm.Run(ctx)
+	s.sessions.Run(ctx)
+}
 
 // CloseWebSockets closes open WebSockets ("going away") and waits, until
 // ctx is done, for the calls they were handling.
@@ -188,6 +260,15 @@ func (s *Server) CloseWebSockets(ctx context.Context) error { return s.rpc.Shutd
 
 // Sessions is the number of open handshake sessions (a metric).
 func (s *Server) Sessions() int { return s.sessions.Len() }
+
+// Connections is the number of TCP connections Listener holds (a metric).
+func (s *Server) Connections() int { return s.adm.Conns() }
+
+// WebSockets is the number of open WebSockets (a metric).
+func (s *Server) WebSockets() int { return s.rpc.WebSockets() }
+
+// Sources is the number of client sources tracked (a metric).
+func (s *Server) Sources() int { return s.adm.Sources() }
 
 // Circuits lists the circuits this frontend accepts.
 func (s *Server) Circuits() []string { return s.catalog.Names() }
@@ -199,7 +280,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       s.rpc.Config().IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
@@ -208,7 +289,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go s.RunSessions(sweepCtx)
 
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(s.Listener(ln)) }()
 	s.log.Info("serving", "address", ln.Addr().String(), "families", request.FamilyList(s.cfg.Families),
 		"circuits", len(s.catalog.Names()))
 	select {

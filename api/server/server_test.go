@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/openpassport/prover-fleet/api/internal/apitest"
+	"github.com/openpassport/prover-fleet/api/internal/handshake"
 	"github.com/openpassport/prover-fleet/api/internal/vectors"
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/family"
@@ -315,12 +317,51 @@ func TestSubscribe(t *testing.T) {
 		-32600, "openpassport_subscribe needs a WebSocket connection")
 }
 
+// TestCancel: only the submitter, who alone can derive the request's
+// cancel token from the session's shared key, cancels it; anyone else who
+// knows the uuid is refused and the request keeps running.
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})
 	ws := e.dialWS()
 	s := e.hello(t, ws, uuid.NewString())
 	wantResult(t, ws.send(t, s.submitBody(t, request("disclose", "vc_and_disclose", `{"a":"1"}`, nil))), nil)
+	token, err := handshake.CancelToken(s.key, s.uuid)
+	must(t, err)
+
+	// Another client's session on another request: its token is not this
+	// request's.
+	other := e.hello(t, e.httpTransport(), uuid.NewString())
+	wantResult(t, e.httpTransport().send(t, other.submitBody(t, request("disclose", "vc_and_disclose", `{"a":"2"}`, nil))), nil)
+	otherToken, err := handshake.CancelToken(other.key, other.uuid)
+	must(t, err)
+	sameKeyOtherID, err := handshake.CancelToken(s.key, other.uuid)
+	must(t, err)
+	for _, tc := range []struct {
+		name    string
+		params  any
+		code    int64
+		message string
+	}{
+		{"no token", map[string]any{"uuid": s.uuid}, -32602, `Invalid params: param "cancel_token": is required`},
+		{"null token", map[string]any{"uuid": s.uuid, "cancel_token": nil}, -32602, `Invalid params: param "cancel_token": must not be null`},
+		{"empty token", map[string]any{"uuid": s.uuid, "cancel_token": []int{}}, protocol.CodeNotSubmitter, protocol.MsgNotSubmitter},
+		{"another request's token", map[string]any{"uuid": s.uuid, "cancel_token": protocol.Bytes(otherToken)}, protocol.CodeNotSubmitter, protocol.MsgNotSubmitter},
+		{"the token of this key for another uuid", []any{s.uuid, protocol.Bytes(sameKeyOtherID)}, protocol.CodeNotSubmitter, protocol.MsgNotSubmitter},
+		{"the stored hash", map[string]any{"uuid": s.uuid, "cancel_token": protocol.Bytes(handshake.HashCancelToken(token))}, protocol.CodeNotSubmitter, protocol.MsgNotSubmitter},
+		{"hex text", map[string]any{"uuid": s.uuid, "cancel_token": fmt.Sprintf("%x", token)}, -32602, `Invalid params: param "cancel_token": want an array of integers 0..255, got a string`},
+		{"unknown uuid", map[string]any{"uuid": uuid.NewString(), "cancel_token": protocol.Bytes(token)}, -32600, "UUID not found"},
+	} {
+		for _, tr := range []transport{ws, e.httpTransport()} {
+			r := tr.send(t, body(t, 9, protocol.MethodCancel, tc.params))
+			if r.Error == nil || r.Error.Code != tc.code || !strings.HasPrefix(r.Error.Message, tc.message) {
+				t.Fatalf("%s over %s: %s %+v, want %d %q", tc.name, tr.name(), r.Result, r.Error, tc.code, tc.message)
+			}
+		}
+	}
+	if row, err := e.Store.Get(context.Background(), s.uuid); err != nil || row.Status != status.Pending {
+		t.Fatalf("row after refused cancels: %+v, %v; want pending", row, err)
+	}
 
 	cancels, err := e.NC.SubscribeSync(jobqueue.CancelSubject(s.uuid))
 	must(t, err)
@@ -328,7 +369,7 @@ func TestCancel(t *testing.T) {
 	wantResult(t, watcher.send(t, body(t, 1, protocol.MethodSubscribe, map[string]any{"uuid": s.uuid})), nil)
 
 	var res protocol.CancelResult
-	wantResult(t, ws.send(t, body(t, 2, protocol.MethodCancel, map[string]any{"uuid": s.uuid})), &res)
+	wantResult(t, ws.send(t, body(t, 2, protocol.MethodCancel, map[string]any{"uuid": s.uuid, "cancel_token": protocol.Bytes(token)})), &res)
 	if !res.Cancelled || res.Status != status.Failed || res.UUID != s.uuid {
 		t.Fatalf("cancel answered %+v", res)
 	}
@@ -347,12 +388,17 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("subscriber got %+v / %+v", r, st)
 	}
 
-	// Cancelling again changes nothing; over HTTP too.
-	wantResult(t, e.httpTransport().send(t, body(t, 3, protocol.MethodCancel, []any{s.uuid})), &res)
+	// Cancelling again changes nothing; over HTTP too, params by position.
+	wantResult(t, e.httpTransport().send(t, body(t, 3, protocol.MethodCancel, []any{s.uuid, protocol.Bytes(token)})), &res)
 	if res.Cancelled || res.Status != status.Failed {
 		t.Fatalf("second cancel answered %+v", res)
 	}
-	wantError(t, ws.send(t, body(t, 4, protocol.MethodCancel, map[string]any{"uuid": uuid.NewString()})), -32600, "UUID not found")
+	// A request recorded without a cancel hash (before the column
+	// existed) cannot be cancelled through the frontend.
+	old := uuid.NewString()
+	must(t, e.Store.Insert(context.Background(), store.Request{ID: old, ProofType: "disclose", Circuit: "vc_and_disclose"}))
+	wantError(t, ws.send(t, body(t, 4, protocol.MethodCancel, map[string]any{"uuid": old, "cancel_token": protocol.Bytes(token)})),
+		protocol.CodeNotSubmitter, protocol.MsgNotSubmitter)
 }
 
 // TestEnqueueFailure: when the job cannot be published the client gets

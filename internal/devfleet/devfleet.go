@@ -144,6 +144,9 @@ type Config struct {
 	Worker service.Config
 	// Frontend is the template of the frontend's configuration;
 	// CircuitFolder, ZkeyFolder and Families are filled in by the fleet.
+	// The per-source limits (MaxSessionsPerSource, SessionShare,
+	// MaxConnectionsPerSource, HelloRate) are off unless set here: a dev
+	// fleet's clients all share this machine's address.
 	Frontend server.Config
 	// Queue sizes the job stream and consumers (jobqueue.DefaultConfig
 	// when zero).
@@ -392,6 +395,16 @@ func (f *Fleet) start(ctx context.Context) error {
 	}
 	fcfg := cfg.Frontend
 	fcfg.CircuitFolder, fcfg.ZkeyFolder, fcfg.Families = cfg.CircuitDir, cfg.ZkeyDir, cfg.Families
+	// Every client of a dev fleet is on this machine, one source: the
+	// per-source limits are off unless the template sets them.
+	for _, v := range []*int{&fcfg.MaxSessionsPerSource, &fcfg.SessionShare, &fcfg.MaxConnectionsPerSource} {
+		if *v == 0 {
+			*v = -1
+		}
+	}
+	if fcfg.HelloRate == 0 {
+		fcfg.HelloRate = -1
+	}
 	events := jobqueue.NewEvents(f.nc)
 	f.frontend, err = server.New(server.Deps{
 		Store:    store.New(f.pool),
@@ -405,7 +418,7 @@ func (f *Fleet) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("devfleet: %w", err)
 	}
-	f.metrics.WatchSessions(f.frontend.Sessions)
+	f.metrics.Watch(f.frontend)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("devfleet: frontend listener: %w", err)

@@ -172,6 +172,13 @@ type Options struct {
 	// (attest.DevGCP) instead of the Nitro-format attest.Dev; its tokens
 	// verify with Env.TokenVerifier.
 	GCP bool
+	// Frontend edits the frontend's configuration before it starts. The
+	// per-source limits (MaxSessionsPerSource, SessionShare,
+	// MaxConnectionsPerSource, HelloRate) are off unless it sets them:
+	// every test client has the same address.
+	Frontend func(*server.Config)
+	// Observer hears about calls, refusals and closed WebSockets.
+	Observer server.Observer
 }
 
 // Env is one running frontend and its infrastructure.
@@ -254,17 +261,24 @@ func Start(t *testing.T, o Options) *Env {
 		Attester: &PanicAttester{Attester: attester}, QueueCfg: qcfg, Logs: &Buffer{},
 	}
 	logger := slog.New(slog.NewJSONHandler(io.MultiWriter(e.Logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.Server, err = server.New(server.Deps{
-		Store: e.Store, Queue: e.Queue, Events: e.Events, Attester: e.Attester, Sealer: sealer,
-		Logger: logger, GenerateKey: e.Keys.Generate,
-	}, server.Config{
+	cfg := server.Config{
 		Families: o.Families, CircuitFolder: circuits, ZkeyFolder: zkeys,
 		SessionTTL: o.SessionTTL, MaxSessions: o.MaxSessions,
-	})
+		MaxSessionsPerSource: -1, SessionShare: -1, MaxConnectionsPerSource: -1, HelloRate: -1,
+	}
+	if o.Frontend != nil {
+		o.Frontend(&cfg)
+	}
+	e.Server, err = server.New(server.Deps{
+		Store: e.Store, Queue: e.Queue, Events: e.Events, Attester: e.Attester, Sealer: sealer,
+		Logger: logger, GenerateKey: e.Keys.Generate, Observer: o.Observer,
+	}, cfg)
 	must(t, err)
 	sweepCtx, stop := context.WithCancel(ctx)
 	go e.Server.RunSessions(sweepCtx)
-	e.HTTP = httptest.NewServer(e.Server.Handler())
+	e.HTTP = httptest.NewUnstartedServer(e.Server.Handler())
+	e.HTTP.Listener = e.Server.Listener(e.HTTP.Listener)
+	e.HTTP.Start()
 	t.Cleanup(func() {
 		stop()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -9,12 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/openpassport/prover-fleet/api/internal/admission"
 	"github.com/openpassport/prover-fleet/internal/envflag"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
@@ -67,10 +69,30 @@ type Config struct {
 	DevAttestDir   string
 	SessionTTL     time.Duration
 	MaxSessions    int
-	AdminAddress   string
-	JobKeyFile     string
-	LogLevel       slog.Level
-	LogFormat      string // "json" or "text"
+	// Per source (a client's network address): open sessions, the share
+	// of the free slots a source with sessions may take, TCP connections
+	// and WebSockets, handshakes per second and their burst. 0 turns a
+	// limit off.
+	MaxSessionsPerSource    int
+	SessionShare            int
+	MaxConnections          int
+	MaxConnectionsPerSource int
+	HelloRate               float64
+	HelloBurst              int
+	// TrustedProxies may name the client (X-Forwarded-For, and the PROXY
+	// protocol header with ProxyProtocol).
+	TrustedProxies []netip.Prefix
+	ProxyProtocol  bool
+	// WebSocket and HTTP bounds.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	IdleTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	AdminAddress string
+	JobKeyFile   string
+	LogLevel     slog.Level
+	LogFormat    string // "json" or "text"
 }
 
 // Attesters --attester names.
@@ -121,10 +143,25 @@ var envOf = map[string]string{
 	"dev-attest-dir":           "PROVER_API_DEV_ATTEST_DIR",
 	"session-ttl":              "PROVER_API_SESSION_TTL",
 	"max-sessions":             "PROVER_API_MAX_SESSIONS",
-	"admin-address":            "PROVER_API_ADMIN_ADDRESS",
-	"job-key-file":             "PROVER_API_JOB_KEY_FILE",
-	"log-level":                "PROVER_API_LOG_LEVEL",
-	"log-format":               "PROVER_API_LOG_FORMAT",
+
+	"max-sessions-per-source":    "PROVER_API_MAX_SESSIONS_PER_SOURCE",
+	"session-share":              "PROVER_API_SESSION_SHARE",
+	"max-connections":            "PROVER_API_MAX_CONNECTIONS",
+	"max-connections-per-source": "PROVER_API_MAX_CONNECTIONS_PER_SOURCE",
+	"hello-rate":                 "PROVER_API_HELLO_RATE",
+	"hello-burst":                "PROVER_API_HELLO_BURST",
+	"trusted-proxies":            "PROVER_API_TRUSTED_PROXIES",
+	"proxy-protocol":             "PROVER_API_PROXY_PROTOCOL",
+	"ping-interval":              "PROVER_API_PING_INTERVAL",
+	"pong-timeout":               "PROVER_API_PONG_TIMEOUT",
+	"idle-timeout":               "PROVER_API_IDLE_TIMEOUT",
+	"read-timeout":               "PROVER_API_READ_TIMEOUT",
+	"write-timeout":              "PROVER_API_WRITE_TIMEOUT",
+
+	"admin-address": "PROVER_API_ADMIN_ADDRESS",
+	"job-key-file":  "PROVER_API_JOB_KEY_FILE",
+	"log-level":     "PROVER_API_LOG_LEVEL",
+	"log-format":    "PROVER_API_LOG_FORMAT",
 }
 
 // EnvVar returns the environment variable of a flag ("" if none).
@@ -140,6 +177,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		c        Config
 		families string
 		level    string
+		proxies  string
 	)
 	fs.StringVarP(&c.ServerAddress, "server-address", "s", "0.0.0.0:8888", "address of the JSON-RPC listener (WebSocket and HTTP POST): host:port, or vsock://:PORT inside an enclave")
 	fs.StringVar(&c.StatusAddress, "status-address", "0.0.0.0:8889", "address of the Socket.IO status relay (path /): host:port, or vsock://:PORT inside an enclave; empty disables it")
@@ -161,6 +199,19 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.StringVar(&c.DevAttestDir, "dev-attest-dir", "", "directory of the development attestation roots (created if missing; required with --attester dev-gcp or dev-nitro)")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", DefaultSessionTTL, "how long a hello's session waits for its submit (the app submits after the user confirms)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 10000, "open handshake sessions at most; beyond, hello answers \"server busy\"")
+	fs.IntVar(&c.MaxSessionsPerSource, "max-sessions-per-source", 64, "open sessions of one source (client address: IPv4, or IPv6 /64) at most; 0: no limit")
+	fs.IntVar(&c.SessionShare, "session-share", 32, "a source holding n sessions gets another only while n × this is under the free slots (a few sources cannot fill the table); 0: off")
+	fs.IntVar(&c.MaxConnections, "max-connections", 20000, "TCP connections held at most (above, answered 503 and closed); 0: no limit")
+	fs.IntVar(&c.MaxConnectionsPerSource, "max-connections-per-source", 64, "TCP connections (trusted proxies excepted) and WebSockets of one source at most; 0: no limit")
+	fs.Float64Var(&c.HelloRate, "hello-rate", 5, "handshakes (hello, attestation) per second one source may start, sustained; 0: no limit")
+	fs.IntVar(&c.HelloBurst, "hello-burst", 20, "handshakes one source may start at once")
+	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For (and PROXY protocol header) name the client; a vsock peer is always trusted")
+	fs.BoolVar(&c.ProxyProtocol, "proxy-protocol", false, "trusted proxies' connections start with a PROXY protocol header (v1 or v2) naming the client")
+	fs.DurationVar(&c.PingInterval, "ping-interval", 30*time.Second, "how often a WebSocket is pinged")
+	fs.DurationVar(&c.PongTimeout, "pong-timeout", 15*time.Second, "how long a ping waits for its pong before the WebSocket is closed")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 60*time.Second, "a WebSocket whose client sends nothing this long is closed, unless a session it opened is open (then when that expires) or it holds a subscription; also the HTTP keep-alive idle timeout")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", 60*time.Second, "time to receive one WebSocket message or POST body once it has begun")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "time to send one message (a client that does not read is disconnected)")
 	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9090", "address of /healthz, /readyz and /metrics: host:port, or vsock://:PORT inside an enclave; empty disables")
 	fs.StringVar(&c.JobKeyFile, "job-key-file", "", "file holding the fleet key that seals circuit inputs (64 hex characters or 32 raw bytes; required)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
@@ -193,6 +244,9 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return Config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	if c.TrustedProxies, err = admission.ParsePrefixes(proxies); err != nil {
+		return Config{}, fmt.Errorf("--trusted-proxies (PROVER_API_TRUSTED_PROXIES): %w", err)
 	}
 	return c, c.Validate()
 }
@@ -261,6 +315,32 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSessions < 1 {
 		errs = append(errs, fmt.Errorf("--max-sessions must be at least 1, got %d", c.MaxSessions))
+	}
+	for _, f := range []struct {
+		flag string
+		v    float64
+	}{
+		{"max-sessions-per-source", float64(c.MaxSessionsPerSource)}, {"session-share", float64(c.SessionShare)},
+		{"max-connections", float64(c.MaxConnections)}, {"max-connections-per-source", float64(c.MaxConnectionsPerSource)},
+		{"hello-rate", c.HelloRate},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("--%s must not be negative (0 turns it off), got %g", f.flag, f.v))
+		}
+	}
+	if c.HelloRate > 0 && c.HelloBurst < 1 {
+		errs = append(errs, fmt.Errorf("--hello-burst must be at least 1, got %d", c.HelloBurst))
+	}
+	for _, f := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"ping-interval", c.PingInterval}, {"pong-timeout", c.PongTimeout}, {"idle-timeout", c.IdleTimeout},
+		{"read-timeout", c.ReadTimeout}, {"write-timeout", c.WriteTimeout},
+	} {
+		if f.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", f.flag, f.v))
+		}
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format must be json or text, got %q", c.LogFormat))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -35,6 +36,9 @@ func TestParse(t *testing.T) {
 			MaxSessions: 10000, AdminAddress: "127.0.0.1:9090", JobKeyFile: "/k", LogLevel: slog.LevelInfo, LogFormat: "json",
 			StatusAddress: "0.0.0.0:8889", StatusMaxConnections: 10000, StatusMaxSubscriptions: 16,
 			StatusLinger: 10 * time.Minute, StatusMaxWait: time.Hour, StatusRecheck: time.Minute,
+			MaxSessionsPerSource: 64, SessionShare: 32, MaxConnections: 20000, MaxConnectionsPerSource: 64,
+			HelloRate: 5, HelloBurst: 20, PingInterval: 30 * time.Second, PongTimeout: 15 * time.Second,
+			IdleTimeout: time.Minute, ReadTimeout: time.Minute, WriteTimeout: 10 * time.Second,
 		}
 		if !equal(c, want) {
 			t.Fatalf("got %+v\nwant %+v", c, want)
@@ -57,8 +61,13 @@ func TestParse(t *testing.T) {
 			"PROVER_API_STATUS_ADDRESS": "vsock://:8889", "PROVER_API_STATUS_MAX_CONNECTIONS": "5",
 			"PROVER_API_STATUS_MAX_SUBSCRIPTIONS": "2", "PROVER_API_STATUS_LINGER": "1m",
 			"PROVER_API_STATUS_MAX_WAIT": "2m", "PROVER_API_STATUS_RECHECK": "0s",
+			"PROVER_API_MAX_SESSIONS_PER_SOURCE": "3", "PROVER_API_SESSION_SHARE": "0", "PROVER_API_MAX_CONNECTIONS": "100",
+			"PROVER_API_MAX_CONNECTIONS_PER_SOURCE": "4", "PROVER_API_HELLO_RATE": "0.5", "PROVER_API_HELLO_BURST": "2",
+			"PROVER_API_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,2001:db8::/32", "PROVER_API_PROXY_PROTOCOL": "true",
+			"PROVER_API_PING_INTERVAL": "5s", "PROVER_API_PONG_TIMEOUT": "2s", "PROVER_API_IDLE_TIMEOUT": "20m",
+			"PROVER_API_READ_TIMEOUT": "3s", "PROVER_API_WRITE_TIMEOUT": "4s",
 		})
-		c, err := Parse([]string{"--max-sessions", "9"}, e, &bytes.Buffer{})
+		c, err := Parse([]string{"--max-sessions", "9", "--hello-burst", "6"}, e, &bytes.Buffer{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,6 +80,11 @@ func TestParse(t *testing.T) {
 			LogLevel: slog.LevelDebug, LogFormat: "text",
 			StatusAddress: "vsock://:8889", StatusMaxConnections: 5, StatusMaxSubscriptions: 2,
 			StatusLinger: time.Minute, StatusMaxWait: 2 * time.Minute, StatusRecheck: 0,
+			MaxSessionsPerSource: 3, SessionShare: 0, MaxConnections: 100, MaxConnectionsPerSource: 4,
+			HelloRate: 0.5, HelloBurst: 6, ProxyProtocol: true,
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("2001:db8::/32")},
+			PingInterval:   5 * time.Second, PongTimeout: 2 * time.Second, IdleTimeout: 20 * time.Minute,
+			ReadTimeout: 3 * time.Second, WriteTimeout: 4 * time.Second,
 		}
 		if !equal(c, want) {
 			t.Fatalf("got %+v\nwant %+v", c, want)
@@ -92,6 +106,13 @@ func TestParse(t *testing.T) {
 		{"ttl", append([]string{"--session-ttl", "0s"}, required...), nil, "--session-ttl must be positive"},
 		{"sessions", append([]string{"--max-sessions", "0"}, required...), nil, "--max-sessions must be at least 1"},
 		{"format", append([]string{"--log-format", "xml"}, required...), nil, `--log-format must be json or text, got "xml"`},
+		{"negative per-source sessions", append([]string{"--max-sessions-per-source", "-1"}, required...), nil, "--max-sessions-per-source must not be negative (0 turns it off), got -1"},
+		{"negative hello rate", append([]string{"--hello-rate", "-2"}, required...), nil, "--hello-rate must not be negative (0 turns it off), got -2"},
+		{"no burst", append([]string{"--hello-burst", "0"}, required...), nil, "--hello-burst must be at least 1, got 0"},
+		{"idle timeout", append([]string{"--idle-timeout", "0s"}, required...), nil, "--idle-timeout must be positive, got 0s"},
+		{"pong timeout", append([]string{"--pong-timeout", "-1s"}, required...), nil, "--pong-timeout must be positive, got -1s"},
+		{"trusted proxy", append([]string{"--trusted-proxies", "10.0.0.0/8,proxy.local"}, required...), nil,
+			`--trusted-proxies (PROVER_API_TRUSTED_PROXIES): "proxy.local" is not an address or CIDR prefix`},
 		{"level", append([]string{"--log-level", "loud"}, required...), nil, "--log-level"},
 		{"env value", required, map[string]string{"PROVER_API_MAX_SESSIONS": "many"}, "PROVER_API_MAX_SESSIONS"},
 		{"unknown flag", append([]string{"--bogus"}, required...), nil, "unknown flag: --bogus"},

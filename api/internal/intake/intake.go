@@ -30,7 +30,7 @@
 // published again under a fresh message id if it is not there.
 //
 // Errors are typed so the transport can map each to the app's code and
-// message: ErrBadUUID, ErrExists, ErrNotFound, the handshake and request
+// message: ErrBadUUID, ErrExists, ErrNotFound, ErrNotSubmitter, the handshake and request
 // packages' errors, *ParamError and *InternalError. No error text contains
 // key material, plaintext or circuit inputs, and nothing here logs them.
 package intake
@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -63,6 +64,7 @@ type Store interface {
 	Get(ctx context.Context, id string) (store.Proof, error)
 	Delete(ctx context.Context, id string) error
 	MarkFailed(ctx context.Context, id, reason string) (bool, error)
+	CancelHash(ctx context.Context, id string) ([]byte, status.Code, error)
 }
 
 // BatchStore is the batched part of *store.Store. When Deps.Store has it,
@@ -246,6 +248,9 @@ var (
 	ErrExists = errors.New("uuid already exists")
 	// ErrNotFound: the uuid has no session (submit) or no recorded request.
 	ErrNotFound = errors.New("uuid not found")
+	// ErrNotSubmitter: a cancel whose token is not the one the request's
+	// submitter can derive (or the request was recorded without one).
+	ErrNotSubmitter = errors.New("the cancel token is not the submitter's")
 )
 
 // ParamError is a param the method cannot use (for example an attestation
@@ -293,14 +298,25 @@ func ParseUUID(s string) (string, error) {
 // received (user_data) and the server key uncompressed (public_key, 65
 // bytes); a Confidential Space token binds both keys compressed (eat_nonce
 // [base64(client), base64(server)], 33 bytes each), whichever form the
-// client sent.
-func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (protocol.HelloResult, error) {
+// client sent. src is the client's source (api/internal/admission; the
+// zero Prefix when unknown), whose share of the session table is checked
+// before anything costly is done: handshake.ErrBusy,
+// handshake.ErrSourceBusy.
+func (s *Service) Hello(ctx context.Context, src netip.Prefix, id string, clientKey []byte) (protocol.HelloResult, error) {
 	key, err := handshake.ParseClientKey(clientKey)
 	if err != nil {
 		return protocol.HelloResult{}, err
 	}
 	id, err = ParseUUID(id)
 	if err != nil {
+		return protocol.HelloResult{}, err
+	}
+	// A hello the table would refuse now costs no key, no ECDH and no
+	// database round trip (Begin checks again).
+	switch err := s.d.Sessions.Admit(id, src); {
+	case errors.Is(err, handshake.ErrExists):
+		return protocol.HelloResult{}, fmt.Errorf("%w: %w", ErrExists, err)
+	case err != nil:
 		return protocol.HelloResult{}, err
 	}
 	// The lookup of a recorded request is a database round trip and the
@@ -316,7 +332,7 @@ func (s *Service) Hello(ctx context.Context, id string, clientKey []byte) (proto
 		recorded, err := s.exists(ctx, id)
 		found <- lookup{recorded, err}
 	}()
-	serverKey, err := s.d.Sessions.Begin(id, key)
+	serverKey, err := s.d.Sessions.Begin(id, src, key)
 	switch {
 	case errors.Is(err, handshake.ErrExists):
 		return protocol.HelloResult{}, fmt.Errorf("%w: %w", ErrExists, err)
@@ -386,7 +402,7 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 	if err != nil {
 		return "", err
 	}
-	plain, err := s.d.Sessions.Open(id, nonce, ciphertext, tag)
+	plain, cancelHash, err := s.d.Sessions.Open(id, nonce, ciphertext, tag)
 	switch {
 	case errors.Is(err, handshake.ErrNotFound):
 		return "", fmt.Errorf("%w: %w", ErrNotFound, err)
@@ -430,6 +446,7 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 		UserDefinedData: req.UserDefinedData,
 		SelfDefinedData: req.SelfDefinedData,
 		Sealed:          sealed,
+		CancelHash:      cancelHash,
 	})
 	switch {
 	case errors.Is(err, store.ErrExists):
@@ -545,15 +562,29 @@ func utc(t *time.Time) *time.Time {
 }
 
 // Cancel marks a request that is not terminal yet as failed with reason
-// "cancelled" and announces it, so a worker running it stops. Cancelling a
-// terminal request changes nothing and reports Cancelled false.
-func (s *Service) Cancel(ctx context.Context, id string) (protocol.CancelResult, error) {
+// "cancelled" and announces it, so a worker running it stops. Only the
+// submitter can: token must be the request's cancel token
+// (handshake.CancelToken, derived from the session's shared key), else
+// ErrNotSubmitter, whatever the request's status. Cancelling a terminal
+// request changes nothing and reports Cancelled false.
+func (s *Service) Cancel(ctx context.Context, id string, token []byte) (protocol.CancelResult, error) {
 	id, err := ParseUUID(id)
 	if err != nil {
 		return protocol.CancelResult{}, err
 	}
-	if _, err := s.get(ctx, id); err != nil {
-		return protocol.CancelResult{}, err
+	hash, st, err := s.d.Store.CancelHash(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return protocol.CancelResult{}, fmt.Errorf("%w: %w", ErrNotFound, err)
+	case err != nil:
+		return protocol.CancelResult{}, &InternalError{Public: msgLookup, Err: err}
+	}
+	if !handshake.CheckCancelToken(hash, token) {
+		s.log.InfoContext(ctx, "cancel refused: not the submitter", "request_id", id, "row_has_hash", len(hash) > 0)
+		return protocol.CancelResult{}, ErrNotSubmitter
+	}
+	if st.Terminal() {
+		return protocol.CancelResult{UUID: id, Cancelled: false, Status: st}, nil
 	}
 	changed, err := s.d.Store.MarkFailed(ctx, id, protocol.CancelReason)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sourcegraph/jsonrpc2"
 
+	"github.com/openpassport/prover-fleet/api/internal/admission"
 	"github.com/openpassport/prover-fleet/api/internal/handshake"
 	"github.com/openpassport/prover-fleet/api/internal/intake"
 	"github.com/openpassport/prover-fleet/api/internal/params"
@@ -54,6 +55,13 @@ func toRPCError(err error) (e *jsonrpc2.Error, internal bool) {
 		return rpcError(protocol.CodeInvalidRequest, protocol.MsgUUIDExists, ""), false
 	case errors.Is(err, handshake.ErrBusy):
 		return rpcError(protocol.CodeServerBusy, protocol.MsgServerBusy, ""), false
+	case errors.Is(err, handshake.ErrSourceBusy):
+		return rpcError(protocol.CodeServerBusy, protocol.MsgSourceBusy, ""), false
+	case admission.ReasonOf(err) != "":
+		return rpcError(protocol.CodeServerBusy, admission.Message(err), ""), false
+	case errors.Is(err, intake.ErrNotSubmitter):
+		return rpcError(protocol.CodeNotSubmitter, protocol.MsgNotSubmitter,
+			"the cancel_token is not the one derived from this request's session"), false
 	case errors.Is(err, handshake.ErrNonceSize):
 		return rpcError(protocol.CodeInvalidRequest, protocol.MsgNonceLength, ""), false
 	case errors.Is(err, handshake.ErrTagSize):

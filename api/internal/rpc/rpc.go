@@ -25,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -32,6 +33,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/sourcegraph/jsonrpc2"
 
+	"github.com/openpassport/prover-fleet/api/internal/admission"
+	"github.com/openpassport/prover-fleet/api/internal/handshake"
 	"github.com/openpassport/prover-fleet/api/internal/intake"
 	"github.com/openpassport/prover-fleet/api/internal/params"
 	"github.com/openpassport/prover-fleet/api/protocol"
@@ -46,29 +49,56 @@ type Config struct {
 	// MaxSubscriptions bounds the subscriptions of one WebSocket
 	// (default 64).
 	MaxSubscriptions int
-	// PingInterval is how often an idle WebSocket is pinged (default 30 s);
-	// a socket that answers nothing for two intervals is closed.
+	// PingInterval is how often a WebSocket is pinged (default 30 s), and
+	// PongTimeout how long the pong may take before the socket is closed
+	// (default 15 s).
 	PingInterval time.Duration
-	// WriteTimeout bounds one WebSocket write (default 10 s).
+	PongTimeout  time.Duration
+	// IdleTimeout closes a WebSocket whose client has sent nothing for
+	// that long (default 60 s) — unless a session it opened is still open
+	// (it then stays until the session expires, SessionTTL after its
+	// hello) or it holds a subscription (it then stays while it answers
+	// pings). It is also the HTTP server's keep-alive idle timeout.
+	IdleTimeout time.Duration
+	// SessionTTL is the session table's TTL (default 120 s).
+	SessionTTL time.Duration
+	// ReadTimeout bounds reading one WebSocket message, or one POST body,
+	// once it has begun (default 60 s: 10 MiB at 175 KB/s).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds one write (default 10 s): a client that does not
+	// read is disconnected once its buffers are full for that long.
 	WriteTimeout time.Duration
+	// ReadBufferSize is the read buffer of one WebSocket (default 512
+	// bytes: an idle socket keeps it; larger messages are read straight
+	// into their own buffer). Write buffers (4 KiB) come from a pool
+	// shared by all sockets, only while a message is written.
+	ReadBufferSize int
 }
 
 // DefaultMaxBodyBytes is the app's 10 MiB.
 const DefaultMaxBodyBytes = 10 << 20
 
-// Observer hears about every call (for metrics).
+// Observer hears about every call, refusal and closed WebSocket (for
+// metrics). Its methods must not block.
 type Observer interface {
 	// Call is told the method (or "" when the message was not a request),
 	// the JSON-RPC error code (0 on success) and the time it took.
 	Call(method string, code int64, d time.Duration)
+	// Refused is told why a connection, WebSocket or hello was refused.
+	Refused(reason string)
+	// WebSocketClosed is told why a WebSocket closed: client, idle,
+	// pong_timeout, read_timeout, write_failed or shutdown.
+	WebSocketClosed(reason string)
 }
 
 // Server serves the frontend's methods. Create it with New.
 type Server struct {
-	svc *intake.Service
-	cfg Config
-	log *slog.Logger
-	obs Observer
+	svc  *intake.Service
+	adm  *admission.Admission
+	cfg  Config
+	log  *slog.Logger
+	obs  Observer
+	base context.Context // parent of the WebSockets' contexts (no values, never cancelled)
 
 	mux      *http.ServeMux
 	upgrader websocket.Upgrader
@@ -79,15 +109,23 @@ type Server struct {
 	inflight sync.WaitGroup // WebSocket messages being handled
 }
 
-// New returns a Server for svc. obs may be nil.
-func New(svc *intake.Service, log *slog.Logger, obs Observer, cfg Config) (*Server, error) {
+// New returns a Server for svc, admitting clients with adm. obs may be nil.
+func New(svc *intake.Service, adm *admission.Admission, log *slog.Logger, obs Observer, cfg Config) (*Server, error) {
 	switch {
 	case svc == nil:
 		return nil, errors.New("rpc: service is nil")
+	case adm == nil:
+		return nil, errors.New("rpc: admission is nil")
 	case log == nil:
 		return nil, errors.New("rpc: logger is nil")
-	case cfg.MaxBodyBytes < 0 || cfg.MaxSubscriptions < 0 || cfg.PingInterval < 0 || cfg.WriteTimeout < 0:
+	case cfg.MaxBodyBytes < 0 || cfg.MaxSubscriptions < 0 || cfg.PingInterval < 0 || cfg.PongTimeout < 0 ||
+		cfg.IdleTimeout < 0 || cfg.SessionTTL < 0 || cfg.ReadTimeout < 0 || cfg.WriteTimeout < 0 || cfg.ReadBufferSize < 0:
 		return nil, errors.New("rpc: Config values must not be negative")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -95,20 +133,30 @@ func New(svc *intake.Service, log *slog.Logger, obs Observer, cfg Config) (*Serv
 	if cfg.MaxSubscriptions == 0 {
 		cfg.MaxSubscriptions = 64
 	}
-	if cfg.PingInterval == 0 {
-		cfg.PingInterval = 30 * time.Second
+	if cfg.ReadBufferSize == 0 {
+		cfg.ReadBufferSize = 512
 	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 10 * time.Second
+	def(&cfg.PingInterval, 30*time.Second)
+	def(&cfg.PongTimeout, 15*time.Second)
+	def(&cfg.IdleTimeout, 60*time.Second)
+	def(&cfg.SessionTTL, 120*time.Second)
+	def(&cfg.ReadTimeout, 60*time.Second)
+	def(&cfg.WriteTimeout, 10*time.Second)
+	if obs == nil {
+		obs = nopObserver{}
 	}
 	s := &Server{
 		svc:   svc,
+		adm:   adm,
 		cfg:   cfg,
 		log:   log.With("component", "rpc"),
 		obs:   obs,
+		base:  context.Background(),
 		conns: make(map[*wsConn]struct{}),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
+			ReadBufferSize:   cfg.ReadBufferSize,
+			WriteBufferPool:  &sync.Pool{},
 			// The app is not a browser page: there are no cookies or
 			// ambient credentials for a foreign origin to ride on.
 			CheckOrigin: func(*http.Request) bool { return true },
@@ -123,6 +171,17 @@ func New(svc *intake.Service, log *slog.Logger, obs Observer, cfg Config) (*Serv
 	return s, nil
 }
 
+type nopObserver struct{}
+
+func (nopObserver) Call(string, int64, time.Duration) {}
+func (nopObserver) Refused(string)                    {}
+func (nopObserver) WebSocketClosed(string)            {}
+
+func (s *Server) closedObserved(reason string) { s.obs.WebSocketClosed(reason) }
+
+// Config is the configuration in use, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
 // ServeHTTP routes: POST / and POST /ws take one JSON-RPC request; a
 // WebSocket upgrade on GET / or GET /ws opens a JSON-RPC session;
 // GET /v1/proofs/{uuid} returns a request's status.
@@ -132,7 +191,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // ones, and waits until the messages being handled are done or ctx is
 // done. http.Server.Shutdown does not track hijacked connections, so the
 // program calls this after it. (A submit in flight completes: recording
-// and enqueueing run detached from the connection.)
+// and enqueueing run detached from the connection.) The sockets are closed
+// at once, each close frame within a second, so clients that do not read
+// cannot hold the shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
@@ -141,11 +202,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	var closing sync.WaitGroup
 	for _, c := range conns {
-		c.close(websocket.CloseGoingAway, "server shutting down")
+		closing.Go(func() {
+			c.setReason(closeShutdown)
+			c.close(websocket.CloseGoingAway, "server shutting down")
+		})
 	}
 	done := make(chan struct{})
 	go func() {
+		closing.Wait()
 		s.inflight.Wait()
 		close(done)
 	}()
@@ -240,17 +306,18 @@ func errorResponse(id json.RawMessage, e *jsonrpc2.Error) *response {
 	return &response{JSONRPC: "2.0", ID: id, Error: e}
 }
 
-// call is one method call; ws is nil over HTTP.
+// call is one method call.
 type call struct {
 	method string
 	params json.RawMessage
-	ws     *wsConn // nil over HTTP
+	ws     *wsConn      // nil over HTTP
+	src    netip.Prefix // the client's source (admission); zero when unknown
 }
 
 // handle decodes and runs one message. It returns the response to send (nil
 // for a notification) and, for openpassport_subscribe, a function to run
 // once the response is written.
-func (s *Server) handle(ctx context.Context, data []byte, ws *wsConn) (*response, func()) {
+func (s *Server) handle(ctx context.Context, data []byte, c call) (*response, func()) {
 	start := time.Now()
 	m, perr := parseMessage(data)
 	if perr != nil {
@@ -259,7 +326,8 @@ func (s *Server) handle(ctx context.Context, data []byte, ws *wsConn) (*response
 	}
 	notification := m.ID == nil
 
-	result, after, err := s.dispatch(ctx, call{method: m.Method, params: m.Params, ws: ws})
+	c.method, c.params = m.Method, m.Params
+	result, after, err := s.dispatch(ctx, c)
 	var resp *response
 	var code int64
 	if err != nil {
@@ -281,9 +349,7 @@ func (s *Server) handle(ctx context.Context, data []byte, ws *wsConn) (*response
 }
 
 func (s *Server) observe(method string, code int64, start time.Time) {
-	if s.obs != nil {
-		s.obs.Call(method, code, time.Since(start))
-	}
+	s.obs.Call(method, code, time.Since(start))
 }
 
 func describeSyntax(err error) string {
@@ -309,13 +375,24 @@ func (s *Server) dispatch(ctx context.Context, c call) (result any, after func()
 	case protocol.MethodHealth:
 		return protocol.HealthOK, nil, nil
 	case protocol.MethodHello:
+		if err := s.adm.AllowHello(c.src); err != nil {
+			return nil, nil, err
+		}
 		var p protocol.HelloParams
 		if err := params.Decode(c.params,
 			params.Field{Name: "user_pubkey", Dst: &p.UserPubkey},
 			params.Field{Name: "uuid", Dst: &p.UUID}); err != nil {
 			return nil, nil, err
 		}
-		res, err := s.svc.Hello(ctx, p.UUID, p.UserPubkey)
+		res, err := s.svc.Hello(ctx, c.src, p.UUID, p.UserPubkey)
+		switch {
+		case errors.Is(err, handshake.ErrBusy):
+			s.obs.Refused(admission.ReasonSessions)
+		case errors.Is(err, handshake.ErrSourceBusy):
+			s.obs.Refused(admission.ReasonSourceSessions)
+		case err == nil && c.ws != nil:
+			c.ws.opened(res.UUID, time.Now().Add(s.cfg.SessionTTL))
+		}
 		return res, nil, err
 	case protocol.MethodSubmit:
 		var p protocol.SubmitParams
@@ -327,8 +404,17 @@ func (s *Server) dispatch(ctx context.Context, c call) (result any, after func()
 			return nil, nil, err
 		}
 		id, err := s.svc.Submit(ctx, p.UUID, p.Nonce, p.CipherText, p.AuthTag)
+		if c.ws != nil {
+			if norm, perr := intake.ParseUUID(p.UUID); perr == nil {
+				c.ws.submitted(norm)
+			}
+		}
 		return id, nil, err
 	case protocol.MethodAttestation:
+		// A document is a signature: the same budget as a hello.
+		if err := s.adm.AllowHello(c.src); err != nil {
+			return nil, nil, err
+		}
 		var p protocol.AttestationParams
 		if err := params.Decode(c.params,
 			params.Field{Name: "user_data", Dst: &p.UserData, Optional: true},
@@ -346,11 +432,13 @@ func (s *Server) dispatch(ctx context.Context, c call) (result any, after func()
 		st, err := s.svc.Status(ctx, id)
 		return st, nil, err
 	case protocol.MethodCancel:
-		id, err := decodeUUID(c.params)
-		if err != nil {
+		var p protocol.CancelParams
+		if err := params.Decode(c.params,
+			params.Field{Name: "uuid", Dst: &p.UUID},
+			params.Field{Name: "cancel_token", Dst: &p.CancelToken}); err != nil {
 			return nil, nil, err
 		}
-		res, err := s.svc.Cancel(ctx, id)
+		res, err := s.svc.Cancel(ctx, p.UUID, p.CancelToken)
 		return res, nil, err
 	case protocol.MethodSubscribe:
 		return s.subscribe(ctx, c)
@@ -410,19 +498,25 @@ func (s *Server) subscribe(ctx context.Context, c call) (any, func(), error) {
 // JSON-RPC answer, error or not, is HTTP 200; a body over the limit is 413
 // and a notification 204.
 func (s *Server) servePost(w http.ResponseWriter, r *http.Request) {
+	// The body must arrive within ReadTimeout and the answer leave within
+	// WriteTimeout of being ready (where the connection allows deadlines).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	data, err := io.ReadAll(body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.observe("", protocol.CodeInvalidRequest, time.Now())
+			_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 			writeJSON(w, http.StatusRequestEntityTooLarge, errorResponse(nil, s.tooLarge()))
 			return
 		}
 		s.log.DebugContext(r.Context(), "reading body failed", "err", err)
 		return
 	}
-	resp, _ := s.handle(r.Context(), data, nil)
+	resp, _ := s.handle(r.Context(), data, call{src: s.adm.Source(r)})
+	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	if resp == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return
