@@ -305,10 +305,13 @@ func (c *Client) Status(ctx context.Context, id string) (protocol.Status, error)
 	return st, err
 }
 
-// Cancel calls openpassport_cancel.
-func (c *Client) Cancel(ctx context.Context, id string) (protocol.CancelResult, error) {
+// Cancel calls openpassport_cancel with the request's cancel token (a
+// Receipt's CancelToken: only the submitter has it). A token that is not
+// the submitter's is refused: an *Error with code
+// protocol.CodeNotSubmitter.
+func (c *Client) Cancel(ctx context.Context, id string, token []byte) (protocol.CancelResult, error) {
 	var res protocol.CancelResult
-	err := c.call(ctx, protocol.MethodCancel, protocol.UUIDParams{UUID: id}, &res)
+	err := c.call(ctx, protocol.MethodCancel, protocol.CancelParams{UUID: id, CancelToken: token}, &res)
 	return res, err
 }
 
@@ -376,12 +379,35 @@ func (p Progress) emit(stage Stage, id string, st protocol.Status) {
 // attestation check (user_data must be our key as sent), ECDH with the
 // document's public_key, AES-256-GCM encryption of the request, submit. It
 // returns the uuid once the server has recorded and queued the request.
+// SubmitReceipt returns the cancel token too.
 func (c *Client) Submit(ctx context.Context, r Request, progress Progress) (string, error) {
+	rc, err := c.SubmitReceipt(ctx, r, progress)
+	clear(rc.CancelToken)
+	return rc.UUID, err
+}
+
+// Receipt is what a submit leaves its client: the request's uuid and its
+// cancel token, which only the two ends of the session can derive
+// (handshake.CancelToken); keep it to cancel the request later (Cancel,
+// proverctl cancel --token). The server keeps only its hash.
+type Receipt struct {
+	UUID        string
+	CancelToken []byte
+}
+
+// SubmitReceipt is Submit, returning the request's cancel token with its
+// uuid.
+func (c *Client) SubmitReceipt(ctx context.Context, r Request, progress Progress) (Receipt, error) {
+	id, token, err := c.submit(ctx, r, progress)
+	return Receipt{UUID: id, CancelToken: token}, err
+}
+
+func (c *Client) submit(ctx context.Context, r Request, progress Progress) (string, []byte, error) {
 	if c.opts.Verifier == nil && c.opts.TokenVerifier == nil {
-		return "", errors.New("client: Options.Verifier or Options.TokenVerifier is required to submit")
+		return "", nil, errors.New("client: Options.Verifier or Options.TokenVerifier is required to submit")
 	}
 	if !json.Valid(r.Inputs) {
-		return "", errors.New("client: Request.Inputs is not JSON")
+		return "", nil, errors.New("client: Request.Inputs is not JSON")
 	}
 	id := r.UUID
 	if id == "" {
@@ -389,7 +415,7 @@ func (c *Client) Submit(ctx context.Context, r Request, progress Progress) (stri
 	}
 	priv, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
-		return "", fmt.Errorf("client: key: %w", err)
+		return "", nil, fmt.Errorf("client: key: %w", err)
 	}
 	pub := priv.PublicKey().Bytes()
 	if c.opts.CompressedKey {
@@ -397,19 +423,23 @@ func (c *Client) Submit(ctx context.Context, r Request, progress Progress) (stri
 	}
 	hello, err := c.Hello(ctx, id, pub)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	progress.emit(StageHello, hello.UUID, protocol.Status{})
 	serverKey, err := c.verifyAttestation(hello.Attestation, pub)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	progress.emit(StageAttested, hello.UUID, protocol.Status{})
 	key, err := handshake.SharedKey(priv, serverKey)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer clear(key)
+	token, err := handshake.CancelToken(key, hello.UUID)
+	if err != nil {
+		return "", nil, err
+	}
 	version := r.Version
 	if version == 0 {
 		version = 1
@@ -425,22 +455,22 @@ func (c *Client) Submit(ctx context.Context, r Request, progress Progress) (stri
 		Circuit:         circuit{Name: r.Circuit, Inputs: string(r.Inputs)},
 	})
 	if err != nil {
-		return "", fmt.Errorf("client: encode request: %w", err)
+		return "", nil, fmt.Errorf("client: encode request: %w", err)
 	}
 	nonce, ct, tag, err := handshake.Encrypt(key, plain)
 	clear(plain)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	got, err := c.SubmitEncrypted(ctx, protocol.SubmitParams{UUID: hello.UUID, Nonce: nonce, CipherText: ct, AuthTag: tag})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if got != hello.UUID {
-		return "", fmt.Errorf("client: server answered uuid %q for %q", got, hello.UUID)
+		return "", nil, fmt.Errorf("client: server answered uuid %q for %q", got, hello.UUID)
 	}
 	progress.emit(StageSubmitted, got, protocol.Status{})
-	return got, nil
+	return got, token, nil
 }
 
 // verifyAttestation checks a hello's attestation with the verifier of its

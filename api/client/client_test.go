@@ -219,15 +219,43 @@ func TestAttestationRejected(t *testing.T) {
 	}
 }
 
+// Only the submitter cancels: another client, with its own request's token
+// or none, is refused and the request stays pending; the submitter's
+// receipt cancels it, over either transport.
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	e := apitest.Start(t, apitest.Options{})
 	ctx := context.Background()
-	c := dial(t, e, e.WSURL(), client.Options{})
-	id, err := c.Submit(ctx, client.Request{Type: "disclose", Circuit: "vc_and_disclose", Inputs: json.RawMessage(`{"a":"1"}`),
-		EndpointType: "https", Endpoint: "https://example.org"}, nil)
-	must(t, err)
-	res, err := c.Cancel(ctx, id)
+	for _, url := range []string{e.WSURL(), e.HTTP.URL + "/"} {
+		c := dial(t, e, url, client.Options{})
+		other := dial(t, e, url, client.Options{})
+		req := client.Request{Type: "disclose", Circuit: "vc_and_disclose", Inputs: json.RawMessage(`{"a":"1"}`),
+			EndpointType: "https", Endpoint: "https://example.org"}
+		rc, err := c.SubmitReceipt(ctx, req, nil)
+		must(t, err)
+		if len(rc.CancelToken) != 32 {
+			t.Fatalf("receipt token has %d bytes", len(rc.CancelToken))
+		}
+		theirs, err := other.SubmitReceipt(ctx, req, nil)
+		must(t, err)
+		for name, token := range map[string][]byte{"another request's token": theirs.CancelToken, "a made-up token": make([]byte, 32), "none": nil} {
+			_, err := other.Cancel(ctx, rc.UUID, token)
+			var se *client.Error
+			if !errors.As(err, &se) || se.Code != protocol.CodeNotSubmitter || se.Message != protocol.MsgNotSubmitter {
+				t.Fatalf("%s: Cancel = %v, want %d %q", name, err, protocol.CodeNotSubmitter, protocol.MsgNotSubmitter)
+			}
+		}
+		if st, err := c.Status(ctx, rc.UUID); err != nil || st.Status != status.Pending {
+			t.Fatalf("status after refused cancels: %+v, %v", st, err)
+		}
+		testCancelled(t, ctx, c, rc)
+	}
+}
+
+func testCancelled(t *testing.T, ctx context.Context, c *client.Client, rc client.Receipt) {
+	t.Helper()
+	id := rc.UUID
+	res, err := c.Cancel(ctx, id, rc.CancelToken)
 	must(t, err)
 	if !res.Cancelled || res.Status != status.Failed {
 		t.Fatalf("Cancel = %+v", res)

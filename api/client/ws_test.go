@@ -79,7 +79,7 @@ func TestWebSocketFraming(t *testing.T) {
 	if healthErr != nil {
 		t.Fatalf("Health answered after a later call: %v", healthErr)
 	}
-	if _, err := c.Cancel(ctx, id); !client.IsCode(err, -32600) {
+	if _, err := c.Cancel(ctx, id, nil); !client.IsCode(err, -32600) {
 		t.Fatalf("Cancel = %v, want server error -32600", err)
 	}
 

@@ -203,8 +203,8 @@ func TestSubmitStatusCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	var submitted map[string]string
-	if err := json.Unmarshal([]byte(out), &submitted); err != nil || submitted["uuid"] != id {
-		t.Fatalf("submit printed %q (%v), want {\"uuid\": %q}", out, err, id)
+	if err := json.Unmarshal([]byte(out), &submitted); err != nil || submitted["uuid"] != id || len(submitted["cancel_token"]) != 64 {
+		t.Fatalf("submit printed %q (%v), want {\"uuid\": %q, \"cancel_token\": 64 hex digits}", out, err, id)
 	}
 
 	// status over the WebSocket: queued.
@@ -220,8 +220,30 @@ func TestSubmitStatusCancel(t *testing.T) {
 		t.Errorf("status = %+v, want pending register_x %s", st, id)
 	}
 
-	// cancel, then the status says why.
-	out, _, err = runCmd(ctx, env, "cancel", id)
+	// Only the submitter can cancel: no token, someone else's token, a
+	// token that is not hex are refused, and the request stays pending.
+	other := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no token", nil, "cancel needs the request's cancel token"},
+		{"another token", []string{"--token", other}, "Cancel refused: only the submitter of this request can cancel it"},
+		{"not hex", []string{"--token", "zz"}, "the cancel token is not hex"},
+	} {
+		_, _, err := runCmd(ctx, env, append([]string{"cancel", id}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("cancel, %s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if out, _, err = runCmd(ctx, env, "status", id); err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Status != status.Pending {
+		t.Fatalf("status after refused cancels: %q (%v), want pending", out, err)
+	}
+
+	// cancel with the submitter's token (from the environment), then the
+	// status says why.
+	out, _, err = runCmd(ctx, map[string]string{"PROVER_URL": fleet.WSURL(), "PROVER_CANCEL_TOKEN": submitted["cancel_token"]}, "cancel", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,21 +260,26 @@ func TestSubmitStatusCancel(t *testing.T) {
 		t.Errorf("status after cancel: %q (%v)", out, err)
 	}
 
-	// submit --wait follows a request to its end: cancel it from the side.
+	// submit --wait follows a request to its end: cancel it from the side,
+	// with the token it wrote to a file.
 	id2 := uuid.NewString()
+	tokenFile := filepath.Join(t.TempDir(), "token")
 	done := make(chan error, 1)
 	var waitOut string
 	go func() {
 		var err error
 		waitOut, _, err = runCmd(ctx, env, "submit", "--pcr0", pcr0, "--type", "register", "--circuit", "register_x",
-			"--inputs", "testdata/inputs.json", "--uuid", id2, "--wait")
+			"--inputs", "testdata/inputs.json", "--uuid", id2, "--wait", "--cancel-token-file", tokenFile)
 		done <- err
 	}()
 	waitFor(t, ctx, func() bool {
-		_, _, err := runCmd(ctx, env, "status", id2)
+		_, err := os.Stat(tokenFile)
 		return err == nil
 	})
-	if _, _, err := runCmd(ctx, env, "cancel", id2); err != nil {
+	if fi, err := os.Stat(tokenFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, mode %v; want 0600", err, fi.Mode())
+	}
+	if _, _, err := runCmd(ctx, env, "cancel", id2, "--token-file", tokenFile); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -171,7 +172,7 @@ func runSubmit(ctx context.Context, args []string, std stdio) error {
 	var (
 		rawURL, typ, circuitName, inputsPath string
 		endpointType, endpoint, id           string
-		userData, selfData                   string
+		userData, selfData, tokenFile        string
 		onchain, wait, compressed            bool
 		version                              int
 		timeout                              time.Duration
@@ -181,7 +182,9 @@ func runSubmit(ctx context.Context, args []string, std stdio) error {
 		"token or a Nitro document, --attestation), derive the\n"+
 		"shared key, encrypt, submit. With --wait it then follows the request (subscription, or polling over\n"+
 		"HTTP) with a progress display on stderr and prints the final status JSON on stdout; without, it\n"+
-		"prints {\"uuid\": ...}.", std)
+		"prints {\"uuid\": ..., \"cancel_token\": ...}. The cancel token (hex) is what `proverctl cancel` needs:\n"+
+		"only the submitter can cancel. --cancel-token-file also writes it to a file (mode 0600) as soon as the\n"+
+		"request is accepted.", std)
 	f.StringVar(&rawURL, "url", defaultURL, "frontend URL: ws:// or wss:// (WebSocket), http:// or https:// (POST)")
 	f.bind("url", "PROVER_URL")
 	f.StringVar(&typ, "type", "", "proof type: "+proofTypeList()+" (required)")
@@ -196,6 +199,7 @@ func runSubmit(ctx context.Context, args []string, std stdio) error {
 	f.StringVar(&id, "uuid", "", "request uuid (default: a random one)")
 	f.BoolVar(&compressed, "compressed-key", false, "send the client key as 33 bytes (newer app builds) instead of 65")
 	f.BoolVar(&wait, "wait", false, "follow the request until its status is final and print it")
+	f.StringVar(&tokenFile, "cancel-token-file", "", "write the request's cancel token (hex) to this file once it is accepted")
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
 	af.register(f)
 	if err := f.parse(args, std); err != nil {
@@ -237,7 +241,7 @@ func runSubmit(ctx context.Context, args []string, std stdio) error {
 	b := newBoard(std.err, isTerminal(std.err))
 	r := b.add(circuitName + " (" + string(pt.Family()) + ")")
 	progress := r.progress()
-	reqID, err := c.Submit(ctx, client.Request{
+	receipt, err := c.SubmitReceipt(ctx, client.Request{
 		Type: pt, Circuit: circuitName, Inputs: inputs, Onchain: onchain,
 		EndpointType: endpointType, Endpoint: endpoint,
 		UserDefinedData: userData, SelfDefinedData: selfData, Version: version, UUID: id,
@@ -247,8 +251,14 @@ func runSubmit(ctx context.Context, args []string, std stdio) error {
 		b.finish()
 		return err
 	}
+	reqID, token := receipt.UUID, hex.EncodeToString(receipt.CancelToken)
+	if tokenFile != "" {
+		if err := writeFileAtomic(tokenFile, []byte(token+"\n")); err != nil {
+			return fmt.Errorf("--cancel-token-file: %w (request %s was accepted)", err, reqID)
+		}
+	}
 	if !wait {
-		return printJSON(std, map[string]string{"uuid": reqID})
+		return printJSON(std, map[string]string{"uuid": reqID, "cancel_token": token})
 	}
 	drawCtx, stopDraw := context.WithCancel(ctx)
 	drawn := make(chan struct{})
@@ -267,6 +277,25 @@ func runSubmit(ctx context.Context, args []string, std stdio) error {
 		return fmt.Errorf("request %s ended with status %d", reqID, st.Status)
 	}
 	return nil
+}
+
+// writeFileAtomic writes a 0600 file that readers see whole or not at all.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+	}
+	return err
 }
 
 func readInputs(path string) (json.RawMessage, error) {
@@ -300,14 +329,18 @@ func printJSON(std stdio, v any) error {
 	return enc.Encode(v)
 }
 
-// requestCommand parses the flags of status and cancel: --url and one uuid.
-func requestCommand(name, about string, args []string, std stdio) (string, string, time.Duration, error) {
+// requestCommand parses the flags of status and cancel: --url and one uuid;
+// more adds a command's own flags.
+func requestCommand(name, about string, args []string, std stdio, more func(*flags)) (string, string, time.Duration, error) {
 	var rawURL string
 	var timeout time.Duration
 	f := newFlags(name, "UUID", about, std)
 	f.StringVar(&rawURL, "url", defaultURL, "frontend URL: ws://, wss://, http:// or https://")
 	f.bind("url", "PROVER_URL")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	if more != nil {
+		more(f)
+	}
 	if err := f.parse(args, std); err != nil {
 		return "", "", 0, err
 	}
@@ -322,7 +355,7 @@ func requestCommand(name, about string, args []string, std stdio) (string, strin
 }
 
 func runStatus(ctx context.Context, args []string, std stdio) error {
-	rawURL, id, timeout, err := requestCommand("status", "Prints a request's status (openpassport_status) as JSON.", args, std)
+	rawURL, id, timeout, err := requestCommand("status", "Prints a request's status (openpassport_status) as JSON.", args, std, nil)
 	if err != nil {
 		return err
 	}
@@ -341,10 +374,33 @@ func runStatus(ctx context.Context, args []string, std stdio) error {
 }
 
 func runCancel(ctx context.Context, args []string, std stdio) error {
+	var token, tokenFile string
 	rawURL, id, timeout, err := requestCommand("cancel", "Cancels a queued or running request (openpassport_cancel): a running job's\n"+
-		"processes are killed and its status becomes 3 with reason \"cancelled\". Prints the answer as JSON.", args, std)
+		"processes are killed and its status becomes 3 with reason \"cancelled\". Only the submitter can: give\n"+
+		"the cancel token `proverctl submit` printed (or wrote with --cancel-token-file). Prints the answer as JSON.",
+		args, std, func(f *flags) {
+			f.StringVar(&token, "token", "", "the request's cancel token (hex), as proverctl submit printed it")
+			f.bind("token", "PROVER_CANCEL_TOKEN")
+			f.StringVar(&tokenFile, "token-file", "", "read the cancel token (hex) from this file (proverctl submit --cancel-token-file)")
+		})
 	if err != nil {
 		return err
+	}
+	switch {
+	case token != "" && tokenFile != "":
+		return usagef("--token and --token-file exclude each other")
+	case tokenFile != "":
+		data, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		token = string(data)
+	case token == "":
+		return usagef("cancel needs the request's cancel token: --token or --token-file (proverctl submit prints it; only the submitter can cancel)")
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(token))
+	if err != nil {
+		return usagef("the cancel token is not hex")
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -353,7 +409,7 @@ func runCancel(ctx context.Context, args []string, std stdio) error {
 		return err
 	}
 	defer c.Close()
-	res, err := c.Cancel(ctx, id)
+	res, err := c.Cancel(ctx, id, raw)
 	if err != nil {
 		return err
 	}
