@@ -210,7 +210,10 @@ func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 
 // WatchSessions exports the number of open handshake sessions.
 func (m *Metrics) WatchSessions(open func() int) {
-	m.gauge("prover_api_sessions_open", "Open handshake sessions (hello answered, submit not yet).", open)
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "prover_api_sessions_open",
+		Help: "Open handshake sessions (hello answered, submit not yet).",
+	}, read(open)))
 }
 
 // Frontend is what Watch reads (*server.Server).
@@ -225,15 +228,22 @@ type Frontend interface {
 // WebSockets and tracked sources.
 func (m *Metrics) Watch(f Frontend) {
 	m.WatchSessions(f.Sessions)
-	m.gauge("prover_api_connections_open", "TCP connections the frontend's listener holds.", f.Connections)
-	m.gauge("prover_api_websockets_open", "Open WebSockets.", f.WebSockets)
-	m.gauge("prover_api_sources_tracked", "Client sources (network addresses) the frontend keeps state for.", f.Sources)
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "prover_api_connections_open",
+			Help: "TCP connections the frontend's listener holds.",
+		}, read(f.Connections)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "prover_api_websockets_open",
+			Help: "Open WebSockets.",
+		}, read(f.WebSockets)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "prover_api_sources_tracked",
+			Help: "Client sources (network addresses) the frontend keeps state for.",
+		}, read(f.Sources)))
 }
 
-func (m *Metrics) gauge(name, help string, read func() int) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
-		func() float64 { return float64(read()) }))
-}
+func read(f func() int) func() float64 { return func() float64 { return float64(f()) } }
 
 // Refused records a refusal (it implements the server's Observer).
 func (m *Metrics) Refused(reason string) {

@@ -33,7 +33,7 @@ func TestParse(t *testing.T) {
 			if s.Family != family.Register || s.Concurrency != 1 || s.CircuitDir != "/c" || s.ZkeyDir != "/k" ||
 				s.Prover != "rapidsnark" || s.ProverMode != "command" || s.Verifier != "native" ||
 				s.ProveTimeout != 30*time.Minute || s.ShutdownGrace != 30*time.Second || s.Heartbeat != 0 ||
-				s.Stream != "PROOF_JOBS" || s.NativeTableBudget != 2048<<20 || c.NATSURL != "nats://127.0.0.1:4222" || c.AdminAddress != ":9090" ||
+				s.Stream != "PROOF_JOBS" || s.NativeTableBudget != 2048<<20 || c.NATSURL != "nats://127.0.0.1:4222" || c.AdminAddress != "127.0.0.1:9090" ||
 				c.LogLevel != slog.LevelInfo || c.LogFormat != "json" || c.JobKeyFile != "/key" {
 				t.Fatalf("%+v", c)
 			}
