@@ -10,7 +10,7 @@ GOTESTFLAGS ?= -race -count=1 -timeout 30m
 
 PROGRAMS := prover-api prover-worker proverctl zkprove zkeygen
 
-.PHONY: all build demo dev test test-short bench bench-quick faults faults-ci nats-server circuits circuits-large keys deps fmt vet clean
+.PHONY: all build demo dev test test-short bench bench-quick faults faults-ci nats-server abuse abuse-quick circuits circuits-large keys deps fmt vet clean
 
 all: build
 
@@ -87,6 +87,16 @@ faults-ci: keys build nats-server
 nats-server:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+
+# The frontend under load and attack: prover-api, Postgres, nats-server and a load
+# generator as real processes (hello floods from one and from many sources, 10k idle
+# WebSockets, silent and slow clients, a legitimate client throughout). Fails when a
+# check does not hold. Needs no circuits. abuse-quick is the reduced size CI runs.
+abuse:
+	$(GO) run ./e2e/abuse -out $${TMPDIR:-/tmp}/abuse
+
+abuse-quick:
+	$(GO) run ./e2e/abuse -quick -out $${TMPDIR:-/tmp}/abuse-quick
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')

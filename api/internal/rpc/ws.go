@@ -280,7 +280,10 @@ func (c *wsConn) fail(reason string) {
 // finish runs once the reader has ended: it closes the socket, releases
 // the source's slot, stops the ping timer and reports why it closed.
 func (c *wsConn) finish() {
-	c.close(websocket.CloseNormalClosure, "")
+	c.mu.Lock()
+	text := map[string]string{closePongTimeout: "no pong", closeReadTimeout: "read timeout"}[c.reason]
+	c.mu.Unlock()
+	c.close(websocket.CloseNormalClosure, text)
 	c.mu.Lock()
 	if c.ping != nil {
 		c.ping.Stop()
