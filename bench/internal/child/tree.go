@@ -115,3 +115,24 @@ func TreeCPU(root int) (CPU, error) {
 	}
 	return cpu, nil
 }
+
+// ProcessCPU is one process's own CPU time so far (user + system), its
+// reaped children not included.
+func ProcessCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("child: %w", err)
+	}
+	s := string(b)
+	j := strings.LastIndexByte(s, ')')
+	if j < 0 {
+		return 0, fmt.Errorf("child: /proc/%d/stat: no command", pid)
+	}
+	f := strings.Fields(s[j+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("child: /proc/%d/stat: too short", pid)
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * clockTick, nil
+}

@@ -10,12 +10,12 @@ import (
 	"github.com/openpassport/prover-fleet/shared/attest"
 )
 
-// docReader is the load generator's attestation "verifier": it reads the
+// DocReader is the load generator's attestation "verifier": it reads the
 // document's public_key and checks user_data, without checking the
 // signature, the chain, PCR0 or the age. The frontend's cost is what is
 // measured; a full check would spend the shared cores on client work (the
 // fleet-overhead benchmark's client does the full check).
-type docReader struct{}
+type DocReader struct{}
 
 type sign1 struct {
 	_           struct{} `cbor:",toarray"`
@@ -30,7 +30,7 @@ type docPayload struct {
 	UserData  []byte `cbor:"user_data"`
 }
 
-func (docReader) Verify(doc, wantUserData []byte) (*attest.Document, error) {
+func (DocReader) Verify(doc, wantUserData []byte) (*attest.Document, error) {
 	var msg sign1
 	if err := cbor.Unmarshal(doc, &msg); err != nil {
 		return nil, fmt.Errorf("frontend: attestation document: %w", err)

@@ -40,7 +40,7 @@ func TestDocReader(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := docReader{}.Verify(tt.doc, tt.userData)
+			got, err := DocReader{}.Verify(tt.doc, tt.userData)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatal("Verify succeeded")

@@ -172,7 +172,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	defer pprof.SetGoroutineLabels(ctx)
 	wsClients := make([]*client.Client, cfg.Concurrency)
 	for i := range wsClients {
-		if wsClients[i], err = client.Dial(ctx, fleet.WSURL(), client.Options{Verifier: docReader{}}); err != nil {
+		if wsClients[i], err = client.Dial(ctx, fleet.WSURL(), client.Options{Verifier: DocReader{}}); err != nil {
 			return nil, fmt.Errorf("frontend: %w", err)
 		}
 		defer wsClients[i].Close()
@@ -185,7 +185,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	httpClient := &http.Client{Transport: transport, Timeout: time.Minute}
 	httpClients := make([]*client.Client, cfg.Concurrency)
 	for i := range httpClients {
-		if httpClients[i], err = client.Dial(ctx, fleet.HTTPURL(), client.Options{Verifier: docReader{}, HTTPClient: httpClient}); err != nil {
+		if httpClients[i], err = client.Dial(ctx, fleet.HTTPURL(), client.Options{Verifier: DocReader{}, HTTPClient: httpClient}); err != nil {
 			return nil, fmt.Errorf("frontend: %w", err)
 		}
 	}

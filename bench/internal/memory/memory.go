@@ -110,7 +110,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 		_ = fleet.Stop(stopCtx)
 	}()
 	res := &Result{}
-	for _, transport := range []string{"http", "websocket"} {
+	for _, transport := range []string{"http", "websocket", "websocket-idle"} {
 		cfg.Log("memory: prover-api with %d sessions over %s", cfg.Sessions, transport)
 		fe, err := frontend(ctx, cfg, fleet, transport)
 		if err != nil {
@@ -215,7 +215,9 @@ func frontend(ctx context.Context, cfg Config, fleet *devfleet.Fleet, transport 
 		"--circuit-folder", cfg.CircuitDir, "--zkey-folder", cfg.ZkeyDir,
 		"--attester", "dev", "--dev-attest-dir", attestDir,
 		"--job-key-file", fleet.JobKeyFile(),
-		"--max-sessions", strconv.Itoa(2 * cfg.Sessions), "--session-ttl", "30m",
+		"--max-sessions", strconv.Itoa(2 * cfg.Sessions), "--session-ttl", "30m", "--idle-timeout", "30m",
+		// Every client here has the same address: no per-source limits.
+		"--hello-rate", "0", "--max-sessions-per-source", "0", "--session-share", "0", "--max-connections-per-source", "0",
 		"--log-level", "warn", "--log-format", "text",
 	}})
 	if err != nil {
@@ -243,7 +245,9 @@ func frontend(ctx context.Context, cfg Config, fleet *devfleet.Fleet, transport 
 	case "http":
 		err = httpHellos(ctx, "http://"+addr+"/", cfg.Sessions)
 	case "websocket":
-		closers, err = wsHellos(ctx, "ws://"+addr+"/", cfg.Sessions)
+		closers, err = wsHellos(ctx, "ws://"+addr+"/", cfg.Sessions, true)
+	case "websocket-idle":
+		closers, err = wsHellos(ctx, "ws://"+addr+"/", cfg.Sessions, false)
 	}
 	if err != nil {
 		return fe, fmt.Errorf("memory: prover-api hellos over %s: %w (%s)", transport, err, p.Output())
@@ -258,8 +262,14 @@ func frontend(ctx context.Context, cfg Config, fleet *devfleet.Fleet, transport 
 	fe.BytesPerSess = float64(m.RSS-idle.RSS) / float64(cfg.Sessions)
 	if n, ok := gauge(ctx, "http://"+admin+"/metrics", "prover_api_sessions_open"); ok {
 		fe.LiveSessions = int(n)
-		if fe.LiveSessions != cfg.Sessions {
-			return fe, fmt.Errorf("memory: prover-api reports %d live sessions after %d hellos", fe.LiveSessions, cfg.Sessions)
+		if want := cfg.Sessions; transport != "websocket-idle" && fe.LiveSessions != want {
+			return fe, fmt.Errorf("memory: prover-api reports %d live sessions after %d hellos", fe.LiveSessions, want)
+		}
+	}
+	if transport != "http" {
+		n, ok := gauge(ctx, "http://"+admin+"/metrics", "prover_api_websockets_open")
+		if !ok || int(n) != cfg.Sessions {
+			return fe, fmt.Errorf("memory: prover-api reports %v open WebSockets (exported: %t), want %d", n, ok, cfg.Sessions)
 		}
 	}
 	return fe, nil
@@ -291,8 +301,9 @@ func httpHellos(ctx context.Context, url string, n int) error {
 	})
 }
 
-// wsHellos opens n WebSockets, each saying one hello and staying open.
-func wsHellos(ctx context.Context, url string, n int) ([]func(), error) {
+// wsHellos opens n WebSockets, each saying one hello (unless hello is
+// false: then nothing) and staying open.
+func wsHellos(ctx context.Context, url string, n int, hello bool) ([]func(), error) {
 	conns := make([]*client.Client, n)
 	err := parallel(ctx, n, 16, func(ctx context.Context, i int) error {
 		c, err := client.Dial(ctx, url, client.Options{})
@@ -300,6 +311,9 @@ func wsHellos(ctx context.Context, url string, n int) ([]func(), error) {
 			return err
 		}
 		conns[i] = c
+		if !hello {
+			return nil
+		}
 		key, err := newKey()
 		if err != nil {
 			return err
@@ -466,7 +480,7 @@ func (r *Result) Section() report.Section {
 		Intro: []string{
 			"The deployed binaries, each as its own process against the fleet's NATS and Postgres; RSS is the process's own resident set (VmRSS in /proc/<pid>/status, read after one quiet second), peak its high-water mark (VmHWM). " +
 				"**Frontend**: prover-api idle, then after N hellos without a submit (N live handshake sessions; TTL 30 min, so none expires), either over HTTP POST (16 keep-alive connections: the session table alone) " +
-				"or with each session on its own open WebSocket (what N waiting phones cost). Per session = (RSS after − RSS idle) ÷ N. " +
+				"or with each session on its own open WebSocket (what N waiting phones cost); and, in a third process, N idle WebSockets that say nothing (the connection alone; --idle-timeout 30 min). Per session (or per socket) = (RSS after − RSS idle) ÷ N; the target for an idle WebSocket is ≤ 10 KiB. The per-source limits are off (every client here has the same address). " +
 				"**Worker**: prover-worker idle, then after proving jobs submitted through the frontend. Its witness generators, provers and command verifiers are separate processes, so they are not in its RSS; " +
 				"in native mode the proving key and the proving itself are in the worker's own memory.",
 		},
@@ -477,7 +491,11 @@ func (r *Result) Section() report.Section {
 		if f.LiveSessions >= 0 {
 			live = fmt.Sprint(f.LiveSessions)
 		}
-		t.Row("prover-api, hellos over "+f.Transport, fmt.Sprint(f.Sessions), live, report.MiB(f.IdleRSS), report.MiB(f.RSS), report.MiB(f.PeakRSS),
+		what := "prover-api, hellos over " + f.Transport
+		if f.Transport == "websocket-idle" {
+			what = "prover-api, idle WebSockets (no hello; per socket, target ≤ 10 KiB)"
+		}
+		t.Row(what, fmt.Sprint(f.Sessions), live, report.MiB(f.IdleRSS), report.MiB(f.RSS), report.MiB(f.PeakRSS),
 			report.F(f.BytesPerSess/1024, 1)+" KiB")
 	}
 	s.Tables = append(s.Tables, t)

@@ -1,7 +1,8 @@
 // Package programs finds the project's binaries in the bin folder (`make
 // build`) and builds the ones that are missing with `go build`, so the
 // benchmarks run the same programs that are deployed. It always builds the
-// benchmark's own helpers (the rusage meter and the warm prover).
+// benchmark's own helpers (the rusage meter, the warm prover and the
+// frontend's load generator).
 package programs
 
 import (
@@ -23,12 +24,13 @@ var packages = map[string]string{
 var helpers = map[string]string{
 	"rusage":    "./bench/internal/cmd/rusage",
 	"warmprove": "./bench/internal/cmd/warmprove",
+	"loadgen":   "./bench/internal/cmd/loadgen",
 }
 
 // Paths are the programs' absolute paths.
 type Paths struct {
-	API, Worker, Zkprove string
-	Rusage, WarmProve    string
+	API, Worker, Zkprove       string
+	Rusage, WarmProve, Loadgen string
 	// Built lists programs that were not in the bin folder and were built.
 	Built []string
 }
@@ -42,10 +44,13 @@ func Find(ctx context.Context, binDir, buildDir, moduleDir string) (Paths, error
 		if err := build(ctx, moduleDir, path, pkg); err != nil {
 			return p, err
 		}
-		if name == "rusage" {
+		switch name {
+		case "rusage":
 			p.Rusage = path
-		} else {
+		case "warmprove":
 			p.WarmProve = path
+		case "loadgen":
+			p.Loadgen = path
 		}
 	}
 	for name, pkg := range packages {

@@ -93,8 +93,12 @@ type Results struct {
 	// FleetOverheadMore is the same benchmark on Settings.OverheadMore.
 	FleetOverheadMore []*overhead.Result `json:"fleet_overhead_more,omitempty"`
 	Frontend          *frontend.Result   `json:"frontend,omitempty"`
-	Queue             *queuepath.Result  `json:"queue_path,omitempty"`
-	Provers           *provers.Result    `json:"provers,omitempty"`
+	// FrontendProcess is the frontend as its own process (prover-api)
+	// with the load generator in another: its CPU per pair against the
+	// server-side cryptography of a pair.
+	FrontendProcess *frontend.ProcessResult `json:"frontend_process,omitempty"`
+	Queue           *queuepath.Result       `json:"queue_path,omitempty"`
+	Provers         *provers.Result         `json:"provers,omitempty"`
 	// ProverVsRapidsnark is our provers against rapidsnark (issue 14), from
 	// the provers benchmark when rapidsnark was given.
 	ProverVsRapidsnark []provers.VsRapidsnark `json:"prover_vs_rapidsnark,omitempty"`
@@ -115,6 +119,7 @@ type Settings struct {
 	Concurrency        int      `json:"concurrency"`
 	FrontendClients    int      `json:"frontend_clients"`
 	FrontendSeconds    float64  `json:"frontend_seconds"`
+	CryptoPairs        int      `json:"crypto_pairs"`
 	QueueJobsPerFamily int      `json:"queue_jobs_per_family"`
 	QueueSlots         int      `json:"queue_slots_per_family"`
 	ProverCircuits     []string `json:"prover_circuits"`
@@ -128,7 +133,7 @@ func sizes(quick bool, conc int) Settings {
 	if quick {
 		return Settings{
 			OverheadJobs: 4, OverheadRounds: 2, Concurrency: conc,
-			FrontendClients: 4, FrontendSeconds: 1,
+			FrontendClients: 4, FrontendSeconds: 1, CryptoPairs: 100,
 			QueueJobsPerFamily: 40, QueueSlots: 4,
 			ProverCircuits: []string{circuits.Disclose}, ProverReps: 1,
 			Sessions: 200, WorkerJobs: 2,
@@ -137,7 +142,7 @@ func sizes(quick bool, conc int) Settings {
 	return Settings{
 		OverheadJobs: 400, OverheadRounds: 40, Concurrency: conc,
 		OverheadMore: []string{circuits.DSC}, OverheadMoreJobs: 200, OverheadMoreRounds: 20,
-		FrontendClients: 64, FrontendSeconds: 8,
+		FrontendClients: 64, FrontendSeconds: 8, CryptoPairs: 2000,
 		QueueJobsPerFamily: 2000, QueueSlots: 16,
 		ProverCircuits: circuits.Demos(), ProverReps: 7, ProverMinReps: 7,
 		Sessions: 10000, WorkerJobs: 20,
@@ -285,6 +290,17 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 				Logger:   cfg.Logger, Log: logf,
 			})
 			res.Frontend = r
+			if err != nil {
+				fail(name, err)
+			}
+			pr, err := frontend.MeasureProcess(ctx, frontend.ProcessConfig{
+				APIBinary: bins.API, LoadgenBinary: bins.Loadgen,
+				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
+				Concurrency: set.FrontendClients, Warmup: time.Duration(set.FrontendSeconds * float64(time.Second) / 4),
+				Duration:    time.Duration(set.FrontendSeconds * float64(time.Second)),
+				CryptoPairs: set.CryptoPairs, WorkDir: work, Logger: cfg.Logger, Log: logf,
+			})
+			res.FrontendProcess = pr
 			if err != nil {
 				fail(name, err)
 			}
@@ -440,6 +456,9 @@ func Document(res *Results) report.Document {
 	}
 	if res.Frontend != nil {
 		d.Sections = append(d.Sections, res.Frontend.Section())
+	}
+	if res.FrontendProcess != nil {
+		d.Sections = append(d.Sections, res.FrontendProcess.Section())
 	}
 	if res.Queue != nil {
 		d.Sections = append(d.Sections, res.Queue.Section())

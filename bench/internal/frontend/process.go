@@ -1,0 +1,521 @@
+package frontend
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/openpassport/prover-fleet/api/client"
+	"github.com/openpassport/prover-fleet/bench/internal/child"
+	"github.com/openpassport/prover-fleet/bench/internal/circuits"
+	"github.com/openpassport/prover-fleet/bench/internal/report"
+	"github.com/openpassport/prover-fleet/bench/internal/stats"
+	"github.com/openpassport/prover-fleet/internal/devfleet"
+	"github.com/openpassport/prover-fleet/shared/attest"
+	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/shared/jobqueue"
+)
+
+// ProcessConfig configures MeasureProcess: the frontend as the deployed
+// program, in a process of its own, driven by a load generator in
+// another.
+type ProcessConfig struct {
+	APIBinary     string // prover-api
+	LoadgenBinary string // bench/internal/cmd/loadgen
+	Circuit       circuits.Circuit
+	CircuitDir    string
+	ZkeyDir       string
+	DatabaseURL   string
+	Concurrency   int
+	Warmup        time.Duration
+	Duration      time.Duration
+	// CryptoPairs is how many server-side pairs the crypto baseline runs,
+	// before and after the loads.
+	CryptoPairs int
+	WorkDir     string
+	Logger      *slog.Logger
+	Log         func(format string, args ...any)
+}
+
+// ProcessLoad is one transport's loop against prover-api.
+type ProcessLoad struct {
+	Transport      string        `json:"transport"`
+	Pairs          int           `json:"pairs"`
+	PairsPerSecond float64       `json:"pairs_per_second"`
+	Latency        stats.Summary `json:"latency"`
+	// FrontendCPUPerPairMS is prover-api's own CPU time (user + system,
+	// /proc/<pid>/stat) over the measured window ÷ the pairs finished in
+	// it; Ratio is that ÷ the server-side cryptography of a pair (target
+	// ≤ 1.3).
+	FrontendCPUPerPairMS float64 `json:"frontend_cpu_per_pair_ms"`
+	Ratio                float64 `json:"ratio_to_server_crypto"`
+	// The other processes, measured apart: Postgres (every process under
+	// the bench's postgres child), the load generator, and this process
+	// (the embedded NATS server; the embedded fleet's own frontend is
+	// idle).
+	PostgresCPUPerPairMS float64 `json:"postgres_cpu_per_pair_ms"`
+	LoadgenCPUPerPairMS  float64 `json:"loadgen_cpu_per_pair_ms"`
+	NATSCPUPerPairMS     float64 `json:"nats_and_bench_cpu_per_pair_ms"`
+	FrontendRSS          int64   `json:"frontend_rss_bytes"`
+}
+
+// ProcessResult is MeasureProcess's outcome.
+type ProcessResult struct {
+	Circuit     string  `json:"circuit"`
+	Concurrency int     `json:"concurrency"`
+	DurationS   float64 `json:"duration_s"`
+	// ServerCryptoPerPairMS is the server's cryptography of one pair (a
+	// session key, ECDH, the dev attester's document, the AES-GCM
+	// decryption of the request), on one locked OS thread, from
+	// getrusage(RUSAGE_THREAD): the mean of a run before and one after
+	// the loads.
+	ServerCryptoPerPairMS float64       `json:"server_crypto_per_pair_ms"`
+	CryptoRuns            []float64     `json:"server_crypto_runs_ms"`
+	Loads                 []ProcessLoad `json:"loads"`
+	Enqueued              uint64        `json:"enqueued"`
+	Notes                 []string      `json:"notes,omitempty"`
+}
+
+// rusageThread is Linux's RUSAGE_THREAD.
+const rusageThread = 1
+
+func threadCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+		return 0, fmt.Errorf("frontend: getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// serverCrypto runs n server-side pairs on one locked OS thread and
+// returns the thread's CPU time per pair.
+func serverCrypto(ctx context.Context, pair cryptoPair, n int) (time.Duration, error) {
+	k, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		return 0, err
+	}
+	cpub := k.PublicKey().Bytes()
+	if err := pair.serverOnly(ctx, cpub); err != nil { // warm
+		return 0, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	t0, err := threadCPU()
+	if err != nil {
+		return 0, err
+	}
+	for range n {
+		if err := pair.serverOnly(ctx, cpub); err != nil {
+			return 0, err
+		}
+	}
+	t1, err := threadCPU()
+	if err != nil {
+		return 0, err
+	}
+	return (t1 - t0) / time.Duration(n), nil
+}
+
+// MeasureProcess runs the benchmark.
+func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, error) {
+	if cfg.Concurrency < 1 || cfg.Duration <= 0 || cfg.CryptoPairs < 1 {
+		return nil, errors.New("frontend: Concurrency, Duration and CryptoPairs must be positive")
+	}
+	if cfg.Log == nil {
+		cfg.Log = func(string, ...any) {}
+	}
+	c := cfg.Circuit
+	inputs, err := c.Inputs()
+	if err != nil {
+		return nil, err
+	}
+	q := jobqueue.DefaultConfig()
+	q.MaxMsgs, q.MaxBytes = 50_000_000, 32<<30
+	fleet, err := devfleet.Start(ctx, devfleet.Config{
+		CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL, NoWorkers: true, Queue: q,
+		Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = fleet.Stop(stopCtx)
+	}()
+	res := &ProcessResult{Circuit: c.Name, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds()}
+
+	api, addr, attestDir, err := startAPI(ctx, cfg, fleet)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(attestDir)
+	defer api.Stop(10 * time.Second)
+
+	attester, err := attest.NewDev(attest.DevConfig{Dir: attestDir, ModuleID: "prover-api-dev"})
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	plain, err := json.Marshal(map[string]any{
+		"type": string(c.ProofType), "onchain": true, "endpointType": "staging_https", "endpoint": "https://bench.example/verify",
+		"userDefinedData": "", "selfDefinedData": "", "version": 1,
+		"circuit": map[string]string{"name": c.Name, "inputs": string(inputs)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	pair := cryptoPair{attester: attester, plaintext: plain}
+	crypto := func() error {
+		d, err := serverCrypto(ctx, pair, cfg.CryptoPairs)
+		if err != nil {
+			return fmt.Errorf("frontend: server crypto: %w", err)
+		}
+		res.CryptoRuns = append(res.CryptoRuns, stats.Round(stats.MS(d), 4))
+		return nil
+	}
+	cfg.Log("frontend (own process): server-side crypto, %d pairs on one thread", cfg.CryptoPairs)
+	if err := crypto(); err != nil {
+		return nil, err
+	}
+	spec := LoadSpec{
+		Concurrency: cfg.Concurrency, Warmup: cfg.Warmup, Duration: cfg.Duration,
+		Type: string(c.ProofType), Circuit: c.Name, Inputs: inputs,
+		EndpointType: "staging_https", Endpoint: "https://bench.example/verify",
+	}
+	for _, tr := range []struct{ name, url string }{{"WebSocket", "ws://" + addr + "/"}, {"HTTP", "http://" + addr + "/"}} {
+		cfg.Log("frontend (own process): %s, %d clients in the load generator", tr.name, cfg.Concurrency)
+		spec.URL = tr.url
+		l, err := runLoad(ctx, cfg, api.Pid(), spec)
+		if err != nil {
+			return nil, fmt.Errorf("frontend: %s load: %w (prover-api: %s)", tr.name, err, api.Output())
+		}
+		l.Transport = tr.name
+		res.Loads = append(res.Loads, l)
+	}
+	if err := crypto(); err != nil {
+		return nil, err
+	}
+	var sum float64
+	for _, v := range res.CryptoRuns {
+		sum += v
+	}
+	res.ServerCryptoPerPairMS = stats.Round(sum/float64(len(res.CryptoRuns)), 4)
+	for i := range res.Loads {
+		res.Loads[i].Ratio = stats.Round(stats.Ratio(res.Loads[i].FrontendCPUPerPairMS, res.ServerCryptoPerPairMS), 3)
+	}
+	backlogs, err := fleet.Backlogs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	for _, b := range backlogs {
+		res.Enqueued += b.Pending
+	}
+	return res, nil
+}
+
+// startAPI runs prover-api against the fleet's NATS and Postgres, with
+// the per-source limits off (every client of the benchmark has the same
+// address) and a session table far above what the run opens.
+func startAPI(ctx context.Context, cfg ProcessConfig, fleet *devfleet.Fleet) (*child.Process, string, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", "", err
+	}
+	admin, err := freeAddr()
+	if err != nil {
+		return nil, "", "", err
+	}
+	attestDir, err := os.MkdirTemp(cfg.WorkDir, "api-attest-")
+	if err != nil {
+		return nil, "", "", err
+	}
+	p, err := child.Start(ctx, child.Cmd{Path: cfg.APIBinary, Args: []string{
+		"--server-address", addr, "--admin-address", admin,
+		"--database-url", fleet.DatabaseURL(), "--nats-url", fleet.NATSURL(),
+		"--circuit-folder", cfg.CircuitDir, "--zkey-folder", cfg.ZkeyDir,
+		"--attester", "dev", "--dev-attest-dir", attestDir, "--job-key-file", fleet.JobKeyFile(),
+		"--max-sessions", "1000000", "--hello-rate", "0", "--max-sessions-per-source", "0", "--session-share", "0",
+		"--max-connections-per-source", "0", "--log-level", "warn", "--log-format", "text",
+	}})
+	if err != nil {
+		os.RemoveAll(attestDir)
+		return nil, "", "", fmt.Errorf("frontend: %w", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, addr, attestDir, nil
+			}
+		}
+		select {
+		case <-p.Exited():
+			os.RemoveAll(attestDir)
+			return nil, "", "", fmt.Errorf("frontend: prover-api exited: %s", p.Output())
+		case <-ctx.Done():
+			p.Stop(time.Second)
+			os.RemoveAll(attestDir)
+			return nil, "", "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.Stop(time.Second)
+			os.RemoveAll(attestDir)
+			return nil, "", "", fmt.Errorf("frontend: prover-api not ready: %s", p.Output())
+		}
+	}
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// cpuSnapshot is the CPU time so far of the processes measured apart.
+type cpuSnapshot struct {
+	api, loadgen, postgres, self time.Duration
+}
+
+func snapshot(apiPid, loadgenPid int) (cpuSnapshot, error) {
+	var s cpuSnapshot
+	var err error
+	if s.api, err = child.ProcessCPU(apiPid); err != nil {
+		return s, err
+	}
+	if s.loadgen, err = child.ProcessCPU(loadgenPid); err != nil {
+		return s, err
+	}
+	tree, err := child.TreeCPU(os.Getpid())
+	if err != nil {
+		return s, err
+	}
+	s.postgres, s.self = tree.Postgres, tree.Self
+	return s, nil
+}
+
+// runLoad starts the load generator and takes the CPU snapshots at the
+// window it announces.
+func runLoad(ctx context.Context, cfg ProcessConfig, apiPid int, spec LoadSpec) (ProcessLoad, error) {
+	var l ProcessLoad
+	in, err := json.Marshal(spec)
+	if err != nil {
+		return l, err
+	}
+	pr, pw := io.Pipe()
+	p, err := child.Start(ctx, child.Cmd{Path: cfg.LoadgenBinary, Stdin: strings.NewReader(string(in)), Stdout: pw})
+	if err != nil {
+		return l, err
+	}
+	defer p.Stop(5 * time.Second)
+	var (
+		mu       sync.Mutex
+		from, to cpuSnapshot
+		result   LoadResult
+		readErr  error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			mu.Lock()
+			switch {
+			case line == MarkMeasure:
+				from, readErr = snapshot(apiPid, p.Pid())
+			case line == MarkDone:
+				to, readErr = snapshot(apiPid, p.Pid())
+			case strings.HasPrefix(line, "{"):
+				readErr = errors.Join(readErr, json.Unmarshal([]byte(line), &result))
+			}
+			mu.Unlock()
+		}
+	}()
+	select {
+	case <-p.Exited():
+	case <-ctx.Done():
+		return l, ctx.Err()
+	}
+	pw.Close()
+	<-done
+	if err := p.Stop(time.Second); err != nil {
+		return l, fmt.Errorf("load generator: %w: %s", err, p.Output())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if readErr != nil {
+		return l, readErr
+	}
+	if result.Error != "" {
+		return l, errors.New(result.Error)
+	}
+	if result.Pairs == 0 {
+		return l, errors.New("load generator finished no pair in the measured window")
+	}
+	n := float64(result.Pairs)
+	per := func(d time.Duration) float64 { return stats.Round(stats.MS(d)/n, 4) }
+	l.Pairs = result.Pairs
+	l.PairsPerSecond = stats.Round(n/cfg.Duration.Seconds(), 1)
+	l.Latency = result.Latency
+	l.FrontendCPUPerPairMS = per(to.api - from.api)
+	l.PostgresCPUPerPairMS = per(to.postgres - from.postgres)
+	l.LoadgenCPUPerPairMS = per(to.loadgen - from.loadgen)
+	l.NATSCPUPerPairMS = per(to.self - from.self)
+	if m, err := child.ReadMemory(apiPid); err == nil {
+		l.FrontendRSS = m.RSS
+	}
+	return l, nil
+}
+
+// Markers the load generator prints on its standard output.
+const (
+	MarkMeasure = "measure" // the warm-up is over: the window starts
+	MarkDone    = "done"    // the window ends
+)
+
+// LoadSpec is what the load generator runs (JSON on its standard input).
+type LoadSpec struct {
+	URL          string          `json:"url"`
+	Concurrency  int             `json:"concurrency"`
+	Warmup       time.Duration   `json:"warmup"`
+	Duration     time.Duration   `json:"duration"`
+	Type         string          `json:"type"`
+	Circuit      string          `json:"circuit"`
+	Inputs       json.RawMessage `json:"inputs"`
+	EndpointType string          `json:"endpoint_type"`
+	Endpoint     string          `json:"endpoint"`
+}
+
+// LoadResult is the load generator's answer (one JSON line after
+// MarkDone).
+type LoadResult struct {
+	Pairs   int           `json:"pairs"` // finished inside the window
+	Latency stats.Summary `json:"latency"`
+	Error   string        `json:"error,omitempty"`
+}
+
+// RunLoad is the load generator: Concurrency clients, each on its own
+// connection, loop hello+submit (reading the server key from the document
+// without checking its signature, as the in-process loops do); it prints
+// MarkMeasure when the warm-up ends, MarkDone when the window ends, then
+// the LoadResult as one JSON line.
+func RunLoad(ctx context.Context, spec LoadSpec, out io.Writer) error {
+	req := client.Request{Type: family.ProofType(spec.Type), Circuit: spec.Circuit, Inputs: spec.Inputs, Onchain: true,
+		EndpointType: spec.EndpointType, Endpoint: spec.Endpoint}
+	transport := &http.Transport{MaxIdleConns: 2 * spec.Concurrency, MaxIdleConnsPerHost: 2 * spec.Concurrency}
+	defer transport.CloseIdleConnections()
+	clients := make([]*client.Client, spec.Concurrency)
+	for i := range clients {
+		c, err := client.Dial(ctx, spec.URL, client.Options{Verifier: DocReader{}, HTTPClient: &http.Client{Transport: transport, Timeout: time.Minute}})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	start := time.Now()
+	from, to := start.Add(spec.Warmup), start.Add(spec.Warmup+spec.Duration)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu    sync.Mutex
+		pairs int
+		lats  []time.Duration
+		wg    sync.WaitGroup
+	)
+	for _, c := range clients {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				t := time.Now()
+				if !t.Before(to) {
+					return
+				}
+				if _, err := c.Submit(ctx, req, nil); err != nil {
+					cancel(err)
+					return
+				}
+				end := time.Now()
+				if end.After(from) && !end.After(to) {
+					mu.Lock()
+					pairs++
+					if !t.Before(from) {
+						lats = append(lats, end.Sub(t))
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	mark := func(at time.Time, line string) {
+		select {
+		case <-time.After(time.Until(at)):
+			fmt.Fprintln(out, line)
+		case <-ctx.Done():
+		}
+	}
+	mark(from, MarkMeasure)
+	mark(to, MarkDone)
+	wg.Wait()
+	res := LoadResult{Pairs: pairs, Latency: stats.Summarize(lats)}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		res.Error = err.Error()
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, string(b))
+	return err
+}
+
+// ProcessSection renders the result.
+func (r *ProcessResult) Section() report.Section {
+	s := report.Section{
+		Title: "2b. Frontend as its own process",
+		Intro: []string{
+			fmt.Sprintf("prover-api, the deployed program, in a process of its own against the fleet's NATS (embedded in the bench process) and Postgres (its own processes); "+
+				"the load generator in another process (`bench/internal/cmd/loadgen`): %d clients, each on its own connection, looping hello+submit (%s request) for %s s after a discarded warm-up. "+
+				"Per-source limits are off (every client has the same address) and the session table holds 1,000,000.", r.Concurrency, r.Circuit, report.F(r.DurationS, 0)),
+			"**Frontend CPU per pair** = prover-api's own CPU time (user + system from /proc/<pid>/stat) over the measured window ÷ the pairs finished in it: everything the frontend does for a pair — JSON-RPC over WebSocket or HTTP, the handshake's cryptography, the session table, validation, the Postgres row (its client side), the JetStream publish (its client side), GC. " +
+				"**Server crypto per pair** = the server's cryptography of one pair (session key, ECDH, the dev attester's document: one ECDSA P-384 signature, AES-GCM decryption of the request), on one locked OS thread of the bench process, CPU from getrusage(RUSAGE_THREAD); the mean of a run before and one after the loads. " +
+				"**Ratio** = frontend CPU per pair ÷ server crypto per pair (target ≤ 1.3). Postgres, the load generator and NATS (with the bench process's own idle work) are measured apart and are not in the ratio.",
+		},
+	}
+	t := report.Table{Header: []string{"transport", "pairs", "pairs/s", "latency p50", "p99", "frontend CPU per pair", "server crypto per pair", "ratio", "Postgres", "load generator", "NATS + bench", "frontend RSS"}}
+	for _, l := range r.Loads {
+		t.Row(l.Transport, fmt.Sprint(l.Pairs), report.F(l.PairsPerSecond, 0), report.F(l.Latency.P50MS, 2)+" ms", report.F(l.Latency.P99MS, 2)+" ms",
+			report.F(l.FrontendCPUPerPairMS, 3)+" ms", report.F(r.ServerCryptoPerPairMS, 3)+" ms",
+			report.F(l.Ratio, 3)+" ("+report.Target(l.Ratio <= 1.3, "≤ 1.3")+")",
+			report.F(l.PostgresCPUPerPairMS, 3)+" ms", report.F(l.LoadgenCPUPerPairMS, 3)+" ms", report.F(l.NATSCPUPerPairMS, 3)+" ms", report.MiB(l.FrontendRSS))
+	}
+	s.Tables = append(s.Tables, t)
+	var runs []string
+	for _, v := range r.CryptoRuns {
+		runs = append(runs, report.F(v, 3)+" ms")
+	}
+	s.Notes = append(s.Notes, "Server crypto per pair, the two runs: "+strings.Join(runs, ", ")+".")
+	s.Notes = append(s.Notes, fmt.Sprintf("Check: every accepted submit is on the queue (%d jobs pending after the run, warm-ups included).", r.Enqueued))
+	s.Notes = append(s.Notes, r.Notes...)
+	return s
+}
