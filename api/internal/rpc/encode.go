@@ -16,8 +16,8 @@ func marshal(v any) ([]byte, error) {
 	if r, ok := v.(*response); ok && r.Error == nil && r.JSONRPC == "2.0" && plainRaw(r.ID) {
 		switch res := r.Result.(type) {
 		case protocol.HelloResult:
-			if b, ok := appendHello(res); ok {
-				return appendEnvelope(r.ID, b), nil
+			if b, ok := appendHelloResponse(r.ID, res); ok {
+				return b, nil
 			}
 		case string:
 			if q, ok := quote(res); ok {
@@ -42,13 +42,25 @@ func appendEnvelope(id json.RawMessage, result []byte) []byte {
 	return append(out, '}')
 }
 
-// appendHello encodes {"uuid":…,"attestation":[…]}.
-func appendHello(h protocol.HelloResult) ([]byte, bool) {
+// appendHelloResponse encodes the whole answer to a hello in one buffer:
+// {"jsonrpc":"2.0","id":…,"result":{"uuid":…,"attestation":[…]}}.
+func appendHelloResponse(rid json.RawMessage, h protocol.HelloResult) ([]byte, bool) {
+	const head = `{"jsonrpc":"2.0","id":`
 	id, ok := quote(h.UUID)
 	if !ok {
 		return nil, false
 	}
-	out := make([]byte, 0, 32+len(id)+4*len(h.Attestation))
+	out := make([]byte, 0, len(head)+len(rid)+64+len(id)+4*len(h.Attestation))
+	out = append(out, head...)
+	out = append(out, rid...)
+	out = append(out, `,"result":`...)
+	out, _ = appendHelloTo(out, id, h)
+	return append(out, '}'), true
+}
+
+// appendHelloTo appends {"uuid":…,"attestation":[…]} (id is the uuid
+// quoted).
+func appendHelloTo(out, id []byte, h protocol.HelloResult) ([]byte, bool) {
 	out = append(out, `{"uuid":`...)
 	out = append(out, id...)
 	out = append(out, `,"attestation":[`...)

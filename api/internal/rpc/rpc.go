@@ -102,6 +102,8 @@ type Server struct {
 
 	mux      *http.ServeMux
 	upgrader websocket.Upgrader
+	// messageBuffers are WebSocket messages' read buffers, reused.
+	messageBuffers sync.Pool
 
 	mu       sync.Mutex
 	conns    map[*wsConn]struct{}
@@ -503,7 +505,7 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	data, err := io.ReadAll(body)
+	data, err := readBody(body, r.ContentLength, s.cfg.MaxBodyBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -522,6 +524,24 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// readBody reads a POST body into one buffer of its announced length (no
+// regrowing as io.ReadAll does) when the length is known and allowed.
+func readBody(r io.Reader, length, limit int64) ([]byte, error) {
+	if length <= 0 || length > limit {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, length+1) // +1: a body longer than announced shows
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return buf[:n], nil
+	case err != nil:
+		return nil, err
+	}
+	rest, err := io.ReadAll(r)
+	return append(buf, rest...), err
 }
 
 func (s *Server) tooLarge() *jsonrpc2.Error {

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -301,7 +302,22 @@ func (c *wsConn) finish() {
 
 // message reads and answers one message; false means the socket failed.
 func (c *wsConn) message(typ int, r io.Reader) bool {
-	data, err := io.ReadAll(io.LimitReader(r, c.s.cfg.MaxBodyBytes+1))
+	// A message's bytes are not kept once it is answered (params, keys and
+	// payloads are copied out of them), so the next message, on any
+	// socket, may reuse its buffer. Buffers that grew past 64 KiB are not
+	// kept.
+	buf, _ := c.s.messageBuffers.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			c.s.messageBuffers.Put(buf)
+		}
+	}()
+	_, err := buf.ReadFrom(io.LimitReader(r, c.s.cfg.MaxBodyBytes+1))
+	data := buf.Bytes()
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {

@@ -63,6 +63,8 @@ type ProcessLoad struct {
 	// ≤ 1.3).
 	FrontendCPUPerPairMS float64 `json:"frontend_cpu_per_pair_ms"`
 	Ratio                float64 `json:"ratio_to_server_crypto"`
+	// RatioConcurrent is frontend CPU per pair ÷ ConcurrentCryptoPerPairMS.
+	RatioConcurrent float64 `json:"ratio_to_concurrent_crypto"`
 	// The other processes, measured apart: Postgres (every process under
 	// the bench's postgres child), the load generator, and this process
 	// (the embedded NATS server; the embedded fleet's own frontend is
@@ -83,11 +85,17 @@ type ProcessResult struct {
 	// decryption of the request), on one locked OS thread, from
 	// getrusage(RUSAGE_THREAD): the mean of a run before and one after
 	// the loads.
-	ServerCryptoPerPairMS float64       `json:"server_crypto_per_pair_ms"`
-	CryptoRuns            []float64     `json:"server_crypto_runs_ms"`
-	Loads                 []ProcessLoad `json:"loads"`
-	Enqueued              uint64        `json:"enqueued"`
-	Notes                 []string      `json:"notes,omitempty"`
+	ServerCryptoPerPairMS float64   `json:"server_crypto_per_pair_ms"`
+	CryptoRuns            []float64 `json:"server_crypto_runs_ms"`
+	// ConcurrentCryptoPerPairMS is the same cryptography done by
+	// Concurrency goroutines at once in the bench process (its CPU time ÷
+	// pairs; warm-up included): what the Go runtime adds to the
+	// cryptography alone (scheduling, GC of what it allocates) when a
+	// server does it concurrently.
+	ConcurrentCryptoPerPairMS float64       `json:"concurrent_crypto_per_pair_ms"`
+	Loads                     []ProcessLoad `json:"loads"`
+	Enqueued                  uint64        `json:"enqueued"`
+	Notes                     []string      `json:"notes,omitempty"`
 }
 
 // rusageThread is Linux's RUSAGE_THREAD.
@@ -196,6 +204,20 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 		Type: string(c.ProofType), Circuit: c.Name, Inputs: inputs,
 		EndpointType: "staging_https", Endpoint: "https://bench.example/verify",
 	}
+	loopCfg := Config{Concurrency: cfg.Concurrency, Warmup: cfg.Warmup, Duration: cfg.Duration, Log: cfg.Log}
+	serverOnly := func(int) func(context.Context) error {
+		k, err := ecdh.P256().GenerateKey(rand.Reader)
+		if err != nil {
+			return func(context.Context) error { return err }
+		}
+		cpub := k.PublicKey().Bytes()
+		return func(ctx context.Context) error { return pair.serverOnly(ctx, cpub) }
+	}
+	conc, err := loop(ctx, "crypto only, server side, concurrent", loopCfg, serverOnly)
+	if err != nil {
+		return nil, err
+	}
+	res.ConcurrentCryptoPerPairMS = conc.ProcessCPUPerPairMS
 	for _, tr := range []struct{ name, url string }{{"WebSocket", "ws://" + addr + "/"}, {"HTTP", "http://" + addr + "/"}} {
 		cfg.Log("frontend (own process): %s, %d clients in the load generator", tr.name, cfg.Concurrency)
 		spec.URL = tr.url
@@ -216,6 +238,7 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	res.ServerCryptoPerPairMS = stats.Round(sum/float64(len(res.CryptoRuns)), 4)
 	for i := range res.Loads {
 		res.Loads[i].Ratio = stats.Round(stats.Ratio(res.Loads[i].FrontendCPUPerPairMS, res.ServerCryptoPerPairMS), 3)
+		res.Loads[i].RatioConcurrent = stats.Round(stats.Ratio(res.Loads[i].FrontendCPUPerPairMS, res.ConcurrentCryptoPerPairMS), 3)
 	}
 	backlogs, err := fleet.Backlogs(ctx)
 	if err != nil {
@@ -499,14 +522,15 @@ func (r *ProcessResult) Section() report.Section {
 				"Per-source limits are off (every client has the same address) and the session table holds 1,000,000.", r.Concurrency, r.Circuit, report.F(r.DurationS, 0)),
 			"**Frontend CPU per pair** = prover-api's own CPU time (user + system from /proc/<pid>/stat) over the measured window ÷ the pairs finished in it: everything the frontend does for a pair — JSON-RPC over WebSocket or HTTP, the handshake's cryptography, the session table, validation, the Postgres row (its client side), the JetStream publish (its client side), GC. " +
 				"**Server crypto per pair** = the server's cryptography of one pair (session key, ECDH, the dev attester's document: one ECDSA P-384 signature, AES-GCM decryption of the request), on one locked OS thread of the bench process, CPU from getrusage(RUSAGE_THREAD); the mean of a run before and one after the loads. " +
-				"**Ratio** = frontend CPU per pair ÷ server crypto per pair (target ≤ 1.3). Postgres, the load generator and NATS (with the bench process's own idle work) are measured apart and are not in the ratio.",
+				"**Ratio** = frontend CPU per pair ÷ server crypto per pair (target ≤ 1.3). **Concurrent crypto** = the same server-side cryptography done by as many goroutines at once in the bench process (its CPU ÷ pairs): what Go's scheduler and GC add to the cryptography alone; the ratio to it is shown too. Postgres, the load generator and NATS (with the bench process's own idle work) are measured apart and are not in the ratio.",
 		},
 	}
-	t := report.Table{Header: []string{"transport", "pairs", "pairs/s", "latency p50", "p99", "frontend CPU per pair", "server crypto per pair", "ratio", "Postgres", "load generator", "NATS + bench", "frontend RSS"}}
+	t := report.Table{Header: []string{"transport", "pairs", "pairs/s", "latency p50", "p99", "frontend CPU per pair", "server crypto per pair", "ratio", "concurrent crypto per pair", "ratio to it", "Postgres", "load generator", "NATS + bench", "frontend RSS"}}
 	for _, l := range r.Loads {
 		t.Row(l.Transport, fmt.Sprint(l.Pairs), report.F(l.PairsPerSecond, 0), report.F(l.Latency.P50MS, 2)+" ms", report.F(l.Latency.P99MS, 2)+" ms",
 			report.F(l.FrontendCPUPerPairMS, 3)+" ms", report.F(r.ServerCryptoPerPairMS, 3)+" ms",
 			report.F(l.Ratio, 3)+" ("+report.Target(l.Ratio <= 1.3, "≤ 1.3")+")",
+			report.F(r.ConcurrentCryptoPerPairMS, 3)+" ms", report.F(l.RatioConcurrent, 3),
 			report.F(l.PostgresCPUPerPairMS, 3)+" ms", report.F(l.LoadgenCPUPerPairMS, 3)+" ms", report.F(l.NATSCPUPerPairMS, 3)+" ms", report.MiB(l.FrontendRSS))
 	}
 	s.Tables = append(s.Tables, t)
