@@ -22,6 +22,13 @@ type Check struct {
 	Probe func(ctx context.Context) error
 }
 
+// DefaultAddress is where both programs serve the admin listener unless
+// told otherwise: the loopback interface, so that metrics and readiness
+// are not offered to the world by default. Deployments give the address a
+// scraper or a kubelet reaches (deploy/k8s and the images set
+// 0.0.0.0:9090; inside an enclave vsock://:9090).
+const DefaultAddress = "127.0.0.1:9090"
+
 // DefaultTimeout bounds one /readyz answer when Config.Timeout is zero.
 const DefaultTimeout = 3 * time.Second
 

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/openpassport/prover-fleet/api/internal/admission"
+	"github.com/openpassport/prover-fleet/internal/admin"
 	"github.com/openpassport/prover-fleet/internal/envflag"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
@@ -212,7 +213,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 60*time.Second, "a WebSocket whose client sends nothing this long is closed, unless a session it opened is open (then when that expires) or it holds a subscription; also the HTTP keep-alive idle timeout")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 60*time.Second, "time to receive one WebSocket message or POST body once it has begun")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "time to send one message (a client that does not read is disconnected)")
-	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9090", "address of /healthz, /readyz and /metrics: host:port, or vsock://:PORT inside an enclave; empty disables")
+	fs.StringVar(&c.AdminAddress, "admin-address", admin.DefaultAddress, "address of /healthz, /readyz and /metrics: host:port, or vsock://:PORT inside an enclave; empty disables")
 	fs.StringVar(&c.JobKeyFile, "job-key-file", "", "file holding the fleet key that seals circuit inputs (64 hex characters or 32 raw bytes; required)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/openpassport/prover-fleet/internal/admin"
 	"github.com/openpassport/prover-fleet/internal/envflag"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
@@ -109,7 +110,7 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 	fs.DurationVar(&s.ShutdownGrace, "shutdown-grace", service.DefaultShutdownGrace, "on SIGTERM, how long running jobs may finish before they are handed back")
 	fs.DurationVar(&s.Heartbeat, "heartbeat", 0, "InProgress/row heartbeat period while a job runs (0: a third of the consumer's AckWait)")
 	fs.StringVar(&c.JobKeyFile, "job-key-file", "", "file holding the fleet key that opens sealed circuit inputs (required)")
-	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9090", `address of /metrics, /healthz and /readyz (loopback by default: set 0.0.0.0:9090 for a scraper elsewhere; "" disables)`)
+	fs.StringVar(&c.AdminAddress, "admin-address", admin.DefaultAddress, `address of /metrics, /healthz and /readyz (loopback by default: set 0.0.0.0:9090 for a scraper elsewhere; "" disables)`)
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.StringVar(&s.WorkerID, "worker-id", "", "worker id recorded on claimed rows (default hostname-pid)")
