@@ -206,7 +206,10 @@ func startStack(ctx context.Context, dir, apiBin string, flags apiFlags, verbose
 	}
 	s.apiAddr, s.adminAddr = fmt.Sprintf("127.0.0.1:%d", apiPort), fmt.Sprintf("127.0.0.1:%d", adminPort)
 	args := append([]string{
-		"-s", s.apiAddr, "--admin-address", s.adminAddr, "-d", s.dbURL, "--nats-url", s.natsURL,
+		"-s", s.apiAddr, "--admin-address", s.adminAddr,
+		// The status relay runs as deployed, on a port of its own choosing
+		// (its default, 0.0.0.0:8889, may be taken on a shared machine).
+		"--status-address", "127.0.0.1:0", "-d", s.dbURL, "--nats-url", s.natsURL,
 		"-c", circuits, "-k", zkeys, "--attester", "dev", "--dev-attest-dir", s.attestDir,
 		"--job-key-file", keyFile, "--families", "register", "--log-level", "warn", "--log-format", "text",
 	}, flags.args()...)

@@ -267,7 +267,7 @@ func startAPI(ctx context.Context, cfg ProcessConfig, fleet *devfleet.Fleet) (*c
 		return nil, "", "", err
 	}
 	p, err := child.Start(ctx, child.Cmd{Path: cfg.APIBinary, Args: []string{
-		"--server-address", addr, "--admin-address", admin,
+		"--server-address", addr, "--admin-address", admin, "--status-address", "127.0.0.1:0",
 		"--database-url", fleet.DatabaseURL(), "--nats-url", fleet.NATSURL(),
 		"--circuit-folder", cfg.CircuitDir, "--zkey-folder", cfg.ZkeyDir,
 		"--attester", "dev", "--dev-attest-dir", attestDir, "--job-key-file", fleet.JobKeyFile(),

@@ -210,7 +210,7 @@ func frontend(ctx context.Context, cfg Config, fleet *devfleet.Fleet, transport 
 	}
 	defer os.RemoveAll(attestDir)
 	p, err := child.Start(ctx, child.Cmd{Path: cfg.APIBinary, Args: []string{
-		"--server-address", addr, "--admin-address", admin,
+		"--server-address", addr, "--admin-address", admin, "--status-address", "127.0.0.1:0",
 		"--database-url", fleet.DatabaseURL(), "--nats-url", fleet.NATSURL(),
 		"--circuit-folder", cfg.CircuitDir, "--zkey-folder", cfg.ZkeyDir,
 		"--attester", "dev", "--dev-attest-dir", attestDir,
