@@ -54,7 +54,18 @@ func StartAPI(ctx context.Context, procs *Procs, cfg APIConfig) (*API, error) {
 
 // Start starts the frontend (again) and waits until /readyz answers 200.
 func (a *API) Start(ctx context.Context) error {
-	p, err := a.procs.Start(Spec{Name: "prover-api", Env: []string{"PATH=" + os.Getenv("PATH")}, Argv: []string{
+	// The app's requests all come from 127.0.0.1, one source, and a third
+	// of them in a burst: the per-source limits (hello rate, sessions and
+	// connections per source) would refuse them, so they are off, as in a
+	// dev fleet. The status relay listens on a port of its own choosing
+	// (its default, 0.0.0.0:8889, may be taken on a shared machine). Both
+	// through the environment, which older binaries (-bin) ignore.
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"PROVER_API_HELLO_RATE=0", "PROVER_API_MAX_SESSIONS_PER_SOURCE=0", "PROVER_API_SESSION_SHARE=0",
+		"PROVER_API_MAX_CONNECTIONS_PER_SOURCE=0", "PROVER_API_STATUS_ADDRESS=127.0.0.1:0",
+	}
+	p, err := a.procs.Start(Spec{Name: "prover-api", Env: env, Argv: []string{
 		a.cfg.Bin,
 		"-s", fmt.Sprintf("127.0.0.1:%d", a.port),
 		"-d", a.cfg.DatabaseURL,
