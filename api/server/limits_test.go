@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -399,9 +398,9 @@ func TestSlowReader(t *testing.T) {
 	}})
 	// A request whose status is large (a 1 MiB proof).
 	id := uuid.NewString()
-	must(t, e.Store.Insert(context.Background(), storeRequest(id)))
+	must(t, e.Store.Insert(t.Context(), storeRequest(id)))
 	big := `{"pi_a":["` + strings.Repeat("1", 1<<20) + `"]}`
-	if _, err := e.Store.MarkProofGenerated(context.Background(), id, json.RawMessage(big), []string{"1"}); err != nil {
+	if _, err := e.Store.MarkProofGenerated(t.Context(), id, json.RawMessage(big), []string{"1"}); err != nil {
 		t.Fatal(err)
 	}
 	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {

@@ -359,7 +359,7 @@ func TestCancel(t *testing.T) {
 			}
 		}
 	}
-	if row, err := e.Store.Get(context.Background(), s.uuid); err != nil || row.Status != status.Pending {
+	if row, err := e.Store.Get(t.Context(), s.uuid); err != nil || row.Status != status.Pending {
 		t.Fatalf("row after refused cancels: %+v, %v; want pending", row, err)
 	}
 
@@ -396,7 +396,7 @@ func TestCancel(t *testing.T) {
 	// A request recorded without a cancel hash (before the column
 	// existed) cannot be cancelled through the frontend.
 	old := uuid.NewString()
-	must(t, e.Store.Insert(context.Background(), store.Request{ID: old, ProofType: "disclose", Circuit: "vc_and_disclose"}))
+	must(t, e.Store.Insert(t.Context(), store.Request{ID: old, ProofType: "disclose", Circuit: "vc_and_disclose"}))
 	wantError(t, ws.send(t, body(t, 4, protocol.MethodCancel, map[string]any{"uuid": old, "cancel_token": protocol.Bytes(token)})),
 		protocol.CodeNotSubmitter, protocol.MsgNotSubmitter)
 }

@@ -131,7 +131,7 @@ func TestRecorded(t *testing.T) {
 func TestCancelHash(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	hash := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 	one, batched, none := newRequest(), newRequest(), newRequest()
 	one.CancelHash, batched.CancelHash = hash(1), hash(2)
