@@ -114,7 +114,7 @@ func TestAppClient(t *testing.T) {
 				var err error
 				f, err = devfleet.Start(ctx, devfleet.Config{
 					CircuitDir: e.circuits, ZkeyDir: e.zkeys, Attester: devfleet.AttesterDevGCP,
-					Worker: service.Config{ProverMode: service.ProverNative, NativeTableBudget: 64 << 20},
+					Worker: service.Config{ProverMode: service.ProverNative, NativeTables: true, KeyCacheBytes: 512 << 20},
 				})
 				if err != nil {
 					t.Fatal(err)

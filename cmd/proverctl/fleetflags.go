@@ -25,6 +25,9 @@ type fleetFlags struct {
 	proveTimeout    time.Duration
 	verifyTimeout   time.Duration
 	shutdownGrace   time.Duration
+	keyCacheMiB     int64
+	nativeTables    bool
+	affinity        bool
 	logLevel        string
 	logFormat       string
 	attester        string
@@ -53,6 +56,13 @@ func (ff *fleetFlags) register(f *flags, defaultLogLevel string) {
 	f.DurationVar(&ff.proveTimeout, "prove-timeout", service.DefaultProveTimeout, "time limit of one proof")
 	f.DurationVar(&ff.verifyTimeout, "verify-timeout", service.DefaultVerifyTimeout, "time limit of one verification")
 	f.DurationVar(&ff.shutdownGrace, "shutdown-grace", service.DefaultShutdownGrace, "on shutdown, how long running jobs may finish before they are handed back")
+	f.Int64Var(&ff.keyCacheMiB, "key-cache-mib", service.DefaultKeyCacheBytes>>20,
+		"each worker pool's key cache: MiB all proving keys and window tables may take together (native mode)")
+	f.bind("key-cache-mib", "PROVERCTL_KEY_CACHE_MIB")
+	f.BoolVar(&ff.nativeTables, "native-tables", false, "native mode: build window tables with what the key cache leaves (seconds of CPU per key)")
+	f.bind("native-tables", "PROVERCTL_NATIVE_TABLES")
+	f.BoolVar(&ff.affinity, "affinity", true, "workers take the jobs of circuits whose keys they hold warm first")
+	f.bind("affinity", "PROVERCTL_AFFINITY")
 	f.StringVar(&ff.logLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
 	f.bind("log-level", "PROVERCTL_LOG_LEVEL")
 	f.StringVar(&ff.logFormat, "log-format", "text", "text or json")
@@ -85,6 +95,9 @@ func (ff *fleetFlags) config(w io.Writer) (devfleet.Config, error) {
 	if ff.prover != "" && !ff.flags.Changed("prover-mode") {
 		mode = service.ProverCommand // a prover command given: run it
 	}
+	if ff.keyCacheMiB < 1 || ff.keyCacheMiB > 1<<30 {
+		return devfleet.Config{}, usagef("--key-cache-mib must be between 1 and %d, got %d", 1<<30, ff.keyCacheMiB)
+	}
 	grace := ff.shutdownGrace
 	if grace == 0 {
 		grace = -1 // none (zero means "default" to service.Config)
@@ -105,6 +118,9 @@ func (ff *fleetFlags) config(w io.Writer) (devfleet.Config, error) {
 			ProveTimeout:   ff.proveTimeout,
 			VerifyTimeout:  ff.verifyTimeout,
 			ShutdownGrace:  grace,
+			KeyCacheBytes:  ff.keyCacheMiB << 20,
+			NativeTables:   ff.nativeTables,
+			NoAffinity:     !ff.affinity,
 		},
 	}, nil
 }

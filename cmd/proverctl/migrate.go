@@ -119,11 +119,11 @@ func runMigrate(ctx context.Context, args []string, std stdio) error {
 	if err := jobqueue.Setup(ctx, js, q, fams); err != nil {
 		return err
 	}
-	fmt.Fprintf(std.out, "stream %s: %s (subjects proof.jobs.>, work queue, %d replica(s), at most %d jobs / %d bytes)\n",
+	fmt.Fprintf(std.out, "stream %s: %s (subjects proof.jobs.<family>.<circuit>.<request id>, jobs deleted once settled, %d replica(s), at most %d jobs / %d bytes)\n",
 		q.Stream, createdOr(streamExisted), q.Replicas, q.MaxMsgs, q.MaxBytes)
 	for _, fam := range fams {
-		fmt.Fprintf(std.out, "consumer %s: %s (ack wait %s, max deliver %d, max ack pending %d)\n",
-			jobqueue.ConsumerName(fam), createdOr(consumerExisted[fam]), q.AckWait, q.MaxDeliver, q.MaxAckPending)
+		fmt.Fprintf(std.out, "consumer %s: %s (the family's backlog, never pulled; its circuit consumers %s-<circuit> take its settings: ack wait %s, max deliver %d, max ack pending %d)\n",
+			jobqueue.ConsumerName(fam), createdOr(consumerExisted[fam]), fam, q.AckWait, q.MaxDeliver, q.MaxAckPending)
 	}
 	fmt.Fprintf(std.out, "stream %s: %s (max-deliveries advisories of the %s consumers, kept until a worker's rescue-<family> consumer handles them)\n",
 		advStream, createdOr(advExisted), q.Stream)

@@ -20,9 +20,14 @@ import (
 //
 // Only max-deliveries advisories are kept. A message-terminated advisory
 // would add nothing: a worker records a job's failure before it terminates
-// it, and the advisory names only a stream sequence whose message a
-// work-queue stream has already removed, so nothing could be read back
-// from it.
+// it, and deletes the message as it terminates it, so nothing could be read
+// back from it.
+//
+// The job consumers are the circuit consumers, <family>-<circuit>: the
+// advisory stream splits that last token on "-" as it stores an advisory
+// (a subject transform), so that its subject is
+// $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<family>.<circuit…>
+// and each family's rescue consumer takes its own (RescueSubject).
 
 // MaxDeliveriesPrefix is the subject prefix of JetStream's max-deliveries
 // advisories; AdvisorySubject appends <stream>.<consumer>.
@@ -32,6 +37,12 @@ const MaxDeliveriesPrefix = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 // consumer.
 func AdvisorySubject(stream, consumer string) string {
 	return MaxDeliveriesPrefix + "." + stream + "." + consumer
+}
+
+// RescueSubject matches the stored advisories of family f's circuit
+// consumers (after the advisory stream's transform).
+func RescueSubject(stream string, f family.Family) string {
+	return AdvisorySubject(stream, string(f)) + ".>"
 }
 
 // AdvisoryStream is the stream that keeps the max-deliveries advisories of
@@ -63,20 +74,26 @@ func (c Config) advisoryStreamConfig() jetstream.StreamConfig {
 		Name:        AdvisoryStream(c.Stream),
 		Description: "Max-deliveries advisories of the " + c.Stream + " consumers, kept until a worker handles them",
 		Subjects:    []string{AdvisorySubject(c.Stream, "*")},
-		Retention:   jetstream.WorkQueuePolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxMsgs:     advisoryMaxMsgs,
-		MaxAge:      advisoryMaxAge,
-		Storage:     storage,
-		Replicas:    c.Replicas,
+		// <family>-<circuit> → <family>.<circuit…>: one rescue consumer per
+		// family, filtered on its own token.
+		SubjectTransform: &jetstream.SubjectTransformConfig{
+			Source:      AdvisorySubject(c.Stream, "*"),
+			Destination: AdvisorySubject(c.Stream, "{{split(1,-)}}"),
+		},
+		Retention: jetstream.WorkQueuePolicy,
+		Discard:   jetstream.DiscardOld,
+		MaxMsgs:   advisoryMaxMsgs,
+		MaxAge:    advisoryMaxAge,
+		Storage:   storage,
+		Replicas:  c.Replicas,
 	}
 }
 
 func (c Config) rescueConsumerConfig(f family.Family) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       RescueConsumerName(f),
-		Description:   "Max-deliveries advisories of the " + string(f) + " job consumer",
-		FilterSubject: AdvisorySubject(c.Stream, ConsumerName(f)),
+		Description:   "Max-deliveries advisories of the " + string(f) + " circuit consumers",
+		FilterSubject: RescueSubject(c.Stream, f),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       RescueAckWait,
 		MaxDeliver:    -1, // an advisory is never given up: its job would stay open

@@ -1,20 +1,37 @@
 // Package jobqueue is the NATS JetStream side of the job path: the proof-job
-// stream and one durable pull consumer per family, the publisher the
-// frontend enqueues with, and the status and cancel events that flow between
-// workers and frontends.
+// stream, its consumers, the publisher the frontend enqueues with, the Taker
+// workers take jobs with, and the status and cancel events that flow
+// between workers and frontends.
 //
-// Topology: one work-queue stream (subjects proof.jobs.>, file storage,
-// DiscardNew with message and byte limits so a full queue refuses a publish
-// instead of silently dropping old jobs, a duplicate window for uuid dedup)
-// and a durable pull consumer per family filtered on proof.jobs.<family>.*
-// (and proof.jobs.<family>, where jobs published before per-request
-// subjects wait). Each job is published on its own subject,
-// proof.jobs.<family>.<request id> (JobSubject), so whether a request's job
-// is still in the stream is one lookup (Queued, GetLastMsgForSubject) and
-// never a guess from the duplicate window.
+// Topology. One stream (subjects proof.jobs.>, file storage, DiscardNew with
+// message and byte limits so a full queue refuses a publish instead of
+// silently dropping old jobs, a duplicate window for uuid dedup). A job is
+// published on proof.jobs.<family>.<circuit>.<request id> (JobSubject), so
+// whether a request's job is still in the stream is one lookup (Queued,
+// GetLastMsgForSubject on JobLookupSubject) and never a guess from the
+// duplicate window; it stays in the stream until a worker settles it.
+//
+//   - A circuit consumer per circuit, <family>-<circuit>, filtered on
+//     proof.jobs.<family>.<circuit>.*: workers take jobs from these, so a
+//     worker can ask for the circuits whose keys it holds warm first (see
+//     Taker). The publisher creates a circuit's consumer before its first
+//     job, with the settings of its family consumer.
+//   - A family consumer per family, <family>, filtered on
+//     proof.jobs.<family>.>: never pulled. Its lag (pending, as KEDA reads
+//     it) is the number of the family's jobs not yet settled, the
+//     per-family autoscaling signal; its settings (AckWait, MaxDeliver,
+//     BackOff, MaxAckPending, replicas) are the template of the family's
+//     circuit consumers.
+//
+// The two overlap, which a work-queue stream forbids (error 10100, "filtered
+// consumer not unique on workqueue stream"): the stream has limits
+// retention instead, and a job's message is deleted when it is settled for
+// good (Taker's messages delete themselves on Ack, DoubleAck and Term; the
+// rescuer deletes what ran out of deliveries), which is what a work queue
+// did on the acknowledgement.
 //
 // Beside it, a work-queue stream of advisories (AdvisoryStream) keeps
-// JetStream's max-deliveries advisories of the job consumers, with a
+// JetStream's max-deliveries advisories of the circuit consumers, with a
 // durable consumer per family (RescueConsumerName): an advisory published
 // while no worker of the family runs waits there until one does (see
 // worker/internal/rescue).
@@ -35,6 +52,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/job"
 )
@@ -113,9 +131,9 @@ func (c Config) streamConfig() jetstream.StreamConfig {
 	}
 	return jetstream.StreamConfig{
 		Name:        c.Stream,
-		Description: "Proof jobs, one consumer per family (work queue)",
+		Description: "Proof jobs: proof.jobs.<family>.<circuit>.<request id>, deleted once settled",
 		Subjects:    []string{SubjectAll},
-		Retention:   jetstream.WorkQueuePolicy,
+		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxMsgs:     c.MaxMsgs,
 		MaxBytes:    c.MaxBytes,
@@ -126,28 +144,44 @@ func (c Config) streamConfig() jetstream.StreamConfig {
 	}
 }
 
+// consumerConfig is the family consumer's: the backlog gauge and the
+// template of the circuit consumers.
 func (c Config) consumerConfig(f family.Family) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:        ConsumerName(f),
-		Description:    "Proof jobs of the " + string(f) + " family",
-		FilterSubjects: FamilySubjects(f),
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        c.AckWait,
-		MaxDeliver:     c.MaxDeliver,
-		BackOff:        c.BackOff,
-		MaxAckPending:  c.MaxAckPending,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		Replicas:       c.Replicas,
+		Durable: ConsumerName(f),
+		Description: "Backlog of the " + string(f) + " family (its lag: jobs not yet settled; never pulled) " +
+			"and template of its circuit consumers",
+		FilterSubject: FamilySubjects(f),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    c.MaxDeliver,
+		BackOff:       c.BackOff,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      c.Replicas,
 	}
 }
 
+// ErrOldStream means the stream exists with the work-queue retention of an
+// earlier version, which cannot be changed in place.
+var ErrOldStream = errors.New("jobqueue: the stream has work-queue retention (an earlier version's)")
+
 // Setup creates or updates the job stream, the advisory stream and the
-// consumers of fams on both. It is idempotent. The advisory stream comes
-// first, so that it already keeps the advisories of a consumer that starts
-// delivering.
+// family and rescue consumers of fams, and brings the circuit consumers of
+// fams that exist to their family consumer's settings. It is idempotent.
+// The advisory stream comes first, so that it already keeps the advisories
+// of a consumer that starts delivering.
 func Setup(ctx context.Context, js jetstream.JetStream, cfg Config, fams []family.Family) error {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if s, err := js.Stream(ctx, cfg.Stream); err == nil {
+		if s.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy {
+			return fmt.Errorf("%w: let the workers finish its jobs, delete it and its advisories (nats stream rm %s; nats stream rm %s) and run this again",
+				ErrOldStream, cfg.Stream, AdvisoryStream(cfg.Stream))
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("jobqueue: stream %s: %w", cfg.Stream, err)
 	}
 	adv := AdvisoryStream(cfg.Stream)
 	if _, err := js.CreateOrUpdateStream(ctx, cfg.advisoryStreamConfig()); err != nil {
@@ -160,8 +194,19 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config, fams []famil
 		if _, err := js.CreateOrUpdateConsumer(ctx, adv, cfg.rescueConsumerConfig(f)); err != nil {
 			return fmt.Errorf("jobqueue: consumer %s of %s: %w", RescueConsumerName(f), adv, err)
 		}
-		if _, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cfg.consumerConfig(f)); err != nil {
+		tmpl := cfg.consumerConfig(f)
+		if _, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, tmpl); err != nil {
 			return fmt.Errorf("jobqueue: consumer %s: %w", ConsumerName(f), err)
+		}
+		circuits, err := circuitConsumers(ctx, js, cfg.Stream, f)
+		if err != nil {
+			return err
+		}
+		for _, info := range circuits {
+			_, circuit, _ := ParseCircuitConsumer(info.Name)
+			if _, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, circuitConsumerConfig(tmpl, f, circuit)); err != nil {
+				return fmt.Errorf("jobqueue: consumer %s: %w", info.Name, err)
+			}
 		}
 	}
 	return nil
@@ -198,27 +243,36 @@ func CheckAdvisories(ctx context.Context, js jetstream.JetStream, stream string,
 	return nil
 }
 
-// Backlog is a family's autoscaling signal, read from consumer info.
+// Backlog is a family's autoscaling signal: the sums over its circuit
+// consumers. Pending + AckPending is its family consumer's lag.
 type Backlog struct {
 	Family      family.Family
 	Pending     uint64 // jobs not yet delivered
 	AckPending  int    // jobs delivered and not yet acknowledged
 	Redelivered int
+	// Circuits is the number of the family's circuit consumers.
+	Circuits int
 }
 
-// Backlogs reads the backlog of each family's consumer.
+// Backlogs reads the backlog of each family from its circuit consumers' info
+// (one listing of the stream's consumers).
 func Backlogs(ctx context.Context, js jetstream.JetStream, stream string, fams []family.Family) ([]Backlog, error) {
+	infos, err := listConsumers(ctx, js, stream)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Backlog, 0, len(fams))
 	for _, f := range fams {
-		c, err := js.Consumer(ctx, stream, ConsumerName(f))
-		if err != nil {
-			return nil, fmt.Errorf("jobqueue: consumer %s: %w", ConsumerName(f), err)
+		b := Backlog{Family: f}
+		for _, info := range infos {
+			if cf, _, ok := ParseCircuitConsumer(info.Name); ok && cf == f {
+				b.Pending += info.NumPending
+				b.AckPending += info.NumAckPending
+				b.Redelivered += info.NumRedelivered
+				b.Circuits++
+			}
 		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("jobqueue: consumer %s info: %w", ConsumerName(f), err)
-		}
-		out = append(out, Backlog{Family: f, Pending: info.NumPending, AckPending: info.NumAckPending, Redelivered: info.NumRedelivered})
+		out = append(out, b)
 	}
 	return out, nil
 }
@@ -252,8 +306,9 @@ func (e *kindOf) Unwrap() error { return e.kind }
 
 // Publisher enqueues jobs.
 type Publisher struct {
-	js     jetstream.JetStream
-	stream string
+	js       jetstream.JetStream
+	stream   string
+	circuits *circuitSet
 }
 
 // NewPublisher returns a Publisher on js for the configured stream.
@@ -264,14 +319,17 @@ func NewPublisher(js jetstream.JetStream, cfg Config) (*Publisher, error) {
 	if cfg.Stream == "" {
 		return nil, errors.New("jobqueue: Config.Stream is empty")
 	}
-	return &Publisher{js: js, stream: cfg.Stream}, nil
+	return &Publisher{js: js, stream: cfg.Stream, circuits: newCircuitSet(js, cfg.Stream)}, nil
 }
 
 // Publish enqueues env on its request's subject (JobSubject) with
 // Nats-Msg-Id = request id and waits for the stream's acknowledgement
-// (bound it with ctx). Errors: ErrQueueFull, another ErrNotQueued (certainly
-// not stored), ErrDuplicate (the id was published within the duplicate
-// window), or an error of unknown outcome.
+// (bound it with ctx). The first job of a circuit this Publisher sees
+// creates the circuit's consumer first (EnsureCircuitConsumer), so no job is
+// ever on a subject that no consumer serves. Errors: ErrQueueFull, another
+// ErrNotQueued (certainly not stored: a failure to create the consumer is
+// one), ErrDuplicate (the id was published within the duplicate window), or
+// an error of unknown outcome.
 func (p *Publisher) Publish(ctx context.Context, env job.Envelope) error {
 	return p.publish(ctx, env, env.RequestID)
 }
@@ -292,7 +350,13 @@ func (p *Publisher) publish(ctx context.Context, env job.Envelope, msgID string)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotQueued, err)
 	}
-	ack, err := p.js.Publish(ctx, JobSubject(env.Family(), env.RequestID), data,
+	if !circuitdir.ValidName(env.Circuit) {
+		return fmt.Errorf("%w: circuit name %q is not valid", ErrNotQueued, env.Circuit)
+	}
+	if _, err := p.circuits.consumer(ctx, env.Family(), env.Circuit); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotQueued, err)
+	}
+	ack, err := p.js.Publish(ctx, JobSubject(env.Family(), env.Circuit, env.RequestID), data,
 		jetstream.WithMsgID(msgID), jetstream.WithExpectStream(p.stream))
 	if err != nil {
 		switch {
@@ -322,9 +386,9 @@ func (p *Publisher) Queued(ctx context.Context, f family.Family, requestID strin
 }
 
 // Queued reports whether stream s holds the job of requestID (family f)
-// on its per-request subject.
+// on its per-request subject, whatever its circuit (JobLookupSubject).
 func Queued(ctx context.Context, s MsgGetter, f family.Family, requestID string) (bool, error) {
-	_, err := s.GetLastMsgForSubject(ctx, JobSubject(f, requestID))
+	_, err := s.GetLastMsgForSubject(ctx, JobLookupSubject(f, requestID))
 	switch {
 	case err == nil:
 		return true, nil

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +29,7 @@ func envelope(t *testing.T, pt family.ProofType) job.Envelope {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return job.Envelope{RequestID: id, ProofType: pt, Circuit: "c", EnqueuedAt: time.Now(), Sealed: sealed}
+	return job.Envelope{RequestID: id, ProofType: pt, Circuit: "c_demo", EnqueuedAt: time.Now(), Sealed: sealed}
 }
 
 func setup(t *testing.T, mut func(*jobqueue.Config)) (jetstream.JetStream, *jobqueue.Publisher, *jobqueue.Events, jobqueue.Config) {
@@ -64,7 +63,7 @@ func TestTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, _ := s.Info(ctx)
-	if info.Config.Retention != jetstream.WorkQueuePolicy || info.Config.Discard != jetstream.DiscardNew ||
+	if info.Config.Retention != jetstream.LimitsPolicy || info.Config.Discard != jetstream.DiscardNew ||
 		info.Config.Storage != jetstream.FileStorage || info.Config.Duplicates != cfg.Duplicates {
 		t.Fatalf("stream config = %+v", info.Config)
 	}
@@ -74,8 +73,7 @@ func TestTopology(t *testing.T) {
 			t.Fatal(err)
 		}
 		ci, _ := c.Info(ctx)
-		want := []string{"proof.jobs." + string(f), "proof.jobs." + string(f) + ".*"}
-		if !slices.Equal(ci.Config.FilterSubjects, want) || ci.Config.AckPolicy != jetstream.AckExplicitPolicy ||
+		if ci.Config.FilterSubject != jobqueue.FamilySubjects(f) || ci.Config.AckPolicy != jetstream.AckExplicitPolicy ||
 			ci.Config.MaxDeliver != cfg.MaxDeliver || ci.Config.AckWait != cfg.AckWait {
 			t.Fatalf("consumer %s config = %+v", f, ci.Config)
 		}
@@ -88,7 +86,8 @@ func TestTopology(t *testing.T) {
 	}
 	ainfo, _ := adv.Info(ctx)
 	if ainfo.Config.Retention != jetstream.WorkQueuePolicy || len(ainfo.Config.Subjects) != 1 ||
-		ainfo.Config.Subjects[0] != "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+cfg.Stream+".*" {
+		ainfo.Config.Subjects[0] != "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+cfg.Stream+".*" ||
+		ainfo.Config.SubjectTransform == nil {
 		t.Fatalf("advisory stream config = %+v", ainfo.Config)
 	}
 	for _, f := range family.All() {
@@ -97,7 +96,7 @@ func TestTopology(t *testing.T) {
 			t.Fatal(err)
 		}
 		ci, _ := c.Info(ctx)
-		if ci.Config.FilterSubject != jobqueue.AdvisorySubject(cfg.Stream, string(f)) || ci.Config.MaxDeliver != -1 ||
+		if ci.Config.FilterSubject != jobqueue.AdvisorySubject(cfg.Stream, string(f))+".>" || ci.Config.MaxDeliver != -1 ||
 			ci.Config.AckPolicy != jetstream.AckExplicitPolicy {
 			t.Fatalf("rescue consumer %s config = %+v", f, ci.Config)
 		}
@@ -143,20 +142,49 @@ func TestPublishRoutesByFamilyAndDedups(t *testing.T) {
 			t.Fatalf("%s pending = %d, want %d", b.Family, b.Pending, want)
 		}
 	}
-	c, _ := js.Consumer(ctx, cfg.Stream, "disclose")
+	// The job is on its circuit's subject, served by the circuit's consumer
+	// that the publisher created.
+	c, err := js.Consumer(ctx, cfg.Stream, jobqueue.CircuitConsumerName(family.Disclose, env.Circuit))
+	if err != nil {
+		t.Fatal(err)
+	}
 	batch, err := c.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
+	n := 0
 	for m := range batch.Messages() {
-		if m.Headers().Get("Nats-Msg-Id") != env.RequestID || m.Subject() != "proof.jobs.disclose."+env.RequestID {
-			t.Fatalf("message %s headers %v", m.Subject(), m.Headers())
+		n++
+		want := jobqueue.JobSubject(family.Disclose, env.Circuit, env.RequestID)
+		if m.Headers().Get("Nats-Msg-Id") != env.RequestID || m.Subject() != want {
+			t.Fatalf("message %s headers %v, want subject %s", m.Subject(), m.Headers(), want)
 		}
 		got, err := job.Unmarshal(m.Data())
 		if err != nil || got.RequestID != env.RequestID {
 			t.Fatalf("envelope = %+v, %v", got, err)
 		}
 		_ = m.Ack()
+	}
+	if n != 1 {
+		t.Fatalf("fetched %d jobs, want 1", n)
+	}
+}
+
+func TestPublishRejectsBadSubjectTokens(t *testing.T) {
+	t.Parallel()
+	_, pub, _, _ := setup(t, nil)
+	for name, mut := range map[string]func(*job.Envelope){
+		"circuit with a dot":    func(e *job.Envelope) { e.Circuit = "a.b" },
+		"circuit wildcard":      func(e *job.Envelope) { e.Circuit = "*" },
+		"request id with a dot": func(e *job.Envelope) { e.RequestID = "x.y" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := envelope(t, "dsc")
+			mut(&env)
+			if err := pub.Publish(t.Context(), env); err == nil {
+				t.Fatal("published")
+			}
+		})
 	}
 }
 
@@ -174,11 +202,10 @@ func TestFullQueuePushesBack(t *testing.T) {
 	}
 }
 
-// Whether a request's job is on the stream is one lookup of its subject,
-// and a job consumed within the duplicate window can be published again
-// under a fresh message id, which the window does not swallow. A job on
-// the family's bare subject (published before per-request subjects) is
-// still delivered.
+// Whether a request's job is on the stream is one lookup of its subject
+// (whatever its circuit), and a job consumed within the duplicate window can
+// be published again under a fresh message id, which the window does not
+// swallow.
 func TestQueuedAndRepublish(t *testing.T) {
 	t.Parallel()
 	js, pub, _, cfg := setup(t, nil)
@@ -199,13 +226,18 @@ func TestQueuedAndRepublish(t *testing.T) {
 	if got, err := pub.Queued(ctx, family.Register, env.RequestID); err != nil || got {
 		t.Fatalf("Queued under another family = %v, %v", got, err)
 	}
-	c, err := js.Consumer(ctx, cfg.Stream, "dsc")
+	// Taken as a worker takes it: its final ack deletes it.
+	c, err := jobqueue.NewTaker(js, jobqueue.TakerConfig{Stream: cfg.Stream, Family: family.DSC, Wait: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
 	take := func() jetstream.Msg {
 		t.Helper()
-		batch, err := c.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		batch, err := c.Fetch(1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,20 +267,13 @@ func TestQueuedAndRepublish(t *testing.T) {
 	if m := take(); m.Headers().Get("Nats-Msg-Id") != env.RequestID+"/requeue-1" {
 		t.Fatalf("republished message id %q", m.Headers().Get("Nats-Msg-Id"))
 	}
-	// A job on the bare family subject.
-	data, _ := envelope(t, "dsc").Marshal()
-	if _, err := js.Publish(ctx, "proof.jobs.dsc", data); err != nil {
-		t.Fatal(err)
-	}
-	if m := take(); m.Subject() != "proof.jobs.dsc" {
-		t.Fatalf("took %s", m.Subject())
-	}
 	for _, tc := range []struct {
 		subject string
 		want    bool
 	}{
-		{"proof.jobs.dsc", true}, {"proof.jobs.dsc." + env.RequestID, true},
-		{"proof.jobs.dsc.a.b", false}, {"proof.jobs.dscx", false}, {"proof.jobs.register." + env.RequestID, false},
+		{jobqueue.JobSubject(family.DSC, "c_demo", env.RequestID), true},
+		{"proof.jobs.dsc", false}, {"proof.jobs.dsc." + env.RequestID, false}, {"proof.jobs.dsc.c.d.e", false},
+		{"proof.jobs.dscx.c." + env.RequestID, false}, {jobqueue.JobSubject(family.Register, "c_demo", env.RequestID), false},
 	} {
 		if got := jobqueue.OfFamily(family.DSC, tc.subject); got != tc.want {
 			t.Errorf("OfFamily(dsc, %q) = %v", tc.subject, got)
@@ -281,6 +306,9 @@ func TestPublishOutcomes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := pub.Publish(ctx, envelope(t, "register")); err != nil { // the circuit's consumer exists
+		t.Fatal(err)
+	}
 	srv.Server().Shutdown()
 	srv.Server().WaitForShutdown()
 	for nc.IsConnected() { // a message written before the client sees the loss goes with the socket
@@ -292,6 +320,16 @@ func TestPublishOutcomes(t *testing.T) {
 	cancel()
 	if err == nil || errors.Is(err, jobqueue.ErrNotQueued) {
 		t.Fatalf("publish while NATS is down: %v, want an error of unknown outcome", err)
+	}
+	// A circuit met for the first time needs its consumer, which cannot be
+	// made now: certainly not queued.
+	first := envelope(t, "register")
+	first.Circuit = "other_demo"
+	pctx, cancel = context.WithTimeout(ctx, 500*time.Millisecond)
+	err = pub.Publish(pctx, first)
+	cancel()
+	if !errors.Is(err, jobqueue.ErrNotQueued) {
+		t.Fatalf("publish of a new circuit's job while NATS is down: %v, want ErrNotQueued", err)
 	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
@@ -328,7 +366,7 @@ func TestAdvisoriesAreKept(t *testing.T) {
 	if err := pub.Publish(ctx, env); err != nil {
 		t.Fatal(err)
 	}
-	c, err := js.Consumer(ctx, cfg.Stream, "disclose")
+	c, err := js.Consumer(ctx, cfg.Stream, jobqueue.CircuitConsumerName(family.Disclose, env.Circuit))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +410,7 @@ func TestAdvisoriesAreKept(t *testing.T) {
 			Consumer  string `json:"consumer"`
 			StreamSeq uint64 `json:"stream_seq"`
 		}
-		if err := json.Unmarshal(m.Data(), &adv); err != nil || adv.Stream != cfg.Stream || adv.Consumer != "disclose" || adv.StreamSeq != seq {
+		if err := json.Unmarshal(m.Data(), &adv); err != nil || adv.Stream != cfg.Stream || adv.Consumer != "disclose-"+env.Circuit || adv.StreamSeq != seq {
 			t.Fatalf("advisory %s: %+v, %v", m.Data(), adv, err)
 		}
 		if err := m.DoubleAck(ctx); err != nil {

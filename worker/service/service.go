@@ -53,6 +53,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/worker/internal/keycache"
 	"github.com/openpassport/prover-fleet/worker/internal/metrics"
 	"github.com/openpassport/prover-fleet/worker/internal/outcome"
 	"github.com/openpassport/prover-fleet/worker/internal/pipeline"
@@ -72,9 +73,9 @@ const (
 	// ProverCommand runs Config.Prover as a child process per proof.
 	ProverCommand = "command"
 	// ProverNative proves in process with shared/groth16, each circuit's
-	// key loaded on first use and kept warm. Timeouts and cancels are
-	// honoured between the prover's phases (it cannot be killed mid-phase
-	// like a child process).
+	// key loaded on first use and kept warm within the key cache's budget
+	// (Config.KeyCacheBytes). Timeouts and cancels are honoured between the
+	// prover's phases (it cannot be killed mid-phase like a child process).
 	ProverNative = "native"
 )
 
@@ -98,6 +99,7 @@ const (
 	// worker/internal/reconcile.
 	DefaultReconcileInterval = reconcile.DefaultInterval
 	DefaultReconcileGrace    = reconcile.DefaultGrace
+	DefaultKeyCacheBytes     = 4 << 30
 )
 
 // JobKey is the fleet key that opens sealed circuit inputs. It never prints:
@@ -129,11 +131,30 @@ type Config struct {
 	ZkeyNames map[string]string
 	// ProverMode is ProverCommand (default) or ProverNative.
 	ProverMode string
-	// NativeTableBudget is, in native mode, the memory (bytes) each
-	// circuit's key may spend on window tables built in the background
-	// after it loads (groth16's ProvingKey.Warm: ~30% less CPU per proof
-	// for ~10× the zkey's size); 0 (the default here) builds none.
-	NativeTableBudget int64
+	// KeyCacheBytes is the key cache's budget (default
+	// DefaultKeyCacheBytes). In native mode, the memory every proving key
+	// and window table held in this process may take together: the least
+	// recently used key no proof uses is evicted to make room; a key
+	// larger than the budget proves alone. In command mode the child
+	// provers hold the keys: it is the page cache the worker counts on for
+	// the zkeys they read, which says what the worker holds warm.
+	KeyCacheBytes int64
+	// NativeTables builds, in native mode, window tables for a loaded key
+	// in the background with what the key cache's budget leaves
+	// (groth16's ProvingKey.Warm: a little less CPU per proof for some
+	// memory; the idle keys' tables are the first to go when a key needs
+	// room).
+	NativeTables bool
+	// NoAffinity takes jobs in the order they arrive, whatever the
+	// circuit; by default a worker takes the jobs of the circuits whose
+	// keys it holds warm first (see jobqueue.Taker), and others after
+	// AffinityYield.
+	NoAffinity bool
+	// AffinityYield is how long a new job is left to the waiting workers
+	// holding its key warm before this one takes it (default
+	// jobqueue.DefaultYield; negative: never; with none waiting nobody
+	// yields).
+	AffinityYield time.Duration
 	// Prover is the prover command prefix in command mode (default
 	// "rapidsnark"): any program taking <zkey> <wtns> <proof.json>
 	// <public.json> after it, e.g. "/opt/rapidsnark/prover",
@@ -233,6 +254,9 @@ func (c Config) withDefaults() Config {
 	setDur(&c.BacklogInterval, DefaultBacklogInterval)
 	setDur(&c.ReconcileInterval, DefaultReconcileInterval)
 	setDur(&c.ReconcileGrace, DefaultReconcileGrace)
+	if c.KeyCacheBytes == 0 {
+		c.KeyCacheBytes = DefaultKeyCacheBytes
+	}
 	return c
 }
 
@@ -258,8 +282,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("service: Config.ProverMode must be %q or %q, got %q", ProverCommand, ProverNative, c.ProverMode)
 	case len(c.JobKey) != job.KeySize:
 		return fmt.Errorf("service: Config.JobKey must be %d bytes, got %d", job.KeySize, len(c.JobKey))
-	case c.NativeTableBudget < 0:
-		return fmt.Errorf("service: Config.NativeTableBudget must not be negative, got %d", c.NativeTableBudget)
+	case c.KeyCacheBytes < 0:
+		return fmt.Errorf("service: Config.KeyCacheBytes must be positive, got %d", c.KeyCacheBytes)
 	case c.WitnessTimeout < 0 || c.ProveTimeout < 0 || c.VerifyTimeout < 0:
 		return errors.New("service: stage timeouts must be positive")
 	case c.Heartbeat < 0:
@@ -312,7 +336,8 @@ type Service struct {
 	witness  pipeline.Witness
 	prover   pipeline.Prover
 	verifier pipeline.Verifier
-	native   *prover.Native // in native mode: its table builds stop with Run
+	native   *prover.Native  // in native mode: its table builds stop with Run
+	keys     *keycache.Cache // what this worker holds warm
 	runs     atomic.Bool
 	ready    atomic.Bool
 	pool     atomic.Pointer[pool.Pool]
@@ -383,22 +408,29 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	s.witness = m.Witness(w)
 
+	keyObs := keycache.Observers(keyLog{s.log}, m.KeyObserver())
 	switch cfg.ProverMode {
 	case ProverCommand:
 		p, err := prover.NewCommand(run, prover.CommandConfig{
-			Command: cfg.Prover, Layout: layout, Timeout: cfg.ProveTimeout, Env: env})
+			Command: cfg.Prover, Layout: layout, Timeout: cfg.ProveTimeout, Env: env,
+			PageCacheBudget: cfg.KeyCacheBytes, Observer: keyObs})
 		if err != nil {
 			return nil, fmt.Errorf("service: Config.Prover: %w", err)
 		}
+		s.keys = p.Keys()
 		s.prover = m.Prover(p)
 	case ProverNative:
-		p, err := prover.NewNative(layout, cfg.ProveTimeout, cfg.NativeTableBudget, s.log)
+		p, err := prover.NewNative(prover.NativeConfig{
+			Layout: layout, Timeout: cfg.ProveTimeout, Budget: cfg.KeyCacheBytes, Tables: cfg.NativeTables,
+			Observer: keyObs})
 		if err != nil {
 			return nil, fmt.Errorf("service: %w", err)
 		}
 		s.native = p
+		s.keys = p.Keys()
 		s.prover = m.Prover(p)
 	}
+	m.WatchKeyCache(s.keys)
 
 	if cfg.Verifier == VerifierNative {
 		v, err := verifier.NewNative(layout)
@@ -496,6 +528,10 @@ func (s *Service) Ready(ctx context.Context) error {
 	return nil
 }
 
+// Keys is the key cache: the keys this worker holds warm (in command
+// mode, its account of the zkeys in the page cache).
+func (s *Service) Keys() *keycache.Cache { return s.keys }
+
 // Running is the number of jobs running now.
 func (s *Service) Running() int {
 	if p := s.pool.Load(); p != nil {
@@ -580,8 +616,26 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
+	var warm func() []string
+	if !s.cfg.NoAffinity {
+		warm = s.keys.Warm
+	}
+	taker, err := jobqueue.NewTaker(s.d.JS, jobqueue.TakerConfig{
+		Stream: s.cfg.Stream, Family: s.cfg.Family, Wait: s.cfg.FetchWait,
+		Warm: warm, ID: s.cfg.WorkerID, Yield: s.cfg.AffinityYield, SettleTimeout: s.cfg.SettleTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("service: %w", err)
+	}
+	if err := taker.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return fmt.Errorf("service: %w", err)
+	}
+	defer taker.Stop() // after the pool has stopped fetching
 	p, err := pool.New(pool.Deps{
-		Fetcher: cons, Job: pl, Store: s.store, Events: s.events, Gate: s.gate,
+		Fetcher: taker, Job: pl, Store: s.store, Events: s.events, Gate: s.gate,
 		Observer: s.metrics.Observer(), Logger: log,
 	}, pool.Config{
 		Family: s.cfg.Family, Concurrency: s.cfg.Concurrency, WorkerID: s.cfg.WorkerID,
@@ -625,7 +679,8 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		rec, err := reconcile.New(reconcile.Deps{
 			Store: s.raw, Stream: stream, Consumer: cons, Queue: publisher, Events: s.events, Logger: s.d.Logger,
-			Acted: func(action string) { s.metrics.Reconciled.WithLabelValues(action).Inc() },
+			Deliveries: jobqueue.Deliveries{JS: s.d.JS, Stream: s.cfg.Stream, Family: s.cfg.Family},
+			Acted:      func(action string) { s.metrics.Reconciled.WithLabelValues(action).Inc() },
 		}, reconcile.Config{Family: s.cfg.Family, Interval: s.cfg.ReconcileInterval, Grace: s.cfg.ReconcileGrace,
 			Timeout: s.cfg.SettleTimeout})
 		if err != nil {
@@ -656,6 +711,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	log.Info("worker started", "worker_id", s.cfg.WorkerID, "concurrency", s.cfg.Concurrency,
 		"prover_mode", s.cfg.ProverMode, "prover", s.cfg.Prover, "verifier", s.cfg.Verifier,
+		"key_cache_mib", s.cfg.KeyCacheBytes>>20, "affinity", !s.cfg.NoAffinity,
 		"work_dir", root.Dir(), "ack_wait_ms", info.Config.AckWait.Milliseconds(),
 		"heartbeat_ms", heartbeat.Milliseconds(), "max_deliver", info.Config.MaxDeliver)
 	s.ready.Store(true)

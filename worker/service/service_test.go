@@ -279,14 +279,18 @@ func TestBadJobs(t *testing.T) {
 	ctx := context.Background()
 
 	// Undecodable: terminated, nothing to record.
-	if _, err := s.JS.Publish(ctx, jobqueue.Subject(family.Register), []byte("not json")); err != nil {
+	if _, err := jobqueue.EnsureCircuitConsumer(ctx, s.JS, s.Queue.Stream, family.Register, "fake_ok"); err != nil {
 		t.Fatal(err)
 	}
-	// Circuit name that would escape the circuits folder.
+	if _, err := s.JS.Publish(ctx, jobqueue.JobSubject(family.Register, "fake_ok", "x"), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	// Circuit name that would escape the circuits folder (published raw:
+	// the publisher refuses it).
 	bad := s.Envelope("register", "fake_ok", wt.FakeInputs("1"))
 	bad.Circuit = "../fake_ok"
 	data, _ := bad.Marshal()
-	if _, err := s.JS.Publish(ctx, jobqueue.Subject(family.Register), data); err != nil {
+	if _, err := s.JS.Publish(ctx, jobqueue.JobSubject(family.Register, "fake_ok", bad.RequestID), data); err != nil {
 		t.Fatal(err)
 	}
 	// Inputs that are not JSON.
@@ -398,7 +402,7 @@ func TestDuplicatesProveOnce(t *testing.T) {
 	// The same job again, past the duplicate window (another message id):
 	// as after a crash between the status write and the ack.
 	data, _ := env.Marshal()
-	if _, err := s.JS.Publish(ctx, jobqueue.Subject(family.Register), data, jetstream.WithMsgID(env.RequestID+"-again")); err != nil {
+	if _, err := s.JS.Publish(ctx, jobqueue.JobSubject(family.Register, env.Circuit, env.RequestID), data, jetstream.WithMsgID(env.RequestID+"-again")); err != nil {
 		t.Fatal(err)
 	}
 	s.WaitDelivered(family.Register, 2, 10*time.Second)

@@ -300,20 +300,23 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// FetchJob takes the next job of a family off the stream and acks it.
+// FetchJob takes the next job of a family off the stream, as a worker
+// does (jobqueue.Taker), and acks it (which deletes it).
 func (e *Env) FetchJob(t *testing.T, f family.Family) jetstream.Msg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := e.JS.Consumer(ctx, e.QueueCfg.Stream, jobqueue.ConsumerName(f))
+	tk, err := jobqueue.NewTaker(e.JS, jobqueue.TakerConfig{Stream: e.QueueCfg.Stream, Family: f, Wait: 5 * time.Second})
 	must(t, err)
-	batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	must(t, tk.Start(ctx))
+	defer tk.Stop()
+	batch, err := tk.Fetch(1)
 	must(t, err)
 	for m := range batch.Messages() {
 		must(t, m.Ack())
 		return m
 	}
-	t.Fatalf("no job on the %s consumer: %v", f, batch.Error())
+	t.Fatalf("no job of the %s family: %v", f, batch.Error())
 	return nil
 }
 

@@ -2,8 +2,8 @@
 // per second JetStream and the Postgres status writes sustain when proving
 // costs nothing. Producers do what the frontend does for an accepted submit
 // (seal the inputs, insert the proofs row, publish the job); consumers do
-// what a worker pool does around the proving stages (one Fetch(1) per free
-// slot, decode, claim the row, open the sealed inputs, mark the witness,
+// what a worker pool does around the proving stages (one job per free slot
+// taken as workers take them, jobqueue.Taker, decode, claim the row, open the sealed inputs, mark the witness,
 // announce, mark the proof with a real proof of the smallest circuit,
 // announce, double-ack). No witness generator or prover runs: with any real
 // circuit the stages, not this path, set the rate (see the fleet-overhead
@@ -258,10 +258,15 @@ func (r *runner) scenario(ctx context.Context, fams []family.Family, n int) (Sce
 	}
 	start := time.Now()
 	for _, f := range fams {
-		cons, err := r.fleet.JetStream().Consumer(ctx, r.stream, jobqueue.ConsumerName(f))
+		cons, err := jobqueue.NewTaker(r.fleet.JetStream(), jobqueue.TakerConfig{
+			Stream: r.stream, Family: f, Wait: 200 * time.Millisecond})
 		if err != nil {
-			return Scenario{}, fmt.Errorf("queuepath: consumer %s: %w", f, err)
+			return Scenario{}, fmt.Errorf("queuepath: taker %s: %w", f, err)
 		}
+		if err := cons.Start(ctx); err != nil {
+			return Scenario{}, fmt.Errorf("queuepath: taker %s: %w", f, err)
+		}
+		defer cons.Stop()
 		var acked atomic.Int64
 		consumer.Add(1)
 		go func() {
@@ -358,7 +363,7 @@ func (r *runner) enqueue(ctx context.Context, f family.Family, id string) error 
 
 // consume runs slots like worker/internal/pool: one Fetch(1) per free slot,
 // each job in its own goroutine, until n jobs are acknowledged.
-func (r *runner) consume(ctx context.Context, cancel context.CancelCauseFunc, cons jetstream.Consumer, n int,
+func (r *runner) consume(ctx context.Context, cancel context.CancelCauseFunc, cons *jobqueue.Taker, n int,
 	acked *atomic.Int64, done func(id string, delivered, finished time.Time)) {
 	slots := make(chan struct{}, r.cfg.Slots)
 	var jobs sync.WaitGroup
@@ -373,7 +378,7 @@ func (r *runner) consume(ctx context.Context, cancel context.CancelCauseFunc, co
 			<-slots
 			return
 		}
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))
+		batch, err := cons.Fetch(1)
 		if err != nil {
 			<-slots
 			cancel(fmt.Errorf("queuepath: fetch: %w", err))
@@ -453,8 +458,8 @@ func (r *Result) Section() report.Section {
 		Intro: []string{
 			"**What is measured: the queue and status path alone, no proving.** " +
 				fmt.Sprintf("Per family, %d producers do what the frontend does for an accepted submit (seal the inputs with the fleet key, insert the proofs row, publish the job on JetStream and wait for the stream's ack), ", r.Publishers) +
-				fmt.Sprintf("while a consumer with %d slots does what a worker pool does around the stages (one `Fetch(1)` per free slot; decode; claim the row; open the sealed inputs; mark witness generated; announce; ", r.Slots) +
-				fmt.Sprintf("mark proof generated with a real %s proof and its public signals; announce; double-ack). Each family's jobs carry its own demo circuit's sample input. ", r.ProofOf) +
+				fmt.Sprintf("while a consumer with %d slots does what a worker pool does around the stages (one job per free slot, taken as workers take them, `jobqueue.Taker`; decode; claim the row; open the sealed inputs; mark witness generated; announce; ", r.Slots) +
+				fmt.Sprintf("mark proof generated with a real %s proof and its public signals; announce; double-ack, which deletes the job from the stream). Each family's jobs carry its own demo circuit's sample input. ", r.ProofOf) +
 				"No witness generator or prover runs: with any real circuit those stages set the rate (section 1 has the whole path with a real prover).",
 			"**jobs/s** = jobs ÷ (last acknowledgement − first publish), producers and consumers running at once; **enqueue/s** = jobs ÷ the producers' time. " +
 				"**CPU per job** = CPU time of the bench's whole process tree (producers, consumers, embedded NATS, Postgres) ÷ jobs: what the path costs the machine per job, which the proving stages must dwarf. " +

@@ -28,10 +28,8 @@ import (
 // EnvPrefix prefixes every environment variable.
 const EnvPrefix = "PROVER_WORKER_"
 
-// DefaultNativeTableMiB is --native-table-mib's default: more than any key's
-// tables take (Warm stops below the zkey's size, where more copies stop
-// paying for themselves).
-const DefaultNativeTableMiB = 2048
+// DefaultKeyCacheMiB is --key-cache-mib's default.
+const DefaultKeyCacheMiB = service.DefaultKeyCacheBytes >> 20
 
 // Config is the whole program configuration.
 type Config struct {
@@ -81,7 +79,8 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 		s        = &c.Service
 		fam      string
 		mode     string
-		tableMiB int64
+		cacheMiB int64
+		affinity bool
 		level    string
 		fs       = pflag.NewFlagSet("prover-worker", pflag.ContinueOnError)
 	)
@@ -95,8 +94,14 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 	fs.StringVarP(&s.Prover, "prover", "r", service.DefaultProver,
 		`prover command taking <zkey> <wtns> <proof.json> <public.json>: a rapidsnark path, "snarkjs groth16 prove", zkprove`)
 	fs.StringVar(&mode, "prover-mode", service.ProverCommand, "command (run --prover per proof) or native (in-process, warm keys)")
-	fs.Int64Var(&tableMiB, "native-table-mib", DefaultNativeTableMiB,
-		"native mode: MiB of window tables each circuit's key may build in the background after loading (under the zkey's size: only copies that pay; 0: none)")
+	fs.Int64Var(&cacheMiB, "key-cache-mib", DefaultKeyCacheMiB,
+		"native mode: MiB all proving keys and window tables held in memory may take together (least recently used idle key evicted; a larger key proves alone); command mode: page cache counted on for the zkeys")
+	fs.BoolVar(&s.NativeTables, "native-tables", true,
+		"native mode: build window tables for loaded keys in the background with what --key-cache-mib leaves")
+	fs.BoolVar(&affinity, "affinity", true,
+		"take the jobs of circuits whose keys this worker holds warm first (false: in arrival order)")
+	fs.DurationVar(&s.AffinityYield, "affinity-yield", jobqueue.DefaultYield,
+		"how long a new job is left to the waiting workers holding its key warm before this one takes it (none waiting: no wait; 0: never)")
 	fs.StringVar(&s.Verifier, "verifier", service.DefaultVerifier,
 		`proof verifier: native, or a command taking <vkey.json> <public.json> <proof.json> ("snarkjs groth16 verify")`)
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL")
@@ -140,10 +145,17 @@ func Parse(args []string, lookup func(string) (string, bool), out io.Writer) (Co
 		return Config{}, errors.New("--family is required: register, dsc or disclose")
 	}
 	s.ProverMode = mode
-	if tableMiB < 0 || tableMiB > 1<<30 {
-		return Config{}, fmt.Errorf("--native-table-mib must be between 0 and %d, got %d", 1<<30, tableMiB)
+	if cacheMiB < 1 || cacheMiB > 1<<30 {
+		return Config{}, fmt.Errorf("--key-cache-mib must be between 1 and %d, got %d", 1<<30, cacheMiB)
 	}
-	s.NativeTableBudget = tableMiB << 20
+	s.KeyCacheBytes = cacheMiB << 20
+	s.NoAffinity = !affinity
+	if s.AffinityYield < 0 {
+		return Config{}, fmt.Errorf("--affinity-yield must not be negative, got %s", s.AffinityYield)
+	}
+	if s.AffinityYield == 0 {
+		s.AffinityYield = -1 // explicitly none (zero means "default" to service.Config)
+	}
 	if s.ShutdownGrace == 0 {
 		s.ShutdownGrace = -1 // explicitly none (zero means "default" to service.Config)
 	}

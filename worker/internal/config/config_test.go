@@ -33,16 +33,19 @@ func TestParse(t *testing.T) {
 			if s.Family != family.Register || s.Concurrency != 1 || s.CircuitDir != "/c" || s.ZkeyDir != "/k" ||
 				s.Prover != "rapidsnark" || s.ProverMode != "command" || s.Verifier != "native" ||
 				s.ProveTimeout != 30*time.Minute || s.ShutdownGrace != 30*time.Second || s.Heartbeat != 0 ||
-				s.Stream != "PROOF_JOBS" || s.NativeTableBudget != 2048<<20 || c.NATSURL != "nats://127.0.0.1:4222" || c.AdminAddress != "127.0.0.1:9090" ||
+				s.Stream != "PROOF_JOBS" || s.KeyCacheBytes != 4096<<20 || !s.NativeTables || s.NoAffinity ||
+				s.AffinityYield != 250*time.Millisecond || c.NATSURL != "nats://127.0.0.1:4222" || c.AdminAddress != "127.0.0.1:9090" ||
 				c.LogLevel != slog.LevelInfo || c.LogFormat != "json" || c.JobKeyFile != "/key" {
 				t.Fatalf("%+v", c)
 			}
 		}},
 		{"flags", append([]string{"--concurrency", "4", "-r", "snarkjs groth16 prove", "--prover-mode", "native",
 			"--prove-timeout", "90s", "--shutdown-grace", "0", "--log-level", "debug", "--log-format", "text",
-			"--child-env", "A=1", "--child-env", "B=2", "--worker-id", "w1", "--native-table-mib", "0", "-z", "/m.json"}, required...), nil, func(t *testing.T, c config.Config) {
+			"--child-env", "A=1", "--child-env", "B=2", "--worker-id", "w1", "--key-cache-mib", "300", "--native-tables=false",
+			"--affinity=false", "--affinity-yield", "0", "-z", "/m.json"}, required...), nil, func(t *testing.T, c config.Config) {
 			s := c.Service
-			if s.NativeTableBudget != 0 || c.ZkeyMapFile != "/m.json" || s.Concurrency != 4 || s.Prover != "snarkjs groth16 prove" || s.ProverMode != "native" ||
+			if s.KeyCacheBytes != 300<<20 || s.NativeTables || !s.NoAffinity || s.AffinityYield != -1 || c.ZkeyMapFile != "/m.json" ||
+				s.Concurrency != 4 || s.Prover != "snarkjs groth16 prove" || s.ProverMode != "native" ||
 				s.ProveTimeout != 90*time.Second || s.ShutdownGrace != -1 || c.LogLevel != slog.LevelDebug ||
 				c.LogFormat != "text" || strings.Join(s.ChildEnv, ",") != "A=1,B=2" || s.WorkerID != "w1" {
 				t.Fatalf("%+v", c)
@@ -52,10 +55,12 @@ func TestParse(t *testing.T) {
 			"PROVER_WORKER_FAMILY": "dsc", "PROVER_WORKER_CIRCUIT_FOLDER": "/ec", "PROVER_WORKER_ZKEY_FOLDER": "/ek",
 			"DATABASE_URL": "postgres://fallback/db", "PROVER_WORKER_JOB_KEY_FILE": "/ekey",
 			"PROVER_WORKER_CONCURRENCY": "3", "NATS_URL": "nats://n:4222", "PROVER_WORKER_HEARTBEAT": "5s",
-			"PROVER_WORKER_ADMIN_ADDRESS": "", "PROVER_WORKER_NATIVE_TABLE_MIB": "512", "PROVER_WORKER_CIRCUIT_ZKEY_MAP": "/em.json",
+			"PROVER_WORKER_ADMIN_ADDRESS": "", "PROVER_WORKER_KEY_CACHE_MIB": "512", "PROVER_WORKER_CIRCUIT_ZKEY_MAP": "/em.json",
+			"PROVER_WORKER_AFFINITY_YIELD": "1s",
 		}, func(t *testing.T, c config.Config) {
 			s := c.Service
-			if s.NativeTableBudget != 512<<20 || c.ZkeyMapFile != "/em.json" || s.Family != family.DSC || s.CircuitDir != "/ec" || s.ZkeyDir != "/ek" || c.DatabaseURL != "postgres://fallback/db" ||
+			if s.KeyCacheBytes != 512<<20 || s.AffinityYield != time.Second || c.ZkeyMapFile != "/em.json" || s.Family != family.DSC ||
+				s.CircuitDir != "/ec" || s.ZkeyDir != "/ek" || c.DatabaseURL != "postgres://fallback/db" ||
 				c.JobKeyFile != "/ekey" || s.Concurrency != 3 || c.NATSURL != "nats://n:4222" || s.Heartbeat != 5*time.Second ||
 				c.AdminAddress != "" {
 				t.Fatalf("%+v", c)
@@ -97,7 +102,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad format", append([]string{"--log-format", "xml"}, required...), nil, `--log-format must be json or text, got "xml"`},
 		{"stray argument", append([]string{"extra"}, required...), nil, `unexpected arguments: ["extra"]`},
 		{"unknown flag", []string{"--colour"}, nil, "unknown flag: --colour"},
-		{"negative table budget", append([]string{"--native-table-mib", "-1"}, required...), nil, "--native-table-mib must be between 0 and 1073741824, got -1"},
+		{"no key cache", append([]string{"--key-cache-mib", "0"}, required...), nil, "--key-cache-mib must be between 1 and 1073741824, got 0"},
+		{"negative yield", append([]string{"--affinity-yield", "-1s"}, required...), nil, "--affinity-yield must not be negative, got -1s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,10 +123,11 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, pflag.ErrHelp) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, flag := range []string{"family", "concurrency", "circuit-folder", "zkey-folder", "prover", "prover-mode", "native-table-mib",
+	for _, flag := range []string{"family", "concurrency", "circuit-folder", "zkey-folder", "prover", "prover-mode", "key-cache-mib",
+		"native-tables", "affinity", "affinity-yield",
 		"verifier", "nats-url", "database-url", "work-dir", "witness-timeout", "prove-timeout", "verify-timeout",
 		"shutdown-grace", "heartbeat", "job-key-file", "admin-address", "log-level", "log-format", "worker-id", "stream"} {
-		if !strings.Contains(out.String(), "--"+flag+" ") {
+		if !strings.Contains(out.String(), "--"+flag+" ") && !strings.Contains(out.String(), "--"+flag+"[") {
 			t.Errorf("help lacks --%s", flag)
 		}
 	}

@@ -10,10 +10,12 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/openpassport/prover-fleet/shared/family"
+	"github.com/openpassport/prover-fleet/worker/internal/keycache"
 	"github.com/openpassport/prover-fleet/worker/internal/outcome"
 )
 
@@ -58,6 +60,37 @@ type Metrics struct {
 	// such periods.
 	StoreDown    prometheus.Gauge
 	StoreOutages prometheus.Counter
+
+	// The key cache (native mode: proving keys and window tables held in
+	// memory within --key-cache-mib; command mode: the account of the
+	// zkeys in the page cache). KeysWarm, KeyBytes (kind key|tables) and
+	// KeyBudget read the cache at scrape time (see KeyCache).
+	KeysWarm  prometheus.GaugeFunc
+	KeyBytes  []prometheus.GaugeFunc
+	KeyBudget prometheus.GaugeFunc
+	// KeyLoads counts key loads by result; KeyLoadSeconds is the cold-load
+	// time of the successful ones.
+	KeyLoads       *prometheus.CounterVec
+	KeyLoadSeconds prometheus.Histogram
+	// KeyEvictions counts keys that left the cache, by reason (room,
+	// stale, closed).
+	KeyEvictions *prometheus.CounterVec
+	// KeyOversize counts loads of a key larger than the whole budget (it
+	// proves alone).
+	KeyOversize prometheus.Counter
+	// KeyProofs counts proofs by whether their key was warm or had to be
+	// loaded (key="warm"|"cold").
+	KeyProofs *prometheus.CounterVec
+	// TableBuilds is the time of window table builds, by result.
+	TableBuilds *prometheus.HistogramVec
+
+	keyHeld atomic.Pointer[keyCacheView]
+}
+
+// keyCacheView is what the gauges read: the cache set by KeyCache.
+type keyCacheView struct {
+	held   func() keycache.Held
+	budget int64
 }
 
 // New creates one family's metrics and registers them on reg.
@@ -108,11 +141,11 @@ func New(reg prometheus.Registerer, f family.Family, slots int) (*Metrics, error
 		}),
 		Pending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "queue_pending", ConstLabels: fam,
-			Help: "Jobs of the family not yet delivered (consumer info).",
+			Help: "Jobs of the family not yet delivered (its circuit consumers' info).",
 		}),
 		AckPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "queue_ack_pending", ConstLabels: fam,
-			Help: "Jobs of the family delivered and not yet acknowledged (consumer info).",
+			Help: "Jobs of the family delivered and not yet acknowledged (its circuit consumers' info).",
 		}),
 		BacklogErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "backlog_poll_errors_total", ConstLabels: fam,
@@ -140,9 +173,74 @@ func New(reg prometheus.Registerer, f family.Family, slots int) (*Metrics, error
 			Help: "Periods in which the status store did not answer.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.Jobs, m.QueueWait, m.Stage, m.EndToEnd, m.Redeliveries,
+	held := func(get func(keycache.Held) int64) func() float64 {
+		return func() float64 {
+			if v := m.keyHeld.Load(); v != nil {
+				return float64(get(v.held()))
+			}
+			return 0
+		}
+	}
+	m.KeysWarm = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "key_cache_keys", ConstLabels: fam,
+		Help: "Proving keys held warm (command mode: zkeys counted in the page cache).",
+	}, held(func(h keycache.Held) int64 { return int64(h.Keys) }))
+	for _, kind := range []string{"key", "tables"} {
+		labels := prometheus.Labels{"family": string(f), "kind": kind}
+		m.KeyBytes = append(m.KeyBytes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "key_cache_bytes", ConstLabels: labels,
+			Help: "Memory the key cache holds: keys, and their window tables.",
+		}, held(func(h keycache.Held) int64 {
+			if kind == "key" {
+				return h.KeyBytes
+			}
+			return h.TableBytes
+		})))
+	}
+	m.KeyBudget = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "key_cache_budget_bytes", ConstLabels: fam,
+		Help: "The key cache's budget for keys and tables (--key-cache-mib).",
+	}, func() float64 {
+		if v := m.keyHeld.Load(); v != nil {
+			return float64(v.budget)
+		}
+		return 0
+	})
+	m.KeyLoads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "key_cache_loads_total", ConstLabels: fam,
+		Help: "Proving key loads (cold loads), by result.",
+	}, []string{"result"})
+	m.KeyLoadSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "key_cache_load_seconds", ConstLabels: fam,
+		Help:    "Time of a cold proving key load.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
+	})
+	m.KeyEvictions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "key_cache_evictions_total", ConstLabels: fam,
+		Help: "Proving keys evicted, by reason: room (another key needed it), stale (its file changed), closed.",
+	}, []string{"reason"})
+	m.KeyOversize = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "key_cache_oversize_total", ConstLabels: fam,
+		Help: "Loads of a proving key larger than the whole budget (it proves alone).",
+	})
+	m.KeyProofs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "key_cache_proofs_total", ConstLabels: fam,
+		Help: "Proofs by whether their key was warm or had to be loaded (key=warm|cold).",
+	}, []string{"key"})
+	m.TableBuilds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "key_cache_table_build_seconds", ConstLabels: fam,
+		Help:    "Time of window table builds, by result.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+	}, []string{"result"})
+
+	collectors := []prometheus.Collector{m.Jobs, m.QueueWait, m.Stage, m.EndToEnd, m.Redeliveries,
 		m.ChildMaxRSS, m.BusySlots, m.Slots, m.Pending, m.AckPending, m.BacklogErrors, m.StoreOps, m.Rescued,
-		m.Reconciled, m.StoreDown, m.StoreOutages} {
+		m.Reconciled, m.StoreDown, m.StoreOutages,
+		m.KeysWarm, m.KeyBudget, m.KeyLoads, m.KeyLoadSeconds, m.KeyEvictions, m.KeyOversize, m.KeyProofs, m.TableBuilds}
+	for _, g := range m.KeyBytes {
+		collectors = append(collectors, g)
+	}
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -157,6 +255,15 @@ func New(reg prometheus.Registerer, f family.Family, slots int) (*Metrics, error
 	}
 	for _, a := range []string{"requeued", "failed_lost", "failed_stuck"} {
 		m.Reconciled.WithLabelValues(a)
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.KeyLoads.WithLabelValues(r)
+	}
+	for _, r := range []string{"room", "stale", "closed"} {
+		m.KeyEvictions.WithLabelValues(r)
+	}
+	for _, k := range []string{"warm", "cold"} {
+		m.KeyProofs.WithLabelValues(k)
 	}
 	return m, nil
 }

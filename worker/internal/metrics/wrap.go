@@ -12,6 +12,7 @@ import (
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
 	"github.com/openpassport/prover-fleet/shared/store"
+	"github.com/openpassport/prover-fleet/worker/internal/keycache"
 	"github.com/openpassport/prover-fleet/worker/internal/outcome"
 	"github.com/openpassport/prover-fleet/worker/internal/pipeline"
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
@@ -212,3 +213,43 @@ func (m *Metrics) StoreChanged(down bool) {
 	}
 	m.StoreDown.Set(0)
 }
+
+// KeyObserver is the key cache observer that records its loads,
+// evictions, oversize keys, table builds and proofs.
+func (m *Metrics) KeyObserver() keycache.Observer { return keyObserver{m} }
+
+// WatchKeyCache makes the key cache gauges (keys, bytes, budget) read c.
+func (m *Metrics) WatchKeyCache(c *keycache.Cache) {
+	m.keyHeld.Store(&keyCacheView{held: c.Held, budget: c.Budget()})
+}
+
+// keyObserver implements keycache.Observer. It is called with the cache's
+// lock held: it only counts.
+type keyObserver struct{ m *Metrics }
+
+func (o keyObserver) Acquired(_ string, warm bool) {
+	if warm {
+		o.m.KeyProofs.WithLabelValues("warm").Inc()
+	} else {
+		o.m.KeyProofs.WithLabelValues("cold").Inc()
+	}
+}
+
+func (o keyObserver) Loaded(_ string, _ int64, took time.Duration, err error) {
+	o.m.KeyLoads.WithLabelValues(result(err)).Inc()
+	if err == nil {
+		o.m.KeyLoadSeconds.Observe(took.Seconds())
+	}
+}
+
+func (o keyObserver) Evicted(_ string, _ int64, reason string) {
+	o.m.KeyEvictions.WithLabelValues(reason).Inc()
+}
+
+func (o keyObserver) Oversize(string, int64, int64) { o.m.KeyOversize.Inc() }
+
+func (o keyObserver) TablesBuilt(_ string, _ int64, took time.Duration, err error) {
+	o.m.TableBuilds.WithLabelValues(result(err)).Observe(took.Seconds())
+}
+
+func (o keyObserver) TablesDropped(string, int64) {}

@@ -244,8 +244,8 @@ func Decide(err, cause error, attempt, maxDeliver int, b Backoff) Decision {
 
 // Recovered is the decision to take instead of d when d's status 3 write
 // failed with recordErr. The message is never terminated unrecorded (a
-// work-queue stream removes a terminated message, and nothing would close
-// the row): on the last delivery it is handed back with Nak, which JetStream
+// terminated job is deleted from the stream, and nothing would close the
+// row): on the last delivery it is handed back with Nak, which JetStream
 // answers with a max-deliveries advisory that the rescuer acts on once the
 // store answers (Unrecorded); before it, a rejection is retried so that a
 // later delivery records it. A cancel is acknowledged anyway, since the

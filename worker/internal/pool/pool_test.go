@@ -43,8 +43,11 @@ func (o outcomes) Finished(_ job.Envelope, d outcome.Decision, _ time.Duration) 
 func TestPanicIsRetried(t *testing.T) {
 	t.Parallel()
 	s := wt.Setup(t, jobqueue.Config{})
-	cons, err := s.JS.Consumer(context.Background(), s.Queue.Stream, jobqueue.ConsumerName(family.DSC))
+	cons, err := jobqueue.NewTaker(s.JS, jobqueue.TakerConfig{Stream: s.Queue.Stream, Family: family.DSC, Wait: 200 * time.Millisecond})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	obs := outcomes{kinds: make(chan outcome.Kind, 4)}
@@ -63,7 +66,7 @@ func TestPanicIsRetried(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); <-done; cons.Stop() }()
 
 	s.Submit("dsc", "dsc_demo", `{}`)
 	for _, want := range []outcome.Kind{outcome.Retried, outcome.Proved} {

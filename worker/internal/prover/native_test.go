@@ -1,19 +1,16 @@
 package prover
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"log/slog"
+	"errors"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/openpassport/prover-fleet/shared/circuitdir"
 	"github.com/openpassport/prover-fleet/shared/groth16"
+	"github.com/openpassport/prover-fleet/worker/internal/keycache"
 )
 
 // The tiny circuit of shared/groth16's tests: a snarkjs key, its
@@ -42,8 +39,7 @@ func TestNativeWithTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
-	n, err := NewNative(circuitdir.Layout{ZkeyDir: keys}, 0, 64<<20, slog.New(slog.NewTextHandler(&logs, nil)))
+	n, err := NewNative(NativeConfig{Layout: circuitdir.Layout{ZkeyDir: keys}, Budget: 64 << 20, Tables: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,30 +64,17 @@ func TestNativeWithTables(t *testing.T) {
 	}
 	prove("first proof (tables building)")
 	n.WaitTables()
-	if !strings.Contains(logs.String(), "window tables built") {
-		t.Fatalf("no table build logged:\n%s", logs.String())
+	if h := n.Keys().Held(); h.Keys != 1 || h.TableBytes == 0 || h.Total() > 64<<20 {
+		t.Fatalf("key cache holds %+v, want one key with its tables within 64 MiB", h)
 	}
 	prove("with tables")
 	n.Close()
-	prove("after Close")
-}
-
-// syncBuffer is a bytes.Buffer for a logger used from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	dir := t.TempDir()
+	err = n.Prove(context.Background(), "tiny", dir, filepath.Join(tinyDir, "tiny.wtns"),
+		filepath.Join(dir, "proof.json"), filepath.Join(dir, "public.json"))
+	if !errors.Is(err, keycache.ErrClosed) {
+		t.Fatalf("proof after Close: %v, want keycache.ErrClosed", err)
+	}
 }
 
 // TestNativeKeyReplaced replaces a loaded key's file, by rename and then in
@@ -102,7 +85,7 @@ func TestNativeKeyReplaced(t *testing.T) {
 	keys := t.TempDir()
 	path := filepath.Join(keys, "tiny.zkey")
 	copyFile(t, filepath.Join(tinyDir, "tiny_snarkjs.zkey"), path)
-	n, err := NewNative(circuitdir.Layout{ZkeyDir: keys}, 0, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := NewNative(NativeConfig{Layout: circuitdir.Layout{ZkeyDir: keys}, Budget: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +96,12 @@ func TestNativeKeyReplaced(t *testing.T) {
 		if err := n.Prove(t.Context(), "tiny", dir, filepath.Join(tinyDir, "tiny.wtns"), filepath.Join(dir, "p.json"), filepath.Join(dir, "s.json")); err != nil {
 			t.Fatal(err)
 		}
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.keys["tiny"].pk
+		l, err := n.Keys().Acquire(t.Context(), "tiny")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		return l.Key().(*provingKey).key()
 	}
 	first := prove()
 	if first.Memory().Mapped == 0 {
@@ -145,14 +131,10 @@ func TestNativeKeyReplaced(t *testing.T) {
 }
 
 func TestNewNativeRejects(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := NewNative(circuitdir.Layout{}, 0, 0, log); err == nil {
+	if _, err := NewNative(NativeConfig{Budget: 1}); err == nil {
 		t.Error("empty zkey dir accepted")
 	}
-	if _, err := NewNative(circuitdir.Layout{ZkeyDir: t.TempDir()}, 0, -1, log); err == nil {
-		t.Error("negative table budget accepted")
-	}
-	if _, err := NewNative(circuitdir.Layout{ZkeyDir: t.TempDir()}, 0, 0, nil); err == nil {
-		t.Error("nil logger accepted")
+	if _, err := NewNative(NativeConfig{Layout: circuitdir.Layout{ZkeyDir: t.TempDir()}}); err == nil {
+		t.Error("no budget accepted")
 	}
 }

@@ -5,7 +5,13 @@
 // process: <prover…> <zkey> <witness.wtns> <proof.json> <public.json>, where
 // <prover…> is configuration: a rapidsnark binary, "snarkjs groth16 prove",
 // or our cmd/zkprove. Its exit status decides; its stderr is kept (bounded)
-// for the failure reason.
+// for the failure reason. The worker holds no key then, but the kernel's
+// page cache holds the zkeys the children read: Command keeps the account
+// of them in a key cache in bookkeeping mode (the budget is the page cache
+// to count on), so that the worker knows which circuits it has warm.
+//
+// Native proves in process, its keys held in a key cache within one memory
+// budget (see Native).
 package prover
 
 import (
@@ -17,6 +23,7 @@ import (
 	"time"
 
 	"github.com/openpassport/prover-fleet/shared/circuitdir"
+	"github.com/openpassport/prover-fleet/worker/internal/keycache"
 	"github.com/openpassport/prover-fleet/worker/internal/proc"
 )
 
@@ -53,6 +60,12 @@ type CommandConfig struct {
 	Timeout time.Duration
 	// Env is the prover's whole environment.
 	Env []string
+	// PageCacheBudget is the page cache, in bytes, the worker counts on
+	// for the zkeys its children read: the zkeys used most recently within
+	// it are this worker's warm circuits (Keys). 0: no account is kept.
+	PageCacheBudget int64
+	// Observer is told what the key account does; optional.
+	Observer keycache.Observer
 }
 
 // Command is a prover run as a child process.
@@ -60,6 +73,7 @@ type Command struct {
 	run  proc.Runner
 	argv []string
 	cfg  CommandConfig
+	keys *keycache.Cache // nil without a PageCacheBudget
 }
 
 // NewCommand returns a Command prover that starts children with run.
@@ -80,8 +94,23 @@ func NewCommand(run proc.Runner, cfg CommandConfig) (*Command, error) {
 	if cfg.Layout, err = cfg.Layout.Abs(); err != nil {
 		return nil, fmt.Errorf("prover: %w", err)
 	}
-	return &Command{run: run, argv: argv, cfg: cfg}, nil
+	if cfg.PageCacheBudget < 0 {
+		return nil, fmt.Errorf("prover: CommandConfig.PageCacheBudget must not be negative, got %d", cfg.PageCacheBudget)
+	}
+	c := &Command{run: run, argv: argv, cfg: cfg}
+	if cfg.PageCacheBudget > 0 {
+		c.keys, err = keycache.New(zkeys{layout: cfg.Layout, load: loadZkeyFile},
+			keycache.Config{Budget: cfg.PageCacheBudget, Bookkeeping: true}, cfg.Observer)
+		if err != nil {
+			return nil, fmt.Errorf("prover: %w", err)
+		}
+	}
+	return c, nil
 }
+
+// Keys is the account of the zkeys in the page cache; nil without a
+// PageCacheBudget.
+func (c *Command) Keys() *keycache.Cache { return c.keys }
 
 // Argv is the resolved command prefix (for the start-up log).
 func (c *Command) Argv() []string { return append([]string(nil), c.argv...) }
@@ -90,7 +119,13 @@ func (c *Command) Argv() []string { return append([]string(nil), c.argv...) }
 // dir. All paths are absolute.
 func (c *Command) Prove(ctx context.Context, circuit, dir, wtns, proof, public string) error {
 	zkey := c.cfg.Layout.Zkey(circuit)
-	if _, err := os.Stat(zkey); err != nil {
+	if c.keys != nil {
+		lease, err := c.keys.Acquire(ctx, circuit) // never waits: bookkeeping
+		if err != nil {
+			return err
+		}
+		defer lease.Release()
+	} else if _, err := os.Stat(zkey); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrNoKey, circuit, err)
 	}
 	args := append(append([]string(nil), c.argv[1:]...), zkey, wtns, proof, public)

@@ -19,14 +19,14 @@
 // requests recorded with their sealed inputs (proof_jobs, see sql/) are
 // looked at, and only those created and last re-queued more than Grace ago
 // (a submit may still be publishing). For each, the stream is asked for its
-// job by its own subject (jobqueue.JobSubject; GetLastMsgForSubject, read
-// from the stream leader):
+// job by its own subject (jobqueue.JobLookupSubject; GetLastMsgForSubject,
+// read from the stream leader):
 //
 //   - the job is there: nothing to do. A job waiting behind a backlog is
 //     never failed, however long it waits. Only when the row says its last
 //     delivery was claimed (attempts ≥ the consumer's MaxDeliver), the job
-//     has been delivered (its sequence is at or below the consumer's
-//     delivered sequence), and the row's heartbeat has not moved for
+//     has been delivered (its sequence is at or below its circuit
+//     consumer's delivered sequence), and the row's heartbeat has not moved for
 //     StuckAfter and did not move between two passes at least AckWait
 //     apart, is the job taken as given up by JetStream (no worker holds it:
 //     one would heartbeat the row every AckWait/3): the request is failed as
@@ -98,9 +98,17 @@ type Stream interface {
 	DeleteMsg(ctx context.Context, seq uint64) error
 }
 
-// Consumer is the family's job consumer (a jetstream.Consumer).
+// Consumer is the family's consumer (a jetstream.Consumer): the settings
+// of its circuit consumers (MaxDeliver, AckWait).
 type Consumer interface {
 	Info(ctx context.Context) (*jetstream.ConsumerInfo, error)
+}
+
+// Deliveries reads how far each circuit consumer of the family has
+// delivered: the last stream sequence, by circuit
+// (jobqueue.CircuitBacklogs).
+type Deliveries interface {
+	Delivered(ctx context.Context) (map[string]uint64, error)
 }
 
 // Queue publishes a job again (*jobqueue.Publisher).
@@ -138,12 +146,13 @@ type Config struct {
 
 // Deps are what a Reconciler works with.
 type Deps struct {
-	Store    Store
-	Stream   Stream
-	Consumer Consumer
-	Queue    Queue
-	Events   Events
-	Logger   *slog.Logger
+	Store      Store
+	Stream     Stream
+	Consumer   Consumer
+	Deliveries Deliveries
+	Queue      Queue
+	Events     Events
+	Logger     *slog.Logger
 	// Acted, when set, is told each action taken (metrics; must not block).
 	Acted func(action string)
 }
@@ -203,6 +212,8 @@ func New(d Deps, cfg Config) (*Reconciler, error) {
 		return nil, errors.New("reconcile: Deps.Stream is nil")
 	case d.Consumer == nil:
 		return nil, errors.New("reconcile: Deps.Consumer is nil")
+	case d.Deliveries == nil:
+		return nil, errors.New("reconcile: Deps.Deliveries is nil")
 	case d.Queue == nil:
 		return nil, errors.New("reconcile: Deps.Queue is nil")
 	case d.Events == nil:
@@ -282,6 +293,12 @@ func (r *Reconciler) Pass(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("reconcile: consumer info: %w", err)
 	}
+	cctx, cancel = context.WithTimeout(ctx, r.cfg.Timeout)
+	delivered, err := r.d.Deliveries.Delivered(cctx)
+	cancel()
+	if err != nil {
+		return res, fmt.Errorf("reconcile: circuit consumers: %w", err)
+	}
 	now := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	rows, err := r.d.Store.OpenJobs(sctx, r.types, now.Add(-r.cfg.Grace), r.cursor, r.cfg.Batch)
@@ -304,12 +321,13 @@ func (r *Reconciler) Pass(ctx context.Context) (Result, error) {
 		seen[row.ID] = true
 		log := r.log.With("request_id", row.ID, "circuit", row.Circuit)
 		gctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		msg, err := r.d.Stream.GetLastMsgForSubject(gctx, jobqueue.JobSubject(r.cfg.Family, row.ID))
+		msg, err := r.d.Stream.GetLastMsgForSubject(gctx, jobqueue.JobLookupSubject(r.cfg.Family, row.ID))
 		cancel()
 		switch {
 		case err == nil:
 			res.Queued++
-			if err := r.checkStuck(ctx, log, row, msg.Sequence, info, now, &res); err != nil {
+			_, circuit, _, _ := jobqueue.ParseJobSubject(msg.Subject)
+			if err := r.checkStuck(ctx, log, row, msg.Sequence, delivered[circuit], info, now, &res); err != nil {
 				return res, err
 			}
 		case errors.Is(err, jetstream.ErrMsgNotFound):
@@ -334,14 +352,14 @@ func (r *Reconciler) Pass(ctx context.Context) (Result, error) {
 
 // checkStuck fails the request of a job on the stream that JetStream gave up
 // on and whose advisory never reached a rescuer (see the package doc).
-func (r *Reconciler) checkStuck(ctx context.Context, log *slog.Logger, row store.OpenJob, seq uint64,
+func (r *Reconciler) checkStuck(ctx context.Context, log *slog.Logger, row store.OpenJob, seq, delivered uint64,
 	info *jetstream.ConsumerInfo, now time.Time, res *Result) error {
 	maxDeliver := info.Config.MaxDeliver
 	beat := row.CreatedAt
 	if row.HeartbeatAt != nil {
 		beat = *row.HeartbeatAt
 	}
-	if maxDeliver <= 0 || row.Attempts < maxDeliver || seq > info.Delivered.Stream || now.Sub(beat) < r.cfg.StuckAfter {
+	if maxDeliver <= 0 || row.Attempts < maxDeliver || seq > delivered || now.Sub(beat) < r.cfg.StuckAfter {
 		delete(r.suspects, row.ID)
 		return nil
 	}

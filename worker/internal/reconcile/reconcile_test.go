@@ -24,7 +24,8 @@ func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
 type env struct {
 	*wt.Stack
 	stream jetstream.Stream
-	cons   jetstream.Consumer
+	cons   jetstream.Consumer // the family consumer (settings)
+	worker *jobqueue.Taker    // takes jobs as a worker does
 	acted  []string
 }
 
@@ -42,7 +43,15 @@ func setup(t *testing.T, q jobqueue.Config, fam family.Family, edit func(*reconc
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{Stack: s, stream: stream, cons: cons}
+	worker, err := jobqueue.NewTaker(s.JS, jobqueue.TakerConfig{Stream: s.Queue.Stream, Family: fam, Wait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(worker.Stop)
+	e := &env{Stack: s, stream: stream, cons: cons, worker: worker}
 	return e, e.reconciler(t, fam, edit)
 }
 
@@ -54,7 +63,8 @@ func (e *env) reconciler(t *testing.T, fam family.Family, edit func(*reconcile.C
 	}
 	r, err := reconcile.New(reconcile.Deps{
 		Store: e.Store, Stream: e.stream, Consumer: e.cons, Queue: e.Pub, Events: e.Events, Logger: wt.Discard(),
-		Acted: func(a string) { e.acted = append(e.acted, a) },
+		Deliveries: jobqueue.Deliveries{JS: e.JS, Stream: e.Queue.Stream, Family: fam},
+		Acted:      func(a string) { e.acted = append(e.acted, a) },
 	}, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +105,7 @@ func TestBacklogIsNotFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A worker holds the oldest.
-	batch, err := e.cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+	batch, err := e.worker.Fetch(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +152,7 @@ func TestLostJobRequeuedThenFailed(t *testing.T) {
 			t.Fatalf("round %d, second pass with the job queued: %+v", round, res)
 		}
 		// The job is lost again: taken and acknowledged without a result.
-		batch, err := e.cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		batch, err := e.worker.Fetch(1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,7 +262,7 @@ func TestGivenUpJobFailedWithoutAdvisory(t *testing.T) {
 	}
 	var aliveMsg jetstream.Msg
 	for range 2 {
-		batch, err := e.cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		batch, err := e.worker.Fetch(1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +295,7 @@ func TestGivenUpJobFailedWithoutAdvisory(t *testing.T) {
 		}
 	}()
 	time.Sleep(2 * q.AckWait)
-	if b, err := e.cons.Fetch(1, jetstream.FetchMaxWait(500*time.Millisecond)); err == nil {
+	if b, err := e.worker.Fetch(1); err == nil {
 		for m := range b.Messages() {
 			t.Fatalf("message %s delivered again", m.Subject())
 		}

@@ -10,13 +10,16 @@
 //
 // The advisories are kept in a stream of their own (jobqueue.AdvisoryStream,
 // created by jobqueue.Setup), so one published while no worker of the family
-// runs is not lost: it waits there. A Rescuer takes its family's advisories
-// from the durable consumer jobqueue.RescueConsumerName(family), one at a
-// time, and for each one: reads the message by sequence (nothing to do when
-// it is already gone), decodes the envelope, marks the row failed with
-// "gave up after N attempts: worker lost during the last attempt" (a guarded
-// write: a row that is already terminal — proved, failed, cancelled — is left
-// alone), announces the status change, deletes the message from the stream,
+// runs is not lost: it waits there. The job consumers are the circuit
+// consumers (<family>-<circuit>), and the stream files each advisory under
+// its consumer's family (jobqueue.RescueSubject). A Rescuer takes its
+// family's advisories from the durable consumer
+// jobqueue.RescueConsumerName(family), one at a time, and for each one:
+// reads the message by sequence (nothing to do when it is already gone),
+// decodes the envelope, marks the row failed with "gave up after N
+// attempts: worker lost during the last attempt" (a guarded write: a row
+// that is already terminal — proved, failed, cancelled — is left alone),
+// announces the status change, deletes the message from the stream,
 // and acknowledges the advisory. Each step has a timeout; a rescue that fails
 // part-way (the status store is down, say) hands the advisory back with a
 // growing delay, and it comes back until a rescue succeeds: every step is
@@ -96,7 +99,8 @@ type Result struct {
 
 // Config configures a Rescuer.
 type Config struct {
-	// Family whose job consumer (jobqueue.ConsumerName) is watched. Required.
+	// Family whose circuit consumers' (jobqueue.CircuitConsumerName)
+	// advisories are handled. Required.
 	Family family.Family
 	// Stream is the job stream. Required.
 	Stream string
@@ -242,7 +246,7 @@ func (r *Rescuer) handle(ctx context.Context, msg jetstream.Msg) {
 		done(r.log)
 		return
 	}
-	if adv.Stream != r.cfg.Stream || adv.Consumer != jobqueue.ConsumerName(r.cfg.Family) {
+	if f, _, ok := jobqueue.ParseCircuitConsumer(adv.Consumer); adv.Stream != r.cfg.Stream || !ok || f != r.cfg.Family {
 		r.log.Warn("ignoring an advisory of another consumer", "stream", adv.Stream, "consumer", adv.Consumer)
 		done(r.log)
 		return

@@ -46,7 +46,9 @@ func setup(t *testing.T, fam family.Family, maxDeliver int) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := s.JS.Consumer(ctx, q.Stream, jobqueue.ConsumerName(fam))
+	// The tests' jobs are of circuit fake_ok: its consumer is where a worker
+	// takes them.
+	cons, err := jobqueue.EnsureCircuitConsumer(ctx, s.JS, q.Stream, fam, "fake_ok")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,9 +195,9 @@ func TestWorkerLostOnLastDelivery(t *testing.T) {
 	// The same advisory a second time (a redelivered or replayed one).
 	adv, _ := json.Marshal(map[string]any{
 		"type": "io.nats.jetstream.advisory.v1.max_deliver", "stream": e.Queue.Stream,
-		"consumer": jobqueue.ConsumerName(family.Register), "stream_seq": seq, "deliveries": 1,
+		"consumer": jobqueue.CircuitConsumerName(family.Register, "fake_ok"), "stream_seq": seq, "deliveries": 1,
 	})
-	if err := e.NC.Publish(jobqueue.AdvisorySubject(e.Queue.Stream, "register"), adv); err != nil {
+	if err := e.NC.Publish(jobqueue.AdvisorySubject(e.Queue.Stream, "register-fake_ok"), adv); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -295,7 +297,7 @@ func TestProvedRowNotOverwritten(t *testing.T) {
 func TestUndecodableMessageDeleted(t *testing.T) {
 	t.Parallel()
 	e := setup(t, family.Register, 1)
-	if _, err := e.JS.Publish(context.Background(), jobqueue.Subject(family.Register), []byte("not a job")); err != nil {
+	if _, err := e.JS.Publish(context.Background(), jobqueue.JobSubject(family.Register, "fake_ok", "garbage"), []byte("not a job")); err != nil {
 		t.Fatal(err)
 	}
 	seq := e.takeAndLose(t)
@@ -313,20 +315,21 @@ func TestForeignAdvisoriesIgnored(t *testing.T) {
 	id := e.Submit("register", "fake_ok", wt.FakeInputs("1"))
 	seq := uint64(1)
 	for name, body := range map[string]map[string]any{
-		"other consumer": {"stream": e.Queue.Stream, "consumer": "dsc", "stream_seq": seq, "deliveries": 1},
-		"other stream":   {"stream": "ELSEWHERE", "consumer": "register", "stream_seq": seq, "deliveries": 1},
-		"no sequence":    {"stream": e.Queue.Stream, "consumer": "register", "deliveries": 1},
+		"other family":       {"stream": e.Queue.Stream, "consumer": "dsc-fake_ok", "stream_seq": seq, "deliveries": 1},
+		"not a job consumer": {"stream": e.Queue.Stream, "consumer": "register", "stream_seq": seq, "deliveries": 1},
+		"other stream":       {"stream": "ELSEWHERE", "consumer": "register-fake_ok", "stream_seq": seq, "deliveries": 1},
+		"no sequence":        {"stream": e.Queue.Stream, "consumer": "register-fake_ok", "deliveries": 1},
 	} {
 		b, _ := json.Marshal(body)
-		if err := e.NC.Publish(jobqueue.AdvisorySubject(e.Queue.Stream, "register"), b); err != nil {
+		if err := e.NC.Publish(jobqueue.AdvisorySubject(e.Queue.Stream, "register-fake_ok"), b); err != nil {
 			t.Fatal(name, err)
 		}
 	}
-	if err := e.NC.Publish(jobqueue.AdvisorySubject(e.Queue.Stream, "register"), []byte("{")); err != nil {
+	if err := e.NC.Publish(jobqueue.AdvisorySubject(e.Queue.Stream, "register-fake_ok"), []byte("{")); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(e.logs.String(), "ignoring an advisory") < 4 {
+	for strings.Count(e.logs.String(), "ignoring an advisory") < 5 {
 		if time.Now().After(deadline) {
 			t.Fatalf("advisories not all seen:\n%s", e.logs.String())
 		}

@@ -27,7 +27,7 @@ func TestServiceRescues(t *testing.T) {
 	id := s.Submit("register", "fake_ok", wt.FakeInputs("1"))
 
 	// The worker that takes it is SIGKILLed: no ack, no status.
-	cons, err := s.JS.Consumer(ctx, q.Stream, "register")
+	cons, err := s.JS.Consumer(ctx, q.Stream, jobqueue.CircuitConsumerName(family.Register, "fake_ok"))
 	if err != nil {
 		t.Fatal(err)
 	}

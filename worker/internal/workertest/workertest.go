@@ -170,8 +170,34 @@ func (s *Stack) WaitStatus(id string, want status.Code, timeout time.Duration) s
 	return s.WaitRow(id, timeout, "status "+want.String(), func(p store.Proof) bool { return p.Status == want })
 }
 
-// ConsumerInfo reads a family consumer's state.
+// ConsumerInfo sums the state of a family's circuit consumers, from which
+// workers take its jobs: deliveries (Delivered.Consumer), NumPending,
+// NumAckPending and NumRedelivered.
 func (s *Stack) ConsumerInfo(f family.Family) *jetstream.ConsumerInfo {
+	s.T.Helper()
+	st, err := s.JS.Stream(context.Background(), s.Queue.Stream)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	sum := &jetstream.ConsumerInfo{Stream: s.Queue.Stream, Name: "circuits of " + string(f)}
+	l := st.ListConsumers(context.Background())
+	for info := range l.Info() {
+		if cf, _, ok := jobqueue.ParseCircuitConsumer(info.Name); ok && cf == f {
+			sum.Delivered.Consumer += info.Delivered.Consumer
+			sum.NumPending += info.NumPending
+			sum.NumAckPending += info.NumAckPending
+			sum.NumRedelivered += info.NumRedelivered
+		}
+	}
+	if err := l.Err(); err != nil {
+		s.T.Fatal(err)
+	}
+	return sum
+}
+
+// FamilyLag is the family consumer's lag (pending + ack pending, as KEDA
+// reads it): the family's jobs not yet settled and deleted.
+func (s *Stack) FamilyLag(f family.Family) uint64 {
 	s.T.Helper()
 	c, err := s.JS.Consumer(context.Background(), s.Queue.Stream, jobqueue.ConsumerName(f))
 	if err != nil {
@@ -181,20 +207,22 @@ func (s *Stack) ConsumerInfo(f family.Family) *jetstream.ConsumerInfo {
 	if err != nil {
 		s.T.Fatal(err)
 	}
-	return info
+	return info.NumPending + uint64(info.NumAckPending)
 }
 
-// WaitQueueEmpty waits until the family has nothing pending or unacked.
+// WaitQueueEmpty waits until the family has nothing pending or unacked,
+// and every job is settled (deleted: the family consumer's lag is 0).
 func (s *Stack) WaitQueueEmpty(f family.Family, timeout time.Duration) *jetstream.ConsumerInfo {
 	s.T.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		info := s.ConsumerInfo(f)
-		if info.NumPending == 0 && info.NumAckPending == 0 {
+		lag := s.FamilyLag(f)
+		if info.NumPending == 0 && info.NumAckPending == 0 && lag == 0 {
 			return info
 		}
 		if time.Now().After(deadline) {
-			s.T.Fatalf("queue %s not empty after %s: pending %d ack pending %d", f, timeout, info.NumPending, info.NumAckPending)
+			s.T.Fatalf("queue %s not empty after %s: pending %d ack pending %d, family lag %d", f, timeout, info.NumPending, info.NumAckPending, lag)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -237,7 +265,9 @@ type Fakes struct {
 	Prover, Verifier     string
 }
 
-var fakeCircuits = []string{"fake_ok", "fake_slow", "fake_hang", "fake_badproof"}
+// fakeCircuits: fake_*, and fakex_* and fakey_* for tests of two circuits
+// of one family (affinity).
+var fakeCircuits = []string{"fake_ok", "fake_slow", "fake_hang", "fake_badproof", "fakex_ok", "fakex_slow", "fakey_ok"}
 
 const witnessScript = `#!/bin/sh
 echo "witness $(basename "$0") $$" >> "$FAKE_LOG/calls"
