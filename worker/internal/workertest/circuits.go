@@ -269,3 +269,43 @@ func tail(b []byte, n int) string {
 	}
 	return string(b)
 }
+
+// Catalogue makes n circuits out of the real circuit base in circuits and
+// zkeys: base_1 … base_n, each with base's witness generator, data and
+// verification key (links) and a copy of its proving key (separate files:
+// a worker loads and caches each on its own). It returns the folders that
+// hold them and their names.
+func Catalogue(t testing.TB, circuits, zkeys, base string, n int) (string, string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	l := circuitdir.Layout{CircuitDir: filepath.Join(dir, "circuits"), ZkeyDir: filepath.Join(dir, "zkeys")}
+	src := circuitdir.Layout{CircuitDir: circuits, ZkeyDir: zkeys}
+	key, err := os.ReadFile(src.Zkey(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("%s_%d", base, i)
+		if err := os.MkdirAll(filepath.Dir(l.Generator(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(l.ZkeyDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, link := range [][2]string{
+			{src.Generator(base), l.Generator(name)},
+			{src.GeneratorData(base), l.GeneratorData(name)},
+			{src.VKey(base), l.VKey(name)},
+		} {
+			if err := os.Symlink(link[0], link[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(l.Zkey(name), key, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	return l.CircuitDir, l.ZkeyDir, names
+}
