@@ -6,7 +6,8 @@
 //
 // 1. fleet overhead against a bare witness+prove+verify loop, 2. the
 // frontend against its crypto-only limit, 3. the queue and status path, 4.
-// every prover against snarkjs, 5. the programs' memory. See bench/README.md.
+// every prover against snarkjs, 5. the programs' memory, 6. placement (key
+// cache and circuit affinity on a catalogue of circuits). See bench/README.md.
 // It exits 1 when a benchmark fails (the others still run and are written),
 // 2 on bad usage.
 package main

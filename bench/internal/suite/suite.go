@@ -1,5 +1,5 @@
 // Package suite runs the benchmarks in order (fleet overhead, frontend,
-// queue path, provers, memory) with full or quick sizes, and turns their
+// queue path, provers, memory, placement) with full or quick sizes, and turns their
 // results into results.md and results.json. A benchmark that fails is
 // recorded as an error and the others still run.
 package suite
@@ -25,6 +25,7 @@ import (
 	"github.com/openpassport/prover-fleet/bench/internal/machine"
 	"github.com/openpassport/prover-fleet/bench/internal/memory"
 	"github.com/openpassport/prover-fleet/bench/internal/overhead"
+	"github.com/openpassport/prover-fleet/bench/internal/placement"
 	"github.com/openpassport/prover-fleet/bench/internal/programs"
 	"github.com/openpassport/prover-fleet/bench/internal/provers"
 	"github.com/openpassport/prover-fleet/bench/internal/queuepath"
@@ -34,11 +35,12 @@ import (
 
 // Benchmark names, for Config.Only.
 const (
-	Overhead = "overhead"
-	Frontend = "frontend"
-	Queue    = "queue"
-	Provers  = "provers"
-	Memory   = "memory"
+	Overhead  = "overhead"
+	Frontend  = "frontend"
+	Queue     = "queue"
+	Provers   = "provers"
+	Memory    = "memory"
+	Placement = "placement"
 )
 
 // snarkjsMaxConstraints leaves snarkjs out of the provers benchmark on larger
@@ -46,7 +48,7 @@ const (
 const snarkjsMaxConstraints = 300_000
 
 // All lists the benchmarks in the order they run.
-func All() []string { return []string{Overhead, Frontend, Queue, Provers, Memory} }
+func All() []string { return []string{Overhead, Frontend, Queue, Provers, Memory, Placement} }
 
 // Config is the suite's configuration (the bench command's flags).
 type Config struct {
@@ -103,6 +105,7 @@ type Results struct {
 	// the provers benchmark when rapidsnark was given.
 	ProverVsRapidsnark []provers.VsRapidsnark `json:"prover_vs_rapidsnark,omitempty"`
 	Memory             *memory.Result         `json:"memory,omitempty"`
+	Placement          *placement.Result      `json:"placement,omitempty"`
 	Errors             []string               `json:"errors,omitempty"`
 }
 
@@ -127,6 +130,14 @@ type Settings struct {
 	ProverMinReps      int      `json:"prover_min_reps"`
 	Sessions           int      `json:"sessions"`
 	WorkerJobs         int      `json:"worker_jobs"`
+	// Placement: worker pools (of one slot) and jobs per burst and rounds;
+	// the catalogue is the 2^20 circuits when they are built (full runs),
+	// else copies of PlacementCopiesOf.
+	PlacementWorkers  int    `json:"placement_workers"`
+	PlacementJobs     int    `json:"placement_jobs"`
+	PlacementRounds   int    `json:"placement_rounds"`
+	PlacementCopiesOf string `json:"placement_copies_of"`
+	PlacementCopies   int    `json:"placement_copies"`
 }
 
 func sizes(quick bool, conc int) Settings {
@@ -137,6 +148,8 @@ func sizes(quick bool, conc int) Settings {
 			QueueJobsPerFamily: 40, QueueSlots: 4,
 			ProverCircuits: []string{circuits.Disclose}, ProverReps: 1,
 			Sessions: 200, WorkerJobs: 2,
+			PlacementWorkers: 2, PlacementJobs: 6, PlacementRounds: 1,
+			PlacementCopiesOf: circuits.Disclose, PlacementCopies: 3,
 		}
 	}
 	return Settings{
@@ -146,6 +159,8 @@ func sizes(quick bool, conc int) Settings {
 		QueueJobsPerFamily: 2000, QueueSlots: 16,
 		ProverCircuits: circuits.Demos(), ProverReps: 7, ProverMinReps: 7,
 		Sessions: 10000, WorkerJobs: 20,
+		PlacementWorkers: 2, PlacementJobs: 12, PlacementRounds: 1,
+		PlacementCopiesOf: circuits.DSC, PlacementCopies: 4,
 	}
 }
 
@@ -384,6 +399,12 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			if err != nil {
 				fail(name, err)
 			}
+		case Placement:
+			r, err := measurePlacement(ctx, cfg, set, dirs, work, logf)
+			res.Placement = r
+			if err != nil {
+				fail(name, err)
+			}
 		}
 		logf("%s: done in %.1fs", name, time.Since(t).Seconds())
 	}
@@ -469,6 +490,9 @@ func Document(res *Results) report.Document {
 	if res.Memory != nil {
 		d.Sections = append(d.Sections, res.Memory.Section())
 	}
+	if res.Placement != nil {
+		d.Sections = append(d.Sections, res.Placement.Section())
+	}
 	return d
 }
 
@@ -493,4 +517,61 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// largeSuffix ends the names of the 2^20 circuits the placement benchmark
+// uses when they are built (`make circuits-large`).
+const largeSuffix = "_20"
+
+// measurePlacement runs the placement benchmark on the 2^20 circuits when
+// they are built (a full run), else on copies of a demo circuit.
+func measurePlacement(ctx context.Context, cfg Config, set Settings, dirs circuits.Dirs, work string, logf func(string, ...any)) (*placement.Result, error) {
+	var cat []circuits.Circuit
+	var notes []string
+	circuitDir, zkeyDir := cfg.CircuitDir, cfg.ZkeyDir
+	fam := family.Register
+	if !cfg.Quick {
+		keys, _ := filepath.Glob(filepath.Join(cfg.ZkeyDir, "*"+largeSuffix+".zkey"))
+		large := circuits.Dirs{Circuits: cfg.CircuitDir, Zkeys: cfg.ZkeyDir, Inputs: filepath.Join(cfg.CircuitDir, "inputs")}
+		for _, k := range keys {
+			name := strings.TrimSuffix(filepath.Base(k), ".zkey")
+			c, err := circuits.Find(large, name)
+			if err != nil {
+				c, err = circuits.Find(dirs, name)
+			}
+			if err != nil {
+				notes = append(notes, fmt.Sprintf("%s left out: %v", name, err))
+				continue
+			}
+			cat = append(cat, c)
+		}
+		if len(cat) >= 2 {
+			notes = append(notes, fmt.Sprintf("The catalogue is every 2^20 circuit built (`make circuits-large`), served as one %s catalogue: the family of a request is its type, whatever the circuit.", fam))
+		} else {
+			cat = nil
+			notes = append(notes, "Fewer than two 2^20 circuits are built (`make circuits-large`): the catalogue is copies of "+set.PlacementCopiesOf+" instead.")
+		}
+	}
+	if cat == nil {
+		var err error
+		var d circuits.Dirs
+		cat, d, err = placement.Catalogue(dirs, set.PlacementCopiesOf, set.PlacementCopies, filepath.Join(work, "placement"))
+		if err != nil {
+			return nil, err
+		}
+		circuitDir, zkeyDir, fam = d.Circuits, d.Zkeys, cat[0].Family
+		notes = append(notes, fmt.Sprintf("The catalogue is %s and %d copies of it (same generator and input, separate key files).", set.PlacementCopiesOf, len(cat)-1))
+	}
+	keys := (len(cat) + set.PlacementWorkers - 1) / set.PlacementWorkers // the pools together can hold the catalogue
+	keys = max(1, min(keys, len(cat)-1))
+	jobs := max(set.PlacementJobs, len(cat))
+	r, err := placement.Measure(ctx, placement.Config{
+		Family: fam, Catalogue: cat, CircuitDir: circuitDir, ZkeyDir: zkeyDir, DatabaseURL: cfg.DatabaseURL,
+		Workers: set.PlacementWorkers, Concurrency: 1, KeysPerWorker: keys, Jobs: jobs, Rounds: set.PlacementRounds,
+		Seed: 1, Logger: cfg.Logger, Log: logf,
+	})
+	if r != nil {
+		r.Notes = append(notes, r.Notes...)
+	}
+	return r, err
 }
