@@ -168,8 +168,8 @@ func (s *circuitSet) forget(f family.Family, circuit string) {
 	s.mu.Unlock()
 }
 
-// Deliveries reads how far each circuit consumer of a family has delivered
-// (for worker/internal/reconcile).
+// Deliveries reads how far each circuit consumer of a family has delivered,
+// and creates a circuit's missing consumer (for worker/internal/reconcile).
 type Deliveries struct {
 	JS     jetstream.JetStream
 	Stream string
@@ -188,4 +188,11 @@ func (d Deliveries) Delivered(ctx context.Context) (map[string]uint64, error) {
 		out[b.Circuit] = b.Delivered
 	}
 	return out, nil
+}
+
+// Ensure creates circuit's consumer if it does not exist
+// (EnsureCircuitConsumer).
+func (d Deliveries) Ensure(ctx context.Context, circuit string) error {
+	_, err := EnsureCircuitConsumer(ctx, d.JS, d.Stream, d.Family, circuit)
+	return err
 }

@@ -325,11 +325,11 @@ func NewPublisher(js jetstream.JetStream, cfg Config) (*Publisher, error) {
 // Publish enqueues env on its request's subject (JobSubject) with
 // Nats-Msg-Id = request id and waits for the stream's acknowledgement
 // (bound it with ctx). The first job of a circuit this Publisher sees
-// creates the circuit's consumer first (EnsureCircuitConsumer), so no job is
-// ever on a subject that no consumer serves. Errors: ErrQueueFull, another
-// ErrNotQueued (certainly not stored: a failure to create the consumer is
-// one), ErrDuplicate (the id was published within the duplicate window), or
-// an error of unknown outcome.
+// creates the circuit's consumer first (EnsureCircuitConsumer; see
+// ensureConsumer for when NATS does not answer). Errors: ErrQueueFull,
+// another ErrNotQueued (certainly not stored: JetStream refusing the
+// consumer is one), ErrDuplicate (the id was published within the
+// duplicate window), or an error of unknown outcome.
 func (p *Publisher) Publish(ctx context.Context, env job.Envelope) error {
 	return p.publish(ctx, env, env.RequestID)
 }
@@ -353,8 +353,8 @@ func (p *Publisher) publish(ctx context.Context, env job.Envelope, msgID string)
 	if !circuitdir.ValidName(env.Circuit) {
 		return fmt.Errorf("%w: circuit name %q is not valid", ErrNotQueued, env.Circuit)
 	}
-	if _, err := p.circuits.consumer(ctx, env.Family(), env.Circuit); err != nil {
-		return fmt.Errorf("%w: %w", ErrNotQueued, err)
+	if err := p.ensureConsumer(ctx, env.Family(), env.Circuit); err != nil {
+		return err
 	}
 	ack, err := p.js.Publish(ctx, JobSubject(env.Family(), env.Circuit, env.RequestID), data,
 		jetstream.WithMsgID(msgID), jetstream.WithExpectStream(p.stream))
@@ -369,6 +369,36 @@ func (p *Publisher) publish(ctx context.Context, env job.Envelope, msgID string)
 	}
 	if ack.Duplicate {
 		return fmt.Errorf("%w: %s", ErrDuplicate, env.RequestID)
+	}
+	return nil
+}
+
+// ensureConsumer makes sure circuit's consumer exists before a job of the
+// circuit is published, so that a worker takes it. A refusal from
+// JetStream (no family consumer: migrate has not run; no room for another
+// consumer) is ErrNotQueued: the job would wait on a subject no consumer
+// serves. Without an answer (NATS unreachable, a timeout) the job is
+// published all the same, as any job is during an outage (the connection
+// keeps it for the server's return; the outcome is unknown and the request
+// is kept): its consumer is then made by whichever comes first, this
+// Publisher's next job of the circuit, a worker of the family that sees the
+// job arrive (Taker), or the reconciler, which gives a queued job of a
+// circuit without a consumer its consumer. The ensure takes at most half
+// of what ctx leaves, so that the publish still has time.
+func (p *Publisher) ensureConsumer(ctx context.Context, f family.Family, circuit string) error {
+	if !p.js.Conn().IsConnected() {
+		return nil
+	}
+	ectx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ectx, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
+		defer cancel()
+	}
+	_, err := p.circuits.consumer(ectx, f, circuit)
+	var apiErr *jetstream.APIError
+	if err != nil && errors.As(err, &apiErr) {
+		return fmt.Errorf("%w: %w", ErrNotQueued, err)
 	}
 	return nil
 }

@@ -321,29 +321,55 @@ func TestPublishOutcomes(t *testing.T) {
 	if err == nil || errors.Is(err, jobqueue.ErrNotQueued) {
 		t.Fatalf("publish while NATS is down: %v, want an error of unknown outcome", err)
 	}
-	// A circuit met for the first time needs its consumer, which cannot be
-	// made now: certainly not queued.
+	// A circuit met for the first time: its consumer cannot be made now,
+	// and its job is published all the same (kept by the connection), with
+	// an unknown outcome like any other; its consumer comes later.
 	first := envelope(t, "register")
 	first.Circuit = "other_demo"
 	pctx, cancel = context.WithTimeout(ctx, 500*time.Millisecond)
 	err = pub.Publish(pctx, first)
 	cancel()
-	if !errors.Is(err, jobqueue.ErrNotQueued) {
-		t.Fatalf("publish of a new circuit's job while NATS is down: %v, want ErrNotQueued", err)
+	if err == nil || errors.Is(err, jobqueue.ErrNotQueued) {
+		t.Fatalf("publish of a new circuit's job while NATS is down: %v, want an error of unknown outcome", err)
 	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ok, err := pub.Queued(ctx, family.Register, env.RequestID)
-		if ok {
-			break
+	for _, e := range []job.Envelope{env, first} {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			ok, err := pub.Queued(ctx, family.Register, e.RequestID)
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the buffered job of %s never reached the stream (last lookup error %v)", e.Circuit, err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the buffered job never reached the stream (last lookup error %v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	}
+	// The next job of the circuit makes its consumer, which serves both.
+	if err := pub.Publish(ctx, sameCircuit(t, first)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := js.Consumer(ctx, cfg.Stream, jobqueue.CircuitConsumerName(family.Register, "other_demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Info(ctx); err != nil || info.NumPending != 2 {
+		t.Fatalf("the circuit's consumer: %v pending, %v; want both jobs", info.NumPending, err)
+	}
+	// JetStream refusing the consumer (here: no family consumer) is
+	// certainly not queued.
+	if err := js.DeleteConsumer(ctx, cfg.Stream, jobqueue.ConsumerName(family.DSC)); err != nil {
+		t.Fatal(err)
+	}
+	orphan := envelope(t, "dsc")
+	if err := pub.Publish(ctx, orphan); !errors.Is(err, jobqueue.ErrNotQueued) {
+		t.Fatalf("publish without the family consumer: %v, want ErrNotQueued", err)
+	}
+	if ok, err := pub.Queued(ctx, family.DSC, orphan.RequestID); err != nil || ok {
+		t.Fatalf("the refused job is on the stream: %v, %v", ok, err)
 	}
 	nc.Close()
 	if err := pub.Publish(ctx, envelope(t, "register")); !errors.Is(err, jobqueue.ErrNotQueued) {
@@ -354,6 +380,14 @@ func TestPublishOutcomes(t *testing.T) {
 	if err := pub.Publish(ctx, bad); !errors.Is(err, jobqueue.ErrNotQueued) {
 		t.Fatalf("publish with a bad id: %v, want ErrNotQueued", err)
 	}
+}
+
+// sameCircuit is another job of e's circuit.
+func sameCircuit(t *testing.T, e job.Envelope) job.Envelope {
+	t.Helper()
+	n := envelope(t, e.ProofType)
+	n.Circuit = e.Circuit
+	return n
 }
 
 // A max-deliveries advisory is kept in the advisory stream while nobody

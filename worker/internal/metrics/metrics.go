@@ -162,7 +162,7 @@ func New(reg prometheus.Registerer, f family.Family, slots int) (*Metrics, error
 		}),
 		Reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "reconciled_total", ConstLabels: fam,
-			Help: "Open requests the reconciler acted on: requeued (job lost, published again), failed_lost, failed_stuck.",
+			Help: "Open requests the reconciler acted on: requeued (job lost, published again), failed_lost, failed_stuck, consumer_created (a queued job's circuit had no consumer).",
 		}, []string{"action"}),
 		StoreDown: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "store_down", ConstLabels: fam,
@@ -253,7 +253,7 @@ func New(reg prometheus.Registerer, f family.Family, slots int) (*Metrics, error
 	for _, k := range outcome.Kinds() {
 		m.Jobs.WithLabelValues(k.String())
 	}
-	for _, a := range []string{"requeued", "failed_lost", "failed_stuck"} {
+	for _, a := range []string{"requeued", "failed_lost", "failed_stuck", "consumer_created"} {
 		m.Reconciled.WithLabelValues(a)
 	}
 	for _, r := range []string{"ok", "error"} {

@@ -22,8 +22,12 @@
 // job by its own subject (jobqueue.JobLookupSubject; GetLastMsgForSubject,
 // read from the stream leader):
 //
-//   - the job is there: nothing to do. A job waiting behind a backlog is
-//     never failed, however long it waits. Only when the row says its last
+//   - the job is there: nothing to do, unless no consumer serves its
+//     circuit (its first job was published while NATS did not answer the
+//     consumer's creation, or an operator deleted the consumer): the
+//     consumer is created, with its family consumer's settings, so that a
+//     worker takes the job. A job waiting behind a backlog is never failed,
+//     however long it waits. Only when the row says its last
 //     delivery was claimed (attempts ≥ the consumer's MaxDeliver), the job
 //     has been delivered (its sequence is at or below its circuit
 //     consumer's delivered sequence), and the row's heartbeat has not moved for
@@ -80,6 +84,10 @@ const (
 	Requeued    = "requeued"     // a lost job was published again
 	FailedLost  = "failed_lost"  // a job lost more than MaxRequeues times: request failed
 	FailedStuck = "failed_stuck" // a job JetStream gave up on, advisory lost: request failed
+	// ConsumerCreated: a queued job's circuit had no consumer (its first
+	// job was published while NATS did not answer the consumer's creation,
+	// or an operator deleted it); it was created, so a worker takes the job.
+	ConsumerCreated = "consumer_created"
 )
 
 // Store is the part of the status store a reconciler uses (*store.Store).
@@ -106,9 +114,11 @@ type Consumer interface {
 
 // Deliveries reads how far each circuit consumer of the family has
 // delivered: the last stream sequence, by circuit
-// (jobqueue.CircuitBacklogs).
+// (jobqueue.CircuitBacklogs), and creates a circuit's missing consumer
+// (jobqueue.Deliveries).
 type Deliveries interface {
 	Delivered(ctx context.Context) (map[string]uint64, error)
+	Ensure(ctx context.Context, circuit string) error
 }
 
 // Queue publishes a job again (*jobqueue.Publisher).
@@ -165,6 +175,9 @@ type Result struct {
 	Checked, Queued int
 	// Requeued, FailedLost and FailedStuck count the actions taken.
 	Requeued, FailedLost, FailedStuck int
+	// ConsumersCreated counts the circuit consumers created for queued
+	// jobs that had none.
+	ConsumersCreated int
 }
 
 // Reconciler reconciles one family's open requests.
@@ -259,9 +272,9 @@ func (r *Reconciler) Run(ctx context.Context) {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.log.Warn("reconcile pass stopped; trying again next time", "err", err, "checked", res.Checked)
-		case res.Requeued+res.FailedLost+res.FailedStuck > 0:
+		case res.Requeued+res.FailedLost+res.FailedStuck+res.ConsumersCreated > 0:
 			r.log.Info("reconcile pass", "checked", res.Checked, "queued", res.Queued, "requeued", res.Requeued,
-				"failed_lost", res.FailedLost, "failed_stuck", res.FailedStuck)
+				"failed_lost", res.FailedLost, "failed_stuck", res.FailedStuck, "consumers_created", res.ConsumersCreated)
 		default:
 			r.log.Debug("reconcile pass", "checked", res.Checked, "queued", res.Queued, "skipped", res.Skipped)
 		}
@@ -327,6 +340,12 @@ func (r *Reconciler) Pass(ctx context.Context) (Result, error) {
 		case err == nil:
 			res.Queued++
 			_, circuit, _, _ := jobqueue.ParseJobSubject(msg.Subject)
+			if _, ok := delivered[circuit]; !ok {
+				if err := r.ensure(ctx, log, circuit, &res); err != nil {
+					return res, err
+				}
+				delivered[circuit] = 0 // a new consumer has delivered nothing
+			}
 			if err := r.checkStuck(ctx, log, row, msg.Sequence, delivered[circuit], info, now, &res); err != nil {
 				return res, err
 			}
@@ -348,6 +367,21 @@ func (r *Reconciler) Pass(ctx context.Context) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// ensure creates the consumer of circuit, which a queued job has and no
+// consumer serves: no worker would ever take the job.
+func (r *Reconciler) ensure(ctx context.Context, log *slog.Logger, circuit string, res *Result) error {
+	ectx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	err := r.d.Deliveries.Ensure(ectx, circuit)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("reconcile: create the consumer of circuit %s: %w", circuit, err)
+	}
+	log.Warn("a queued job's circuit had no consumer; created it")
+	res.ConsumersCreated++
+	r.acted(ConsumerCreated)
+	return nil
 }
 
 // checkStuck fails the request of a job on the stream that JetStream gave up

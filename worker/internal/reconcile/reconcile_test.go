@@ -128,6 +128,51 @@ func TestBacklogIsNotFailed(t *testing.T) {
 	}
 }
 
+// A job on the stream whose circuit has no consumer (published while NATS
+// did not answer the consumer's creation, or the consumer deleted) would
+// never be taken: a pass creates the consumer, once, and a worker then
+// takes the job.
+func TestQueuedJobWithoutConsumerGetsOne(t *testing.T) {
+	t.Parallel()
+	e, r := setup(t, jobqueue.Config{}, family.Register, nil)
+	ctx := context.Background()
+	id := e.Submit("register", "orphan_ok", wt.FakeInputs("1"))
+	name := jobqueue.CircuitConsumerName(family.Register, "orphan_ok")
+	if err := e.JS.DeleteConsumer(ctx, e.Queue.Stream, name); err != nil {
+		t.Fatal(err)
+	}
+	if res := pass(t, r); res.Queued != 1 || res.ConsumersCreated != 1 || res.Requeued+res.FailedLost+res.FailedStuck != 0 {
+		t.Fatalf("pass over a job without a consumer: %+v", res)
+	}
+	c, err := e.JS.Consumer(ctx, e.Queue.Stream, name)
+	if err != nil {
+		t.Fatalf("no consumer after the pass: %v", err)
+	}
+	if info, err := c.Info(ctx); err != nil || info.NumPending != 1 {
+		t.Fatalf("the new consumer does not serve the job: %+v, %v", info, err)
+	}
+	if res := pass(t, r); res.Queued != 1 || res.ConsumersCreated != 0 {
+		t.Fatalf("second pass: %+v", res)
+	}
+	if len(e.acted) != 1 || e.acted[0] != reconcile.ConsumerCreated {
+		t.Fatalf("actions %v, want one %s", e.acted, reconcile.ConsumerCreated)
+	}
+	batch, err := e.worker.Fetch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ""
+	for m := range batch.Messages() {
+		_, _, got, _ = jobqueue.ParseJobSubject(m.Subject())
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != id {
+		t.Fatalf("the worker took %q, want the job %s", got, id)
+	}
+}
+
 // A request whose job is not on the stream is published again, once per
 // round however many reconcilers pass; after MaxRequeues rounds it is
 // failed with a reason. Young requests are left to their submit.
