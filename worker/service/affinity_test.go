@@ -2,9 +2,14 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/openpassport/prover-fleet/shared/family"
 	"github.com/openpassport/prover-fleet/shared/jobqueue"
@@ -26,6 +31,76 @@ func warm(t *testing.T, svc *service.Service, circuits ...string) {
 	}
 }
 
+// announcements keeps the last announcement of each worker on the family's
+// warm subject: what each Taker hears from the others.
+type announcements struct {
+	mu   sync.Mutex
+	last map[string]announced
+}
+
+type announced struct {
+	Worker  string   `json:"worker"`
+	Warm    []string `json:"warm"`
+	Waiting bool     `json:"waiting"`
+}
+
+func listen(t *testing.T, nc *nats.Conn, f family.Family) *announcements {
+	t.Helper()
+	a := &announcements{last: map[string]announced{}}
+	sub, err := nc.Subscribe(jobqueue.WarmSubject(f), func(m *nats.Msg) {
+		var an announced
+		if json.Unmarshal(m.Data, &an) == nil && an.Worker != "" {
+			a.mu.Lock()
+			a.last[an.Worker] = an
+			a.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// waitWaiting forgets what was said so far, then waits until every worker
+// of want has said again that it waits for a job and holds (at least) its
+// circuits warm. A waiting worker says so again every --fetch-wait.
+func (a *announcements) waitWaiting(t *testing.T, want map[string][]string) {
+	t.Helper()
+	a.mu.Lock()
+	clear(a.last)
+	a.mu.Unlock()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a.mu.Lock()
+		ok := true
+		for id, circuits := range want {
+			an, seen := a.last[id]
+			ok = ok && seen && an.Waiting
+			for _, c := range circuits {
+				ok = ok && slices.Contains(an.Warm, c)
+			}
+		}
+		got := fmtAnnouncements(a.last)
+		a.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workers did not say they wait with their keys warm: last said %s, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func fmtAnnouncements(m map[string]announced) string {
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
 // Two workers of one family, each holding other circuits warm, on real
 // NATS and Postgres (the provers are fakes: this is about who takes a
 // job). While both are idle each circuit's jobs go to the worker holding
@@ -42,16 +117,14 @@ func TestAffinityPrefersTheWarmWorkerAndNeverWaitsForIt(t *testing.T) {
 		c.ChildEnv = append(c.ChildEnv, "FAKE_SLEEP=5")
 		return s.Start(c)
 	}
+	heard := listen(t, s.NC, family.DSC)
 	a, b := start("worker-a"), start("worker-b")
 	warm(t, a.Svc, "fakex_ok", "fakex_slow")
 	warm(t, b.Svc, "fakey_ok")
-	// Waiting workers announce a changed warm set at their next look
-	// around (every --fetch-wait, 500ms here): give them that.
-	time.Sleep(1500 * time.Millisecond)
 
-	// idle waits until neither worker runs a job, and gives them time to
-	// say they wait for one again (a head start, not an assertion): a
-	// worker still busy is not waited for, by design.
+	// idle waits until neither worker runs a job and both have said again
+	// that they wait for one, with their keys warm: a worker still busy,
+	// or not known to wait, is not yielded to, by design.
 	idle := func() {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
@@ -61,7 +134,7 @@ func TestAffinityPrefersTheWarmWorkerAndNeverWaitsForIt(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(300 * time.Millisecond)
+		heard.waitWaiting(t, map[string][]string{"worker-a": {"fakex_ok", "fakex_slow"}, "worker-b": {"fakey_ok"}})
 	}
 	holder := map[string]string{"fakex_ok": "worker-a", "fakey_ok": "worker-b"}
 	for round, c := range []string{"fakex_ok", "fakey_ok", "fakey_ok", "fakex_ok", "fakex_ok", "fakey_ok"} {
