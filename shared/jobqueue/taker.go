@@ -20,9 +20,13 @@ import (
 // circuit consumers, preferring the circuits whose keys it holds warm while
 // leaving no job to wait for a particular worker:
 //
-//   - Bells. The Taker follows the family's new jobs with an ordered
-//     consumer that delivers headers only (a few dozen bytes per job, never
-//     the inputs), so it learns at once which circuit has work.
+//   - Bells. The Taker follows the family's jobs stored since it started
+//     with an ordered consumer that delivers headers only (a few dozen
+//     bytes per job, never the inputs), so it learns at once which circuit
+//     has work, and takes a job from its circuit's consumer, creating the
+//     consumer if the job came first (published while NATS did not answer
+//     its creation). The bells go on from where they were after a lost
+//     connection, so jobs stored meanwhile ring too.
 //   - Warm first. Fetch tries the circuits TakerConfig.Warm lists first
 //     (a pull that does not wait, from each circuit's consumer), then the
 //     other circuits known to have work.
@@ -165,7 +169,7 @@ func NewTaker(js jetstream.JetStream, cfg TakerConfig) (*Taker, error) {
 }
 
 // Start subscribes to the family's bells (an ordered consumer, headers
-// only, new jobs only) and, with TakerConfig.Warm, to its workers'
+// only, from the stream's next sequence on) and, with TakerConfig.Warm, to its workers'
 // announcements, announces this one, and lists the circuit consumers once.
 func (t *Taker) Start(ctx context.Context) error {
 	s, err := t.js.Stream(ctx, t.cfg.Stream)
@@ -182,16 +186,23 @@ func (t *Taker) Start(ctx context.Context) error {
 		t.mu.Unlock()
 		t.announce(false, true)
 	}
+	// From an explicit sequence rather than DeliverNew: an ordered
+	// consumer that has delivered nothing yet and is recreated (after a
+	// lost connection or server) starts again from its configured start,
+	// which with DeliverNew would skip the jobs stored meanwhile.
 	oc, err := t.js.OrderedConsumer(ctx, t.cfg.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{FamilySubjects(t.cfg.Family)},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    s.CachedInfo().State.LastSeq + 1,
 		HeadersOnly:    true,
 	})
 	if err != nil {
 		return fmt.Errorf("jobqueue: bells of %s: %w", t.cfg.Family, err)
 	}
-	// An ordered consumer recreates itself after a disconnect or a gap;
-	// bells missed meanwhile are found by the next sweep.
+	// An ordered consumer recreates itself after a disconnect or a gap,
+	// from the sequence after its last bell; a job that rang no bell is
+	// found by the next sweep once its consumer exists, or given its
+	// consumer by the reconciler.
 	cc, err := oc.Consume(func(m jetstream.Msg) { t.ring(m.Subject()) },
 		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
 	if err != nil {
