@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -180,7 +179,7 @@ var scrapeClient = sync.OnceValue(func() *http.Client { return &http.Client{Time
 // scrape reads the worker's /metrics as name{labels} → value.
 func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+addr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

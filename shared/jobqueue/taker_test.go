@@ -1,7 +1,6 @@
 package jobqueue_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -393,7 +392,7 @@ func TestNewTakerRejects(t *testing.T) {
 	if _, err := tk.Fetch(1); err == nil {
 		t.Fatal("Fetch before Start succeeded")
 	}
-	if err := tk.Start(context.Background()); err != nil {
+	if err := tk.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	defer tk.Stop()

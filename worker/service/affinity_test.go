@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"context"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -23,7 +22,7 @@ import (
 func warm(t *testing.T, svc *service.Service, circuits ...string) {
 	t.Helper()
 	for _, c := range circuits {
-		l, err := svc.Keys().Acquire(context.Background(), c)
+		l, err := svc.Keys().Acquire(t.Context(), c)
 		if err != nil {
 			t.Fatal(err)
 		}

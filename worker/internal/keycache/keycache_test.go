@@ -43,7 +43,7 @@ func newKeys(t *testing.T, names ...string) *keys {
 	}
 	// What one loaded key holds: its mapping and its heap (for the tiny
 	// key, mostly the heap).
-	pk, err := groth16.LoadProvingKey(context.Background(), filepath.Join(tinyDir, "tiny_snarkjs.zkey"))
+	pk, err := groth16.LoadProvingKey(t.Context(), filepath.Join(tinyDir, "tiny_snarkjs.zkey"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,12 +99,12 @@ func (k *key) Warm(ctx context.Context, b int64) (int64, error) {
 // prove makes a real proof with a leased key and checks it.
 func prove(t *testing.T, l *keycache.Lease) {
 	t.Helper()
-	w, err := wtns.ReadFile(context.Background(), filepath.Join(tinyDir, "tiny.wtns"))
+	w, err := wtns.ReadFile(t.Context(), filepath.Join(tinyDir, "tiny.wtns"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pk := l.Key().(*key).pk
-	p, pub, err := groth16.Prove(context.Background(), pk, w)
+	p, pub, err := groth16.Prove(t.Context(), pk, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func newCache(t *testing.T, k *keys, cfg keycache.Config) (*keycache.Cache, *eve
 
 func acquire(t *testing.T, c *keycache.Cache, circuit string) *keycache.Lease {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	l, err := c.Acquire(ctx, circuit)
 	if err != nil {
@@ -235,7 +235,7 @@ func TestKeyInUseIsNeverEvicted(t *testing.T) {
 	heldC := acquire(t, c, "c")
 	got := make(chan *keycache.Lease)
 	go func() {
-		l, err := c.Acquire(context.Background(), "d")
+		l, err := c.Acquire(t.Context(), "d")
 		if err != nil {
 			t.Error(err)
 		}
@@ -258,7 +258,7 @@ func TestKeyInUseIsNeverEvicted(t *testing.T) {
 
 	// A wait for room ends with the caller's context.
 	a, b := acquire(t, c, "a"), acquire(t, c, "b")
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := c.Acquire(ctx, "c"); err == nil || !strings.Contains(err.Error(), "waiting for room") {
 		t.Fatalf("Acquire with no room: %v", err)
@@ -279,7 +279,7 @@ func TestKeyLargerThanTheBudgetProvesAlone(t *testing.T) {
 	// Another key waits while the big one proves...
 	done := make(chan *keycache.Lease)
 	go func() {
-		o, err := c.Acquire(context.Background(), "other")
+		o, err := c.Acquire(t.Context(), "other")
 		if err != nil {
 			t.Error(err)
 		}
@@ -341,11 +341,11 @@ func TestMissingKeyAndFailedLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, ev := newCache(t, k, keycache.Config{Budget: 1 << 30})
-	if _, err := c.Acquire(context.Background(), "nope"); !errors.Is(err, errNoKey) {
+	if _, err := c.Acquire(t.Context(), "nope"); !errors.Is(err, errNoKey) {
 		t.Fatalf("missing key: %v", err)
 	}
 	for range 2 { // a failed load is not cached: each use tries again
-		if _, err := c.Acquire(context.Background(), "broken"); err == nil {
+		if _, err := c.Acquire(t.Context(), "broken"); err == nil {
 			t.Fatal("a broken key loaded")
 		}
 	}
@@ -427,7 +427,7 @@ func TestCloseReleasesIdleKeysAndRefuses(t *testing.T) {
 	if h := c.Held(); h.Total() != 0 {
 		t.Fatalf("holding %+v after b's release", h)
 	}
-	if _, err := c.Acquire(context.Background(), "a"); !errors.Is(err, keycache.ErrClosed) {
+	if _, err := c.Acquire(t.Context(), "a"); !errors.Is(err, keycache.ErrClosed) {
 		t.Fatalf("Acquire after Close: %v", err)
 	}
 	got := ev.take()

@@ -70,7 +70,7 @@ func TestNativeWithTables(t *testing.T) {
 	prove("with tables")
 	n.Close()
 	dir := t.TempDir()
-	err = n.Prove(context.Background(), "tiny", dir, filepath.Join(tinyDir, "tiny.wtns"),
+	err = n.Prove(t.Context(), "tiny", dir, filepath.Join(tinyDir, "tiny.wtns"),
 		filepath.Join(dir, "proof.json"), filepath.Join(dir, "public.json"))
 	if !errors.Is(err, keycache.ErrClosed) {
 		t.Fatalf("proof after Close: %v, want keycache.ErrClosed", err)

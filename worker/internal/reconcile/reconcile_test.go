@@ -135,7 +135,7 @@ func TestBacklogIsNotFailed(t *testing.T) {
 func TestQueuedJobWithoutConsumerGetsOne(t *testing.T) {
 	t.Parallel()
 	e, r := setup(t, jobqueue.Config{}, family.Register, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	id := e.Submit("register", "orphan_ok", wt.FakeInputs("1"))
 	name := jobqueue.CircuitConsumerName(family.Register, "orphan_ok")
 	if err := e.JS.DeleteConsumer(ctx, e.Queue.Stream, name); err != nil {
