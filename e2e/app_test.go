@@ -120,7 +120,7 @@ func TestAppClient(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer func() {
-					sctx, scancel := context.WithTimeout(context.Background(), 2*time.Minute)
+					sctx, scancel := context.WithTimeout(t.Context(), 2*time.Minute)
 					defer scancel()
 					if err := f.Stop(sctx); err != nil {
 						t.Errorf("stop: %v", err)

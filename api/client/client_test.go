@@ -37,7 +37,7 @@ func dial(t *testing.T, e *apitest.Env, url string, opts client.Options) *client
 	if opts.Verifier == nil {
 		opts.Verifier = e.Verifier
 	}
-	c, err := client.Dial(context.Background(), url, opts)
+	c, err := client.Dial(t.Context(), url, opts)
 	must(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -85,7 +85,7 @@ func (r *recorder) waitFor(t *testing.T, step string) {
 // moves the row to proven, announcing each step.
 func work(t *testing.T, e *apitest.Env, f family.Family, wantInputs string, announce bool, before func(code status.Code)) string {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	msg := e.FetchJob(t, f)
 	env, err := job.Unmarshal(msg.Data())
 	must(t, err)
@@ -130,9 +130,9 @@ func TestSubmitAndWait(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, e, tc.url, tc.opts)
-			must(t, c.Health(context.Background()))
+			must(t, c.Health(t.Context()))
 			var rec recorder
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			id, err := c.Submit(ctx, client.Request{Type: "register", Circuit: "register_demo", Inputs: json.RawMessage(inputs), EndpointType: "celo"}, rec.progress)
 			must(t, err)
@@ -166,7 +166,7 @@ func TestSubmitAndWait(t *testing.T) {
 func TestErrors(t *testing.T) {
 	t.Parallel()
 	e := apitest.Start(t, apitest.Options{})
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, url := range []string{e.WSURL(), e.HTTP.URL + "/"} {
 		c := dial(t, e, url, client.Options{})
 		_, err := c.Status(ctx, uuid.NewString())
@@ -210,11 +210,11 @@ func TestAttestationRejected(t *testing.T) {
 	must(t, err)
 	c := dial(t, e, e.WSURL(), client.Options{Verifier: wrong})
 	id := uuid.NewString()
-	_, err = c.Submit(context.Background(), client.Request{UUID: id, Type: "register", Circuit: "register_demo", Inputs: json.RawMessage(`{}`)}, nil)
+	_, err = c.Submit(t.Context(), client.Request{UUID: id, Type: "register", Circuit: "register_demo", Inputs: json.RawMessage(`{}`)}, nil)
 	if !errors.Is(err, client.ErrAttestation) || !errors.Is(err, attest.ErrUntrustedRoot) {
 		t.Fatalf("Submit with a foreign attestation root: %v", err)
 	}
-	if ok, err := e.Store.Exists(context.Background(), id); err != nil || ok {
+	if ok, err := e.Store.Exists(t.Context(), id); err != nil || ok {
 		t.Fatalf("request recorded after a rejected attestation (%v, %v)", ok, err)
 	}
 }
@@ -225,7 +225,7 @@ func TestAttestationRejected(t *testing.T) {
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	e := apitest.Start(t, apitest.Options{})
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, url := range []string{e.WSURL(), e.HTTP.URL + "/"} {
 		c := dial(t, e, url, client.Options{})
 		other := dial(t, e, url, client.Options{})
@@ -273,7 +273,7 @@ func testCancelled(t *testing.T, ctx context.Context, c *client.Client, rc clien
 func TestWaitWithoutEvents(t *testing.T) {
 	t.Parallel()
 	e := apitest.Start(t, apitest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	c := dial(t, e, e.WSURL(), client.Options{StallTimeout: 200 * time.Millisecond})
 	id, err := c.Submit(ctx, client.Request{Type: "register", Circuit: "register_demo", Inputs: json.RawMessage(`{"a":"1"}`)}, nil)
@@ -291,7 +291,7 @@ func TestWaitWithoutEvents(t *testing.T) {
 func TestWaitAfterSocketLoss(t *testing.T) {
 	t.Parallel()
 	e := apitest.Start(t, apitest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	c := dial(t, e, e.WSURL(), client.Options{PollInterval: 50 * time.Millisecond})
 	id, err := c.Submit(ctx, client.Request{Type: "dsc", Circuit: "dsc_sha256_rsa_65537_4096", Inputs: json.RawMessage(`{"a":"1"}`)}, nil)
@@ -331,7 +331,7 @@ func TestWaitAfterSocketLoss(t *testing.T) {
 func TestConfidentialSpace(t *testing.T) {
 	t.Parallel()
 	e := apitest.Start(t, apitest.Options{GCP: true})
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, compressed := range []bool{false, true} {
 		c := dial(t, e, e.WSURL(), client.Options{TokenVerifier: e.TokenVerifier, CompressedKey: compressed})
 		var r recorder

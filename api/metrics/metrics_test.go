@@ -49,9 +49,9 @@ func TestMetrics(t *testing.T) {
 		return err
 	}))
 	for range 4 {
-		q.Publish(context.Background(), job.Envelope{ProofType: "register_id"})
+		q.Publish(t.Context(), job.Envelope{ProofType: "register_id"})
 	}
-	q.Republish(context.Background(), job.Envelope{ProofType: "register_id"}, 1)
+	q.Republish(t.Context(), job.Envelope{ProofType: "register_id"}, 1)
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))

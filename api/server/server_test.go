@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdh"
 	"encoding/json"
 	"fmt"
@@ -136,7 +135,7 @@ func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
 		} `json:"circuit"`
 	}
 	must(t, json.Unmarshal([]byte(plaintext), &req))
-	row, err := e.Store.Get(context.Background(), id)
+	row, err := e.Store.Get(t.Context(), id)
 	must(t, err)
 	if row.Status != status.Pending || row.ProofType != req.Type || row.Circuit != req.Circuit.Name ||
 		row.Onchain != req.Onchain || row.EndpointType != req.EndpointType || row.Endpoint != req.Endpoint ||
@@ -148,7 +147,7 @@ func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
 	}
 	// The row keeps the job's sealed inputs, for a reconciler to publish
 	// the job again should it be lost.
-	kept, err := e.Store.OpenJobs(context.Background(), []family.ProofType{req.Type}, time.Now().Add(time.Second), store.Cursor{}, 1000)
+	kept, err := e.Store.OpenJobs(t.Context(), []family.ProofType{req.Type}, time.Now().Add(time.Second), store.Cursor{}, 1000)
 	must(t, err)
 	if !slices.ContainsFunc(kept, func(j store.OpenJob) bool { return j.ID == id }) {
 		t.Fatalf("the sealed job of %s is not kept", id)
@@ -181,7 +180,7 @@ func (e *env) checkRecordedAndQueued(t *testing.T, id, plaintext string) {
 func TestStatusAndProofsEndpoint(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})
-	ctx := context.Background()
+	ctx := t.Context()
 	ws := e.dialWS()
 	s := e.hello(t, ws, uuid.NewString())
 	wantResult(t, ws.send(t, s.submitBody(t, request("dsc", "dsc_sha256_rsa_65537_4096", `{"a":"1"}`, nil))), nil)
@@ -259,7 +258,7 @@ func equalJSON(a, b any) bool {
 func TestSubscribe(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})
-	ctx := context.Background()
+	ctx := t.Context()
 	ws := e.dialWS()
 	s := e.hello(t, ws, uuid.NewString())
 	wantResult(t, ws.send(t, s.submitBody(t, request("register", "register_demo", `{"a":"1"}`, nil))), nil)
@@ -373,7 +372,7 @@ func TestCancel(t *testing.T) {
 	if !res.Cancelled || res.Status != status.Failed || res.UUID != s.uuid {
 		t.Fatalf("cancel answered %+v", res)
 	}
-	row, err := e.Store.Get(context.Background(), s.uuid)
+	row, err := e.Store.Get(t.Context(), s.uuid)
 	must(t, err)
 	if row.Status != status.Failed || row.Reason != "cancelled" {
 		t.Fatalf("row after cancel: status %v reason %q", row.Status, row.Reason)
@@ -406,7 +405,7 @@ func TestCancel(t *testing.T) {
 func TestEnqueueFailure(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})
-	ctx := context.Background()
+	ctx := t.Context()
 	plain := request("register", "register_demo", `{"x":"42"}`, nil)
 	for _, tr := range e.transports() {
 		t.Run(tr.name(), func(t *testing.T) {
@@ -442,7 +441,7 @@ func TestEnqueueFailure(t *testing.T) {
 func TestEnqueueUnconfirmed(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})
-	ctx := context.Background()
+	ctx := t.Context()
 	ws := e.dialWS()
 	plain := request("disclose", "vc_and_disclose", `{"x":"7"}`, nil)
 	before := e.StreamCount(t)
@@ -478,7 +477,7 @@ func TestEnqueueUnconfirmed(t *testing.T) {
 func TestDuplicateAnswerNotTrusted(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})
-	ctx := context.Background()
+	ctx := t.Context()
 	ws := e.dialWS()
 	plain := request("register", "register_demo", `{"x":"3"}`, nil)
 	id := uuid.NewString()
@@ -517,7 +516,7 @@ func TestQueueFull(t *testing.T) {
 	wantResult(t, ws.send(t, s.submitBody(t, plain)), nil)
 	s = e.hello(t, ws, uuid.NewString())
 	wantError(t, ws.send(t, s.submitBody(t, plain)), -32603, "The proof queue is full, retry later with a new hello")
-	if ok, err := e.Store.Exists(context.Background(), s.uuid); err != nil || ok {
+	if ok, err := e.Store.Exists(t.Context(), s.uuid); err != nil || ok {
 		t.Fatalf("row of a refused job still there (%v, %v)", ok, err)
 	}
 }

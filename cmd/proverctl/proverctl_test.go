@@ -91,7 +91,7 @@ func TestUsage(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, err := runCmd(context.Background(), tc.env, tc.args...)
+			_, _, err := runCmd(t.Context(), tc.env, tc.args...)
 			if tc.want == "" {
 				if err != nil && !errors.Is(err, pflag.ErrHelp) {
 					t.Fatalf("err = %v, want none", err)
@@ -109,7 +109,7 @@ func TestMigrateIdempotent(t *testing.T) {
 	t.Parallel()
 	_, _, natsURL := stacktest.NATS(t)
 	env := map[string]string{"DATABASE_URL": stacktest.PostgresURL(t), "NATS_URL": natsURL}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	out, _, err := runCmd(ctx, env, "migrate", "--memory")
 	if err != nil {
@@ -161,7 +161,7 @@ func fakeCircuit(t *testing.T, name string) (string, string) {
 func TestSubmitStatusCancel(t *testing.T) {
 	t.Parallel()
 	circuits, zkeys := fakeCircuit(t, "register_x")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	fleet, err := devfleet.Start(ctx, devfleet.Config{
 		DatabaseURL: stacktest.PostgresURL(t), CircuitDir: circuits, ZkeyDir: zkeys,
@@ -311,7 +311,7 @@ func TestDev(t *testing.T) {
 	t.Parallel()
 	circuits, zkeys := fakeCircuit(t, "dsc_x")
 	state := filepath.Join(t.TempDir(), "state")
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var out, errOut lockedBuffer
 	env := map[string]string{"DATABASE_URL": stacktest.PostgresURL(t), "PROVERCTL_STATE_DIR": state}
@@ -404,7 +404,7 @@ func TestDev(t *testing.T) {
 func TestCleanup(t *testing.T) {
 	t.Parallel()
 	url := stacktest.PostgresURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	p, err := pgxpool.New(ctx, url)
 	if err != nil {
@@ -457,7 +457,7 @@ func TestDemo(t *testing.T) {
 		zkeys = filepath.Join("..", "..", "zkeys")
 	}
 	inputs := filepath.Join(filepath.Dir(circuits), "inputs")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	out, errOut, err := runCmd(ctx, map[string]string{"PROVER_CIRCUITS": circuits, "PROVER_ZKEYS": zkeys, "PROVER_INPUTS": inputs},
 		"demo", "--log-level", "warn")
@@ -511,7 +511,7 @@ func TestDemo(t *testing.T) {
 func TestSubmitConfidentialSpace(t *testing.T) {
 	t.Parallel()
 	circuits, zkeys := fakeCircuit(t, "register_x")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	fleet, err := devfleet.Start(ctx, devfleet.Config{
 		DatabaseURL: stacktest.PostgresURL(t), CircuitDir: circuits, ZkeyDir: zkeys,

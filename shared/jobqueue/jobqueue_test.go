@@ -39,7 +39,7 @@ func setup(t *testing.T, mut func(*jobqueue.Config)) (jetstream.JetStream, *jobq
 	if mut != nil {
 		mut(&cfg)
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	if err := jobqueue.Setup(ctx, js, cfg, family.All()); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func setup(t *testing.T, mut func(*jobqueue.Config)) (jetstream.JetStream, *jobq
 func TestTopology(t *testing.T) {
 	t.Parallel()
 	js, _, _, cfg := setup(t, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	s, err := js.Stream(ctx, cfg.Stream)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ func TestTopology(t *testing.T) {
 func TestPublishRoutesByFamilyAndDedups(t *testing.T) {
 	t.Parallel()
 	js, pub, _, cfg := setup(t, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	env := envelope(t, "disclose_aadhaar")
 	if err := pub.Publish(ctx, env); err != nil {
 		t.Fatal(err)
@@ -191,7 +191,7 @@ func TestPublishRejectsBadSubjectTokens(t *testing.T) {
 func TestFullQueuePushesBack(t *testing.T) {
 	t.Parallel()
 	_, pub, _, _ := setup(t, func(c *jobqueue.Config) { c.MaxMsgs = 2 })
-	ctx := context.Background()
+	ctx := t.Context()
 	for i := 0; i < 2; i++ {
 		if err := pub.Publish(ctx, envelope(t, "register")); err != nil {
 			t.Fatal(err)
@@ -209,7 +209,7 @@ func TestFullQueuePushesBack(t *testing.T) {
 func TestQueuedAndRepublish(t *testing.T) {
 	t.Parallel()
 	js, pub, _, cfg := setup(t, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	env := envelope(t, "dsc_id")
 	queued := func(want bool) {
 		t.Helper()
@@ -297,7 +297,7 @@ func TestPublishOutcomes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	cfg := jobqueue.DefaultConfig()
 	if err := jobqueue.Setup(ctx, js, cfg, family.All()); err != nil {
 		t.Fatal(err)
@@ -395,7 +395,7 @@ func sameCircuit(t *testing.T, e job.Envelope) job.Envelope {
 func TestAdvisoriesAreKept(t *testing.T) {
 	t.Parallel()
 	js, pub, _, cfg := setup(t, func(c *jobqueue.Config) { c.AckWait, c.MaxDeliver = time.Second, 1 })
-	ctx := context.Background()
+	ctx := t.Context()
 	env := envelope(t, "disclose")
 	if err := pub.Publish(ctx, env); err != nil {
 		t.Fatal(err)
@@ -478,7 +478,7 @@ func TestConfigValidation(t *testing.T) {
 func TestStatusAndCancelEvents(t *testing.T) {
 	t.Parallel()
 	_, _, ev, _ := setup(t, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	id := uuid.NewString()
 	var mu sync.Mutex
 	var got []int
@@ -535,7 +535,7 @@ func TestStatusAndCancelEvents(t *testing.T) {
 func TestStatusEventsCarryTheRow(t *testing.T) {
 	t.Parallel()
 	_, _, ev, _ := setup(t, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	id := uuid.NewString()
 	got := make(chan job.StatusEvent, 4)
 	unsub, err := ev.SubscribeStatus(id, func(e job.StatusEvent) { got <- e })

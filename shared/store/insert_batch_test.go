@@ -16,7 +16,7 @@ import (
 func TestInsertBatch(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	recorded := newRequest()
 	if err := s.Insert(ctx, recorded); err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ var errAny = errors.New("any error")
 func TestInsertBatchCancelled(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	rs := []store.Request{newRequest(), newRequest()}
 	for i, err := range s.InsertBatch(ctx, rs) {
@@ -101,7 +101,7 @@ func TestInsertBatchCancelled(t *testing.T) {
 func TestRecorded(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	r := newRequest()
 	if err := s.Insert(ctx, r); err != nil {
 		t.Fatal(err)

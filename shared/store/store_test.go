@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
 func setup(t *testing.T) (*store.Store, string) {
 	t.Helper()
 	url := stacktest.PostgresURL(t)
-	pool, err := pgxpool.New(context.Background(), url)
+	pool, err := pgxpool.New(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func newRequest() store.Request {
 func TestInsertGet(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	r := newRequest()
 	if err := s.Insert(ctx, r); err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestInsertGet(t *testing.T) {
 func TestTransitionsAreGuarded(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	r := newRequest()
 	if err := s.Insert(ctx, r); err != nil {
 		t.Fatal(err)
@@ -151,7 +151,7 @@ func TestTransitionsAreGuarded(t *testing.T) {
 func TestClaim(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	proof := json.RawMessage(`{"protocol":"groth16"}`)
 	tests := []struct {
 		name         string
@@ -220,13 +220,13 @@ func TestClaim(t *testing.T) {
 func TestNotifyOnInsertAndStatusChange(t *testing.T) {
 	t.Parallel()
 	s, url := setup(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
+	defer conn.Close(t.Context())
 	if _, err := conn.Exec(ctx, "LISTEN status_update"); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestNotifyOnInsertAndStatusChange(t *testing.T) {
 func TestCleanup(t *testing.T) {
 	t.Parallel()
 	s, url := setup(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	var done, open []string
 	for i := 0; i < 3; i++ {
 		r := newRequest()

@@ -26,7 +26,7 @@ func waitNotReady(t *testing.T, r *wt.Running, want string, timeout time.Duratio
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		err := r.Svc.Ready(ctx)
 		cancel()
 		if err != nil && strings.Contains(err.Error(), want) {
@@ -58,7 +58,7 @@ func TestPostgresOutageStrandsNothing(t *testing.T) {
 	for i := range envs {
 		envs[i] = s.Envelope("dsc", "fake_ok", wt.FakeInputs("1"))
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	if err := s.PG.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestUnrecordedGiveUpIsRescued(t *testing.T) {
 	if strings.Contains(a.Logs.String(), `"action":"term"`) {
 		t.Fatal("a job whose failure was not recorded was terminated")
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	stream, err := s.JS.Stream(ctx, q.Stream)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestAdvisoryWaitsForAWorker(t *testing.T) {
 	q.AckWait, q.MaxDeliver = time.Second, 1
 	s := wt.Setup(t, q)
 	f := wt.NewFakes(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	id := s.Submit("disclose", "fake_ok", wt.FakeInputs("1"))
 	cons, err := s.JS.Consumer(ctx, q.Stream, jobqueue.CircuitConsumerName(family.Disclose, "fake_ok"))
 	if err != nil {
@@ -238,7 +238,7 @@ func TestUnconfirmedPublishThenRetry(t *testing.T) {
 	cfg := s.Config(f, family.DSC)
 	cfg.ReconcileInterval = -1
 	s.Start(cfg)
-	ctx := context.Background()
+	ctx := t.Context()
 	env := s.Envelope("dsc_id", "fake_ok", wt.FakeInputs("1"))
 	srv := s.NATSServer.Server()
 	srv.Shutdown()
@@ -294,7 +294,7 @@ func TestLostJobsAreRequeued(t *testing.T) {
 	t.Parallel()
 	s := wt.Setup(t, jobqueue.Config{})
 	f := wt.NewFakes(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	never := s.Envelope("register", "fake_ok", wt.FakeInputs("1"))
 	deleted := s.Envelope("register", "fake_ok", wt.FakeInputs("2"))
 	if err := s.Pub.Publish(ctx, deleted); err != nil {

@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -132,7 +131,7 @@ func TestProveOneJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unsub()
-	if err := s.Pub.Publish(context.Background(), env); err != nil {
+	if err := s.Pub.Publish(t.Context(), env); err != nil {
 		t.Fatal(err)
 	}
 	p := s.WaitStatus(env.RequestID, status.ProofGenerated, 20*time.Second)
@@ -276,7 +275,7 @@ func TestBadJobs(t *testing.T) {
 	s := wt.Setup(t, jobqueue.Config{})
 	f := wt.NewFakes(t)
 	s.Start(s.Config(f, family.Register))
-	ctx := context.Background()
+	ctx := t.Context()
 
 	// Undecodable: terminated, nothing to record.
 	if _, err := jobqueue.EnsureCircuitConsumer(ctx, s.JS, s.Queue.Stream, family.Register, "fake_ok"); err != nil {
@@ -388,7 +387,7 @@ func TestDuplicatesProveOnce(t *testing.T) {
 	s := wt.Setup(t, jobqueue.Config{})
 	f := wt.NewFakes(t)
 	s.Start(s.Config(f, family.Register))
-	ctx := context.Background()
+	ctx := t.Context()
 	env := s.Envelope("register_id", "fake_ok", wt.FakeInputs("1"))
 	if err := s.Pub.Publish(ctx, env); err != nil {
 		t.Fatal(err)
@@ -428,7 +427,7 @@ func TestCancelRunningJob(t *testing.T) {
 	s.WaitStatus(id, status.WitnessGenerated, 5*time.Second)
 
 	// The frontend records the cancel, then announces it.
-	ctx := context.Background()
+	ctx := t.Context()
 	if changed, err := s.Store.MarkFailed(ctx, id, "cancelled"); err != nil || !changed {
 		t.Fatalf("frontend cancel: %v %v", changed, err)
 	}
@@ -460,7 +459,7 @@ func TestCancelBeforeRowWrite(t *testing.T) {
 	s.Start(s.Config(f, family.Disclose))
 	id := s.Submit("disclose", "fake_hang", wt.FakeInputs("1"))
 	prover := f.WaitPID(t, "prover.pid", 10*time.Second)
-	if err := s.Events.PublishCancel(context.Background(), id); err != nil {
+	if err := s.Events.PublishCancel(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
 	wt.WaitGone(t, prover, 5*time.Second)
@@ -491,7 +490,7 @@ func TestShutdownHandsBackJob(t *testing.T) {
 		t.Fatalf("stop took %s with a 500ms grace", took)
 	}
 	wt.WaitGone(t, prover, time.Second)
-	p, _ := s.Store.Get(context.Background(), id)
+	p, _ := s.Store.Get(t.Context(), id)
 	if p.Status.Terminal() {
 		t.Fatalf("row after shutdown: status %s reason %q", p.Status, p.Reason)
 	}
@@ -574,7 +573,7 @@ func TestLogsCarryNoInputs(t *testing.T) {
 	r := s.Start(s.Config(f, family.Register))
 	const marker = "7712093847561029384756102938475610293847"
 	env := s.Envelope("register", "fake_ok", wt.FakeInputs(marker))
-	if err := s.Pub.Publish(context.Background(), env); err != nil {
+	if err := s.Pub.Publish(t.Context(), env); err != nil {
 		t.Fatal(err)
 	}
 	rejected := s.Submit("register", "fake_ok", wt.FakeInputs("reject-"+marker))

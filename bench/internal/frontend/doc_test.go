@@ -2,7 +2,6 @@ package frontend
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdh"
 	"crypto/rand"
 	"testing"
@@ -23,7 +22,7 @@ func TestDocReader(t *testing.T) {
 		return k.PublicKey().Bytes()
 	}
 	client, server := key(), key()
-	doc, err := dev.Attest(context.Background(), attest.Request{UserData: client, PublicKey: server})
+	doc, err := dev.Attest(t.Context(), attest.Request{UserData: client, PublicKey: server})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +62,7 @@ func TestCryptoPair(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := cryptoPair{attester: dev, plaintext: []byte(`{"type":"disclose"}`)}
-	ctx := context.Background()
+	ctx := t.Context()
 	if err := p.bothEnds(ctx); err != nil {
 		t.Errorf("bothEnds: %v", err)
 	}

@@ -1,7 +1,6 @@
 package prover
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -47,7 +46,7 @@ func TestNativeWithTables(t *testing.T) {
 		t.Helper()
 		dir := t.TempDir()
 		proof, public := filepath.Join(dir, "proof.json"), filepath.Join(dir, "public.json")
-		if err := n.Prove(context.Background(), "tiny", dir, filepath.Join(tinyDir, "tiny.wtns"), proof, public); err != nil {
+		if err := n.Prove(t.Context(), "tiny", dir, filepath.Join(tinyDir, "tiny.wtns"), proof, public); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		p, err := os.ReadFile(proof)

@@ -1,7 +1,6 @@
 package reconcile_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"testing"
@@ -34,7 +33,7 @@ type env struct {
 func setup(t *testing.T, q jobqueue.Config, fam family.Family, edit func(*reconcile.Config)) (*env, *reconcile.Reconciler) {
 	t.Helper()
 	s := wt.Setup(t, q)
-	ctx := context.Background()
+	ctx := t.Context()
 	stream, err := s.JS.Stream(ctx, s.Queue.Stream)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +73,7 @@ func (e *env) reconciler(t *testing.T, fam family.Family, edit func(*reconcile.C
 
 func pass(t *testing.T, r *reconcile.Reconciler) reconcile.Result {
 	t.Helper()
-	res, err := r.Pass(context.Background())
+	res, err := r.Pass(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +82,7 @@ func pass(t *testing.T, r *reconcile.Reconciler) reconcile.Result {
 
 func (e *env) queued(t *testing.T, fam family.Family, id string) bool {
 	t.Helper()
-	ok, err := jobqueue.Queued(context.Background(), e.stream, fam, id)
+	ok, err := jobqueue.Queued(t.Context(), e.stream, fam, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +94,7 @@ func (e *env) queued(t *testing.T, fam family.Family, id string) bool {
 func TestBacklogIsNotFailed(t *testing.T) {
 	t.Parallel()
 	e, r := setup(t, jobqueue.Config{}, family.Register, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	var ids []string
 	for i := range 20 {
 		ids = append(ids, e.Submit("register", "fake_ok", wt.FakeInputs(string(rune('a'+i)))))
@@ -179,7 +178,7 @@ func TestQueuedJobWithoutConsumerGetsOne(t *testing.T) {
 func TestLostJobRequeuedThenFailed(t *testing.T) {
 	t.Parallel()
 	e, r := setup(t, jobqueue.Config{}, family.DSC, func(c *reconcile.Config) { c.MaxRequeues = 2 })
-	ctx := context.Background()
+	ctx := t.Context()
 	env := e.Envelope("dsc", "fake_ok", wt.FakeInputs("1")) // recorded, never published
 	young := e.reconciler(t, family.DSC, func(c *reconcile.Config) { c.Grace = time.Hour })
 	if res := pass(t, young); res.Checked != 0 {
@@ -238,7 +237,7 @@ func TestOnePublisherPerRound(t *testing.T) {
 	e, a := setup(t, jobqueue.Config{}, family.Disclose, nil)
 	b := e.reconciler(t, family.Disclose, nil)
 	env := e.Envelope("disclose", "fake_ok", wt.FakeInputs("1"))
-	release, ok, err := e.Store.TryLock(context.Background(), "reconcile-disclose")
+	release, ok, err := e.Store.TryLock(t.Context(), "reconcile-disclose")
 	if err != nil || !ok {
 		t.Fatalf("TryLock = %v, %v", ok, err)
 	}
@@ -250,7 +249,7 @@ func TestOnePublisherPerRound(t *testing.T) {
 	if ra.Requeued+rb.Requeued != 1 {
 		t.Fatalf("passes %+v and %+v: want one publish", ra, rb)
 	}
-	info, err := e.stream.Info(context.Background())
+	info, err := e.stream.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,11 +272,11 @@ func TestFullQueueIsWaitedFor(t *testing.T) {
 			t.Fatalf("pass with a full queue: %+v", res)
 		}
 	}
-	p, err := e.Store.Get(context.Background(), lost.RequestID)
+	p, err := e.Store.Get(t.Context(), lost.RequestID)
 	if err != nil || p.Status != status.Pending {
 		t.Fatalf("row %+v, %v", p, err)
 	}
-	open, err := e.Store.OpenJobs(context.Background(), []family.ProofType{"register"}, time.Now().Add(time.Hour), store.Cursor{}, 10)
+	open, err := e.Store.OpenJobs(t.Context(), []family.ProofType{"register"}, time.Now().Add(time.Hour), store.Cursor{}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +297,7 @@ func TestGivenUpJobFailedWithoutAdvisory(t *testing.T) {
 	q := jobqueue.DefaultConfig()
 	q.AckWait, q.MaxDeliver = time.Second, 1
 	e, r := setup(t, q, family.DSC, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	lost := e.Submit("dsc", "fake_ok", wt.FakeInputs("1"))
 	alive := e.Submit("dsc", "fake_ok", wt.FakeInputs("2"))
 	// The advisory stream is gone: its advisories are lost.

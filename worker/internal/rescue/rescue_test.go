@@ -41,7 +41,7 @@ func setup(t *testing.T, fam family.Family, maxDeliver int) *env {
 	q := jobqueue.DefaultConfig()
 	q.AckWait, q.MaxDeliver = time.Second, maxDeliver
 	s := wt.Setup(t, q)
-	ctx := context.Background()
+	ctx := t.Context()
 	stream, err := s.JS.Stream(ctx, q.Stream)
 	if err != nil {
 		t.Fatal(err)
@@ -116,10 +116,10 @@ func (e *env) waitRescued(t *testing.T, timeout time.Duration) rescue.Result {
 
 func (e *env) messageGone(t *testing.T, seq uint64) {
 	t.Helper()
-	if _, err := e.stream.GetMsg(context.Background(), seq); !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if _, err := e.stream.GetMsg(t.Context(), seq); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Errorf("message %d still in the stream (GetMsg err %v)", seq, err)
 	}
-	info, err := e.stream.Info(context.Background())
+	info, err := e.stream.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func noMore[T any](t *testing.T, ch <-chan T, wait time.Duration, what string) {
 func TestWorkerLostOnLastDelivery(t *testing.T) {
 	t.Parallel()
 	e := setup(t, family.Register, 1)
-	ctx := context.Background()
+	ctx := t.Context()
 	inputs := wt.FakeInputs("7364915820")
 	id := e.Submit("register", "fake_ok", inputs)
 	events := e.statusEvents(t, id)
@@ -269,7 +269,7 @@ func TestAttemptsAfterRedeliveries(t *testing.T) {
 func TestProvedRowNotOverwritten(t *testing.T) {
 	t.Parallel()
 	e := setup(t, family.Disclose, 1)
-	ctx := context.Background()
+	ctx := t.Context()
 	id := e.Submit("disclose_id", "fake_ok", wt.FakeInputs("1"))
 	events := e.statusEvents(t, id)
 	seq := e.takeAndLose(t)
@@ -297,7 +297,7 @@ func TestProvedRowNotOverwritten(t *testing.T) {
 func TestUndecodableMessageDeleted(t *testing.T) {
 	t.Parallel()
 	e := setup(t, family.Register, 1)
-	if _, err := e.JS.Publish(context.Background(), jobqueue.JobSubject(family.Register, "fake_ok", "garbage"), []byte("not a job")); err != nil {
+	if _, err := e.JS.Publish(t.Context(), jobqueue.JobSubject(family.Register, "fake_ok", "garbage"), []byte("not a job")); err != nil {
 		t.Fatal(err)
 	}
 	seq := e.takeAndLose(t)
@@ -336,14 +336,14 @@ func TestForeignAdvisoriesIgnored(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	noMore(t, e.rescued, 200*time.Millisecond, "rescue")
-	row, err := e.Store.Get(context.Background(), id)
+	row, err := e.Store.Get(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if row.Status != status.Pending {
 		t.Errorf("row status %s, want pending", row.Status)
 	}
-	if _, err := e.stream.GetMsg(context.Background(), seq); err != nil {
+	if _, err := e.stream.GetMsg(t.Context(), seq); err != nil {
 		t.Errorf("the job's message is gone: %v", err)
 	}
 }
@@ -351,11 +351,11 @@ func TestForeignAdvisoriesIgnored(t *testing.T) {
 func TestNewValidation(t *testing.T) {
 	t.Parallel()
 	s := wt.Setup(t, jobqueue.Config{})
-	stream, err := s.JS.Stream(context.Background(), s.Queue.Stream)
+	stream, err := s.JS.Stream(t.Context(), s.Queue.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	advisories, err := s.JS.Consumer(context.Background(), jobqueue.AdvisoryStream(s.Queue.Stream), jobqueue.RescueConsumerName(family.DSC))
+	advisories, err := s.JS.Consumer(t.Context(), jobqueue.AdvisoryStream(s.Queue.Stream), jobqueue.RescueConsumerName(family.DSC))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package rescue_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -23,7 +22,7 @@ func TestServiceRescues(t *testing.T) {
 	q.AckWait, q.MaxDeliver = 5*time.Second, 1
 	s := wt.Setup(t, q)
 	f := wt.NewFakes(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	id := s.Submit("register", "fake_ok", wt.FakeInputs("1"))
 
 	// The worker that takes it is SIGKILLed: no ack, no status.
