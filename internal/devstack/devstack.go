@@ -183,7 +183,7 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
-	cred, err := serverCredential(cfg.Dir)
+	cred, err := ServerCredential(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -243,8 +243,11 @@ func (p *Postgres) Restart(ctx context.Context) error {
 	return p.start(ctx)
 }
 
-// serverCredential picks the user the server runs as and hands it dir.
-func serverCredential(dir string) (*syscall.Credential, error) {
+// ServerCredential picks the user a PostgreSQL server runs as when this
+// process is root (PostgreSQL refuses root: the 'postgres' user, else
+// 'nobody'), makes every directory above dir traversable for it and hands it
+// dir. It returns nil when this process is not root.
+func ServerCredential(dir string) (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -42,7 +41,7 @@ func NewPostgres(ctx context.Context, procs *Procs, dir string) (*Postgres, erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	cred, err := pgCredential(dir)
+	cred, err := devstack.ServerCredential(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -125,35 +124,4 @@ func (pg *Postgres) CreateDatabase(ctx context.Context, name string) (string, er
 		return "", err
 	}
 	return pg.URL(name), nil
-}
-
-// pgCredential picks the user the server runs as when this process is root
-// (PostgreSQL refuses root) and hands it dir.
-func pgCredential(dir string) (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	var u *user.User
-	var err error
-	for _, name := range []string{"postgres", "nobody"} {
-		if u, err = user.Lookup(name); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		return nil, errors.New("fleet: running as root and no 'postgres' or 'nobody' user to run PostgreSQL as")
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	for d := filepath.Dir(dir); d != "/" && d != "."; d = filepath.Dir(d) {
-		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
-			if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
-				return nil, fmt.Errorf("fleet: make %s traversable for %s: %w", d, u.Username, err)
-			}
-		}
-	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return nil, err
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
