@@ -101,6 +101,25 @@ func (f *fleet) lag(t *testing.T) uint64 {
 	return info.NumPending + uint64(info.NumAckPending)
 }
 
+// waitLag waits until the family consumer's lag is want. The server updates
+// a consumer's pending count as it learns of stored and deleted messages,
+// a moment after the publish or delete has been acknowledged; a lag that
+// has not reached want within 10 s fails the test.
+func (f *fleet) waitLag(t *testing.T, want uint64, when string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lag := f.lag(t)
+		if lag == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("family lag %d %s, want %d", lag, when, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // take fetches once and returns the job's envelope and message (nil when
 // the fetch came back empty).
 func take(t *testing.T, tk *jobqueue.Taker) (job.Envelope, jetstream.Msg) {
@@ -187,9 +206,7 @@ func TestTakerGivesAJobToTheWorkerHoldingItsKeyWarm(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if lag := f.lag(t); lag != 0 {
-		t.Fatalf("family lag %d after every job settled, want 0", lag)
-	}
+	f.waitLag(t, 0, "after every job settled")
 }
 
 func TestTakerTakesAJobWhoseWarmWorkerIsBusy(t *testing.T) {
@@ -236,9 +253,7 @@ func TestTakerSettlesJobsAndSweepsRedeliveries(t *testing.T) {
 	for _, c := range []string{"dsc_a", "dsc_b", "dsc_a"} {
 		f.publish(t, c)
 	}
-	if lag := f.lag(t); lag != 3 {
-		t.Fatalf("lag %d with 3 jobs queued, want 3", lag)
-	}
+	f.waitLag(t, 3, "with 3 jobs queued")
 	settle := []struct {
 		name string
 		do   func(jetstream.Msg) error
@@ -259,9 +274,7 @@ func TestTakerSettlesJobsAndSweepsRedeliveries(t *testing.T) {
 		if err := s.do(msg); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		if lag := f.lag(t); lag != s.lag {
-			t.Fatalf("after %s: lag %d, want %d", s.name, lag, s.lag)
-		}
+		f.waitLag(t, s.lag, "after "+s.name)
 	}
 	if len(seen) != 3 {
 		t.Fatalf("jobs taken %v, want 3 distinct, one twice", seen)
