@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,7 +28,6 @@ import (
 	"github.com/openpassport/prover-fleet/bench/internal/stats"
 	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/shared/attest"
-	"github.com/openpassport/prover-fleet/shared/jobqueue"
 )
 
 // Config configures a run.
@@ -111,21 +109,11 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := jobqueue.DefaultConfig()
-	q.MaxMsgs, q.MaxBytes = 50_000_000, 32<<30 // every submit stays queued: no workers
-	fleet, err := devfleet.Start(ctx, devfleet.Config{
-		CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL, NoWorkers: true, Queue: q,
-		Frontend: server.Config{MaxSessions: 1_000_000},
-		Logger:   cfg.Logger,
-	})
+	fleet, stopFleet, err := startQueueFleet(ctx, cfg.CircuitDir, cfg.ZkeyDir, cfg.DatabaseURL, server.Config{MaxSessions: 1_000_000}, cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("frontend: %w", err)
+		return nil, err
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		_ = fleet.Stop(stopCtx)
-	}()
+	defer stopFleet()
 	res := &Result{Circuit: c.Name, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds()}
 	req := client.Request{
 		Type: c.ProofType, Circuit: c.Name, Inputs: inputs, Onchain: true,
@@ -147,11 +135,7 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
-	plain, err := json.Marshal(map[string]any{
-		"type": string(req.Type), "onchain": req.Onchain, "endpointType": req.EndpointType, "endpoint": req.Endpoint,
-		"userDefinedData": "", "selfDefinedData": "", "version": 1,
-		"circuit": map[string]string{"name": req.Circuit, "inputs": string(req.Inputs)},
-	})
+	plain, err := requestPlaintext(string(req.Type), req.Circuit, req.Inputs)
 	if err != nil {
 		return nil, err
 	}

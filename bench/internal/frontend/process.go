@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/openpassport/prover-fleet/api/client"
+	"github.com/openpassport/prover-fleet/api/server"
 	"github.com/openpassport/prover-fleet/bench/internal/child"
 	"github.com/openpassport/prover-fleet/bench/internal/circuits"
 	"github.com/openpassport/prover-fleet/bench/internal/report"
@@ -27,7 +28,6 @@ import (
 	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
-	"github.com/openpassport/prover-fleet/shared/jobqueue"
 )
 
 // ProcessConfig configures MeasureProcess: the frontend as the deployed
@@ -151,20 +151,11 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	if err != nil {
 		return nil, err
 	}
-	q := jobqueue.DefaultConfig()
-	q.MaxMsgs, q.MaxBytes = 50_000_000, 32<<30
-	fleet, err := devfleet.Start(ctx, devfleet.Config{
-		CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL, NoWorkers: true, Queue: q,
-		Logger: cfg.Logger,
-	})
+	fleet, stopFleet, err := startQueueFleet(ctx, cfg.CircuitDir, cfg.ZkeyDir, cfg.DatabaseURL, server.Config{}, cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("frontend: %w", err)
+		return nil, err
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		_ = fleet.Stop(stopCtx)
-	}()
+	defer stopFleet()
 	res := &ProcessResult{Circuit: c.Name, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds()}
 
 	api, addr, attestDir, err := startAPI(ctx, cfg, fleet)
@@ -178,11 +169,7 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
-	plain, err := json.Marshal(map[string]any{
-		"type": string(c.ProofType), "onchain": true, "endpointType": "staging_https", "endpoint": "https://bench.example/verify",
-		"userDefinedData": "", "selfDefinedData": "", "version": 1,
-		"circuit": map[string]string{"name": c.Name, "inputs": string(inputs)},
-	})
+	plain, err := requestPlaintext(string(c.ProofType), c.Name, inputs)
 	if err != nil {
 		return nil, err
 	}
