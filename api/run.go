@@ -170,7 +170,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 				return jobqueue.Check(ctx, js, qcfg.Stream, cfg.Families)
 			}},
 		}
-		h := admin.Handler(admin.Config{Checks: func() []admin.Check { return checks }, Metrics: m.Handler(), Timeout: 2 * time.Second})
+		h := admin.Handler(admin.Config{Checks: func() []admin.Check { return checks }, Metrics: m.Handler(), Timeout: 2 * time.Second, Profiling: cfg.AdminProfiling})
 		g.Go(func() error {
 			ln, err := vsockdial.Listen(cfg.AdminAddress)
 			if err != nil {

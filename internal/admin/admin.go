@@ -2,7 +2,8 @@
 // (and of proverctl dev's fleet): /healthz answers while the process lives,
 // /readyz answers 200 when every readiness check passes and 503 otherwise,
 // with each check's result as a JSON object ({"postgres":"ok","nats":"not
-// connected",…}), and /metrics serves Prometheus metrics when given.
+// connected",…}), /metrics serves Prometheus metrics when given, and
+// /debug/pprof/ Go's profiler when asked for.
 package admin
 
 import (
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -42,6 +44,9 @@ type Config struct {
 	// Timeout bounds the checks of one /readyz (DefaultTimeout when zero
 	// or negative).
 	Timeout time.Duration
+	// Profiling serves Go's profiler under /debug/pprof/ (off by default:
+	// a heap profile shows what the process holds).
+	Profiling bool
 }
 
 // Handler serves /healthz, /readyz and /metrics. Every Config is valid.
@@ -77,6 +82,13 @@ func Handler(cfg Config) http.Handler {
 	})
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

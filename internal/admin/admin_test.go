@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,6 +66,21 @@ func TestHandlerWithoutChecksOrMetrics(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code != 404 {
 		t.Fatalf("/metrics without a handler = %d, want 404", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/goroutine", nil))
+	if rec.Code != 404 {
+		t.Fatalf("/debug/pprof/ without Profiling = %d, want 404", rec.Code)
+	}
+}
+
+func TestHandlerProfiling(t *testing.T) {
+	t.Parallel()
+	h := Handler(Config{Profiling: true})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/goroutine?debug=1", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "goroutine profile:") {
+		t.Fatalf("/debug/pprof/goroutine = %d %.80q", rec.Code, rec.Body.String())
 	}
 }
 

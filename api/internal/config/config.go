@@ -91,9 +91,12 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	AdminAddress string
-	JobKeyFile   string
-	LogLevel     slog.Level
-	LogFormat    string // "json" or "text"
+	// AdminProfiling serves Go's profiler (/debug/pprof/) on the admin
+	// address.
+	AdminProfiling bool
+	JobKeyFile     string
+	LogLevel       slog.Level
+	LogFormat      string // "json" or "text"
 }
 
 // Attesters --attester names.
@@ -160,6 +163,7 @@ var envOf = map[string]string{
 	"write-timeout":              "PROVER_API_WRITE_TIMEOUT",
 
 	"admin-address": "PROVER_API_ADMIN_ADDRESS",
+	"admin-pprof":   "PROVER_API_ADMIN_PPROF",
 	"job-key-file":  "PROVER_API_JOB_KEY_FILE",
 	"log-level":     "PROVER_API_LOG_LEVEL",
 	"log-format":    "PROVER_API_LOG_FORMAT",
@@ -214,6 +218,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 60*time.Second, "time to receive one WebSocket message or POST body once it has begun")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "time to send one message (a client that does not read is disconnected)")
 	fs.StringVar(&c.AdminAddress, "admin-address", admin.DefaultAddress, "address of /healthz, /readyz and /metrics: host:port, or vsock://:PORT inside an enclave; empty disables")
+	fs.BoolVar(&c.AdminProfiling, "admin-pprof", false, "also serve Go's profiler (/debug/pprof/) on the admin address; it reveals memory, so keep that address private")
 	fs.StringVar(&c.JobKeyFile, "job-key-file", "", "file holding the fleet key that seals circuit inputs (64 hex characters or 32 raw bytes; required)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -47,7 +48,11 @@ type ProcessConfig struct {
 	// before and after the loads.
 	CryptoPairs int
 	WorkDir     string
-	Logger      *slog.Logger
+	// ProfileDir, when set, receives prover-api's CPU profile of each
+	// loop's measured window (prover-api-<transport>.prof, from its
+	// admin address with --admin-pprof).
+	ProfileDir string
+	Logger     *slog.Logger
 	Log         func(format string, args ...any)
 }
 
@@ -158,14 +163,14 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	defer stopFleet()
 	res := &ProcessResult{Circuit: c.Name, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds()}
 
-	api, addr, attestDir, err := startAPI(ctx, cfg, fleet)
+	api, err := startAPI(ctx, cfg, fleet)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(attestDir)
+	defer os.RemoveAll(api.attestDir)
 	defer api.Stop(10 * time.Second)
 
-	attester, err := attest.NewDev(attest.DevConfig{Dir: attestDir, ModuleID: "prover-api-dev"})
+	attester, err := attest.NewDev(attest.DevConfig{Dir: api.attestDir, ModuleID: "prover-api-dev"})
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
@@ -205,10 +210,14 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 		return nil, err
 	}
 	res.ConcurrentCryptoPerPairMS = conc.ProcessCPUPerPairMS
-	for _, tr := range []struct{ name, url string }{{"WebSocket", "ws://" + addr + "/"}, {"HTTP", "http://" + addr + "/"}} {
+	for _, tr := range []struct{ name, url string }{{"WebSocket", "ws://" + api.addr + "/"}, {"HTTP", "http://" + api.addr + "/"}} {
 		cfg.Log("frontend (own process): %s, %d clients in the load generator", tr.name, cfg.Concurrency)
 		spec.URL = tr.url
-		l, err := runLoad(ctx, cfg, api.Pid(), spec)
+		var profile string
+		if cfg.ProfileDir != "" {
+			profile = filepath.Join(cfg.ProfileDir, "prover-api-"+strings.ToLower(tr.name)+".prof")
+		}
+		l, err := runLoad(ctx, cfg, api, spec, profile)
 		if err != nil {
 			return nil, fmt.Errorf("frontend: %s load: %w (prover-api: %s)", tr.name, err, api.Output())
 		}
@@ -237,33 +246,48 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	return res, nil
 }
 
+// apiProcess is prover-api started by startAPI.
+type apiProcess struct {
+	*child.Process
+	addr, admin, attestDir string
+}
+
 // startAPI runs prover-api against the fleet's NATS and Postgres, with
 // the per-source limits off (every client of the benchmark has the same
 // address) and a session table far above what the run opens.
-func startAPI(ctx context.Context, cfg ProcessConfig, fleet *devfleet.Fleet) (*child.Process, string, string, error) {
+func startAPI(ctx context.Context, cfg ProcessConfig, fleet *devfleet.Fleet) (*apiProcess, error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return nil, "", "", err
+		return nil, err
 	}
 	admin, err := freeAddr()
 	if err != nil {
-		return nil, "", "", err
+		return nil, err
 	}
 	attestDir, err := os.MkdirTemp(cfg.WorkDir, "api-attest-")
 	if err != nil {
-		return nil, "", "", err
+		return nil, err
 	}
-	p, err := child.Start(ctx, child.Cmd{Path: cfg.APIBinary, Args: []string{
+	args := []string{
 		"--server-address", addr, "--admin-address", admin, "--status-address", "127.0.0.1:0",
 		"--database-url", fleet.DatabaseURL(), "--nats-url", fleet.NATSURL(),
 		"--circuit-folder", cfg.CircuitDir, "--zkey-folder", cfg.ZkeyDir,
 		"--attester", "dev", "--dev-attest-dir", attestDir, "--job-key-file", fleet.JobKeyFile(),
 		"--max-sessions", "1000000", "--hello-rate", "0", "--max-sessions-per-source", "0", "--session-share", "0",
 		"--max-connections-per-source", "0", "--log-level", "warn", "--log-format", "text",
-	}})
+	}
+	if cfg.ProfileDir != "" {
+		args = append(args, "--admin-pprof")
+	}
+	p, err := child.Start(ctx, child.Cmd{Path: cfg.APIBinary, Args: args})
 	if err != nil {
 		os.RemoveAll(attestDir)
-		return nil, "", "", fmt.Errorf("frontend: %w", err)
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	fail := func(err error) (*apiProcess, error) {
+		p.Stop(time.Second)
+		os.RemoveAll(attestDir)
+		return nil, err
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -271,23 +295,18 @@ func startAPI(ctx context.Context, cfg ProcessConfig, fleet *devfleet.Fleet) (*c
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p, addr, attestDir, nil
+				return &apiProcess{Process: p, addr: addr, admin: admin, attestDir: attestDir}, nil
 			}
 		}
 		select {
 		case <-p.Exited():
-			os.RemoveAll(attestDir)
-			return nil, "", "", fmt.Errorf("frontend: prover-api exited: %s", p.Output())
+			return fail(fmt.Errorf("frontend: prover-api exited: %s", p.Output()))
 		case <-ctx.Done():
-			p.Stop(time.Second)
-			os.RemoveAll(attestDir)
-			return nil, "", "", ctx.Err()
+			return fail(ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			p.Stop(time.Second)
-			os.RemoveAll(attestDir)
-			return nil, "", "", fmt.Errorf("frontend: prover-api not ready: %s", p.Output())
+			return fail(fmt.Errorf("frontend: prover-api not ready: %s", p.Output()))
 		}
 	}
 }
@@ -325,7 +344,8 @@ func snapshot(apiPid, loadgenPid int) (cpuSnapshot, error) {
 
 // runLoad starts the load generator and takes the CPU snapshots at the
 // window it announces.
-func runLoad(ctx context.Context, cfg ProcessConfig, apiPid int, spec LoadSpec) (ProcessLoad, error) {
+func runLoad(ctx context.Context, cfg ProcessConfig, api *apiProcess, spec LoadSpec, profile string) (ProcessLoad, error) {
+	apiPid := api.Pid()
 	var l ProcessLoad
 	in, err := json.Marshal(spec)
 	if err != nil {
@@ -342,6 +362,8 @@ func runLoad(ctx context.Context, cfg ProcessConfig, apiPid int, spec LoadSpec) 
 		from, to cpuSnapshot
 		result   LoadResult
 		readErr  error
+		profWG   sync.WaitGroup
+		profErr  error
 	)
 	done := make(chan struct{})
 	go func() {
@@ -354,6 +376,13 @@ func runLoad(ctx context.Context, cfg ProcessConfig, apiPid int, spec LoadSpec) 
 			switch {
 			case line == MarkMeasure:
 				from, readErr = snapshot(apiPid, p.Pid())
+				if profile != "" {
+					profWG.Add(1)
+					go func() {
+						defer profWG.Done()
+						profErr = fetchProfile(ctx, api.admin, spec.Duration, profile)
+					}()
+				}
 			case line == MarkDone:
 				to, readErr = snapshot(apiPid, p.Pid())
 			case strings.HasPrefix(line, "{"):
@@ -369,6 +398,10 @@ func runLoad(ctx context.Context, cfg ProcessConfig, apiPid int, spec LoadSpec) 
 	}
 	pw.Close()
 	<-done
+	profWG.Wait()
+	if profErr != nil {
+		return l, fmt.Errorf("prover-api profile: %w", profErr)
+	}
 	if err := p.Stop(time.Second); err != nil {
 		return l, fmt.Errorf("load generator: %w: %s", err, p.Output())
 	}
@@ -396,6 +429,38 @@ func runLoad(ctx context.Context, cfg ProcessConfig, apiPid int, spec LoadSpec) 
 		l.FrontendRSS = m.RSS
 	}
 	return l, nil
+}
+
+// fetchProfile writes prover-api's CPU profile of the next d to path.
+func fetchProfile(ctx context.Context, admin string, d time.Duration, path string) error {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Markers the load generator prints on its standard output.

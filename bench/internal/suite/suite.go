@@ -81,7 +81,10 @@ type Config struct {
 	// circuits and every other circuit with a key in ZkeyDir (make
 	// circuits-large), or only disclose_demo with Quick.
 	ProverCircuits []string
-	Logger         *slog.Logger
+	// FrontendProfileDir, when set, receives prover-api's CPU profile of
+	// each own-process frontend loop's measured window.
+	FrontendProfileDir string
+	Logger             *slog.Logger
 	Stderr         io.Writer
 }
 
@@ -313,7 +316,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
 				Concurrency: set.FrontendClients, Warmup: time.Duration(set.FrontendSeconds * float64(time.Second) / 4),
 				Duration:    time.Duration(set.FrontendSeconds * float64(time.Second)),
-				CryptoPairs: set.CryptoPairs, WorkDir: work, Logger: cfg.Logger, Log: logf,
+				CryptoPairs: set.CryptoPairs, WorkDir: work, ProfileDir: cfg.FrontendProfileDir, Logger: cfg.Logger, Log: logf,
 			})
 			res.FrontendProcess = pr
 			if err != nil {
