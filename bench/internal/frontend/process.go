@@ -53,7 +53,7 @@ type ProcessConfig struct {
 	// admin address with --admin-pprof).
 	ProfileDir string
 	Logger     *slog.Logger
-	Log         func(format string, args ...any)
+	Log        func(format string, args ...any)
 }
 
 // ProcessLoad is one transport's loop against prover-api.

@@ -85,7 +85,7 @@ type Config struct {
 	// each own-process frontend loop's measured window.
 	FrontendProfileDir string
 	Logger             *slog.Logger
-	Stderr         io.Writer
+	Stderr             io.Writer
 }
 
 // Results is results.json.
