@@ -32,7 +32,8 @@ import (
 //     other circuits known to have work.
 //   - Yield. Workers announce on core NATS (WarmSubject, a few hundred
 //     bytes, on change and every Sweep while they wait) the circuits they
-//     hold warm and whether they are waiting for a job. A job that just rang
+//     hold warm, the circuits of the jobs they have in hand, and whether
+//     they are waiting for a job. A job that just rang
 //     is left for TakerConfig.Yield to the waiting workers that hold its key
 //     warm; a worker that does not takes it after that if it is still there.
 //     When no waiting worker holds its key (they are busy, or there are
@@ -41,6 +42,11 @@ import (
 //     circuit consumers (one request): jobs that rang no bell (redeliveries
 //     after a failure or a lost worker, jobs from before it started) are
 //     found there.
+//   - Spread. Among circuits it does not hold warm, a worker takes first
+//     the ones no other worker holds warm or has a job of in hand: those
+//     need a cold load whoever takes them, while the others' workers come
+//     back to them. Workers that start alike so come to hold different
+//     keys, and the family's keys spread over its workers.
 //   - Patience. A circuit whose jobs have waited for TakerConfig.Patience
 //     with nobody taking any of them is taken before the warm ones, so a
 //     circuit no worker holds warm is not starved by busy warm ones.
@@ -68,6 +74,7 @@ type Taker struct {
 	warmSub *nats.Subscription
 	said    announcement // what this Taker announced last
 	saidAt  time.Time
+	inHand  map[string]int // circuits of the jobs taken and not yet settled
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,8 +82,11 @@ type Taker struct {
 
 // announcement is what a worker says of itself on WarmSubject.
 type announcement struct {
-	Worker  string   `json:"worker"`
-	Warm    []string `json:"warm,omitempty"`
+	Worker string   `json:"worker"`
+	Warm   []string `json:"warm,omitempty"`
+	// InHand lists the circuits of the jobs the worker has taken and not
+	// settled (sorted, once each): keys it is loading or using.
+	InHand  []string `json:"in_hand,omitempty"`
 	Waiting bool     `json:"waiting,omitempty"`
 	Gone    bool     `json:"gone,omitempty"`
 }
@@ -84,6 +94,7 @@ type announcement struct {
 // peer is another worker as it announced itself.
 type peer struct {
 	warm    map[string]bool
+	inHand  map[string]bool
 	waiting bool
 	seen    time.Time
 }
@@ -163,7 +174,7 @@ func NewTaker(js jetstream.JetStream, cfg TakerConfig) (*Taker, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Taker{
 		js: js, cfg: cfg, circuits: newCircuitSet(js, cfg.Stream),
-		work: map[string]*circuitWork{}, wake: make(chan struct{}, 1), peers: map[string]peer{},
+		work: map[string]*circuitWork{}, wake: make(chan struct{}, 1), peers: map[string]peer{}, inHand: map[string]int{},
 		ctx: ctx, cancel: cancel,
 	}, nil
 }
@@ -185,6 +196,7 @@ func (t *Taker) Start(ctx context.Context) error {
 		t.warmSub = sub
 		t.mu.Unlock()
 		t.announce(false, true)
+		go t.heartbeat()
 	}
 	// From an explicit sequence rather than DeliverNew: an ordered
 	// consumer that has delivered nothing yet and is recreated (after a
@@ -235,12 +247,16 @@ func (t *Taker) Stop() {
 // announce says which circuits this worker holds warm and whether it waits
 // for a job, when that changed (or force).
 func (t *Taker) announce(waiting, force bool) {
-	if t.cfg.Warm == nil {
+	if t.cfg.Warm == nil || t.ctx.Err() != nil {
 		return
 	}
 	a := announcement{Worker: t.cfg.ID, Warm: t.cfg.Warm(), Waiting: waiting}
 	t.mu.Lock()
-	same := a.Waiting == t.said.Waiting && slices.Equal(a.Warm, t.said.Warm)
+	for c := range t.inHand {
+		a.InHand = append(a.InHand, c)
+	}
+	slices.Sort(a.InHand)
+	same := a.Waiting == t.said.Waiting && slices.Equal(a.Warm, t.said.Warm) && slices.Equal(a.InHand, t.said.InHand)
 	if same && !force {
 		t.mu.Unlock()
 		return
@@ -248,6 +264,27 @@ func (t *Taker) announce(waiting, force bool) {
 	t.said, t.saidAt = a, time.Now()
 	t.mu.Unlock()
 	t.publish(a)
+}
+
+// heartbeat says again, every Sweep, what this worker last said (with its
+// warm keys and jobs in hand as they are now), so that a worker busy with
+// a long proof is not taken for gone.
+func (t *Taker) heartbeat() {
+	tick := time.NewTicker(t.cfg.Sweep)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		t.mu.Lock()
+		waiting, due := t.said.Waiting, time.Since(t.saidAt) >= t.cfg.Sweep
+		t.mu.Unlock()
+		if due {
+			t.announce(waiting, true)
+		}
+	}
 }
 
 // publish sends an announcement; one that is lost costs at most a yield.
@@ -269,22 +306,59 @@ func (t *Taker) heard(data []byte) {
 		delete(t.peers, a.Worker)
 		return
 	}
-	p := peer{warm: make(map[string]bool, len(a.Warm)), waiting: a.Waiting, seen: time.Now()}
+	p := peer{warm: make(map[string]bool, len(a.Warm)), inHand: make(map[string]bool, len(a.InHand)), waiting: a.Waiting, seen: time.Now()}
 	for _, c := range a.Warm {
 		p.warm[c] = true
+	}
+	for _, c := range a.InHand {
+		p.inHand[c] = true
 	}
 	t.peers[a.Worker] = p
 }
 
-// warmElsewhere reports whether another worker that waits for a job holds
-// circuit warm (its last announcement, if recent). mu held.
-func (t *Taker) warmElsewhere(circuit string, now time.Time) bool {
+// prunePeers forgets the workers silent for longer than three sweeps
+// (gone, or busy for long). mu held.
+func (t *Taker) prunePeers(now time.Time) {
 	for id, p := range t.peers {
 		if now.Sub(p.seen) > 3*t.cfg.Sweep+time.Second {
-			delete(t.peers, id) // silent: gone, or busy for long
-			continue
+			delete(t.peers, id)
 		}
+	}
+}
+
+// warmElsewhere reports whether another worker that waits for a job holds
+// circuit warm (its last announcement). mu held, after prunePeers.
+func (t *Taker) warmElsewhere(circuit string) bool {
+	for _, p := range t.peers {
 		if p.waiting && p.warm[circuit] {
+			return true
+		}
+	}
+	return false
+}
+
+// HeldElsewhere reports whether another worker of the family said lately
+// that it holds circuit's key warm (keycache.Cache.SetSpare takes it: a key
+// held elsewhere is the one to evict first). It never blocks on the
+// network.
+func (t *Taker) HeldElsewhere(circuit string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.prunePeers(time.Now())
+	for _, p := range t.peers {
+		if p.warm[circuit] {
+			return true
+		}
+	}
+	return false
+}
+
+// coveredElsewhere reports whether another worker (waiting or busy) holds
+// circuit warm or has one of its jobs in hand. mu held, after
+// prunePeers.
+func (t *Taker) coveredElsewhere(circuit string) bool {
+	for _, p := range t.peers {
+		if p.warm[circuit] || p.inHand[circuit] {
 			return true
 		}
 	}
@@ -355,6 +429,7 @@ func (t *Taker) order(now time.Time, warm []string, first bool) (try []string, n
 		isWarm[c] = true
 	}
 	var starving, rest []string
+	t.prunePeers(now)
 	for c, w := range t.work {
 		if now.Sub(w.since) >= t.cfg.Patience && now.Sub(w.lastActive) >= t.cfg.Patience {
 			starving = append(starving, c)
@@ -363,7 +438,7 @@ func (t *Taker) order(now time.Time, warm []string, first bool) (try []string, n
 		if isWarm[c] {
 			continue
 		}
-		if t.cfg.Warm != nil && t.cfg.Yield > 0 && !w.bell.IsZero() && t.warmElsewhere(c, now) {
+		if t.cfg.Warm != nil && t.cfg.Yield > 0 && !w.bell.IsZero() && t.warmElsewhere(c) {
 			if at := w.bell.Add(t.cfg.Yield); at.After(now) {
 				if next.IsZero() || at.Before(next) {
 					next = at
@@ -377,7 +452,22 @@ func (t *Taker) order(now time.Time, warm []string, first bool) (try []string, n
 		return cmp.Or(t.work[a].since.Compare(t.work[b].since), cmp.Compare(a, b))
 	}
 	slices.SortFunc(starving, bySince)
-	slices.SortFunc(rest, bySince)
+	// Spread: the circuits nobody else holds or works on, first.
+	covered := make(map[string]bool, len(rest))
+	if t.cfg.Warm != nil {
+		for _, c := range rest {
+			covered[c] = t.coveredElsewhere(c)
+		}
+	}
+	slices.SortFunc(rest, func(a, b string) int {
+		if covered[a] != covered[b] {
+			if covered[b] {
+				return -1
+			}
+			return 1
+		}
+		return bySince(a, b)
+	})
 	try = starving
 	for _, c := range warm {
 		if _, ok := t.work[c]; (ok || first) && !slices.Contains(try, c) {
@@ -505,8 +595,17 @@ func (t *Taker) take(circuit string) (jetstream.Msg, error) {
 	if w := t.work[circuit]; w != nil {
 		w.lastActive = time.Now() // its jobs are being taken
 	}
+	t.inHand[circuit]++
 	t.mu.Unlock()
-	return &TakenMsg{Msg: msg, stream: s, seq: meta.Sequence.Stream, timeout: t.cfg.SettleTimeout}, nil
+	tm := &TakenMsg{Msg: msg, stream: s, seq: meta.Sequence.Stream, timeout: t.cfg.SettleTimeout}
+	tm.settled = func() {
+		t.mu.Lock()
+		if t.inHand[circuit]--; t.inHand[circuit] <= 0 {
+			delete(t.inHand, circuit)
+		}
+		t.mu.Unlock()
+	}
+	return tm, nil
 }
 
 func (t *Taker) drop(circuit string) {
@@ -542,6 +641,16 @@ type TakenMsg struct {
 	stream  jetstream.Stream
 	seq     uint64
 	timeout time.Duration
+	settled func() // the Taker's count of jobs in hand; once
+	once    sync.Once
+}
+
+// handBack tells the Taker the job is no longer in this worker's hands
+// (settled, or handed back for a redelivery).
+func (m *TakenMsg) handBack() {
+	if m.settled != nil {
+		m.once.Do(m.settled)
+	}
 }
 
 // Seq is the job's stream sequence.
@@ -566,6 +675,7 @@ func (m *TakenMsg) removeNow() error {
 
 // Ack deletes the job, then acknowledges it.
 func (m *TakenMsg) Ack() error {
+	defer m.handBack()
 	if err := m.removeNow(); err != nil {
 		return err
 	}
@@ -575,6 +685,7 @@ func (m *TakenMsg) Ack() error {
 // DoubleAck deletes the job, then acknowledges it and waits for the
 // server's confirmation.
 func (m *TakenMsg) DoubleAck(ctx context.Context) error {
+	defer m.handBack()
 	if err := m.remove(ctx); err != nil {
 		return err
 	}
@@ -583,6 +694,7 @@ func (m *TakenMsg) DoubleAck(ctx context.Context) error {
 
 // Term deletes the job, then terminates its delivery.
 func (m *TakenMsg) Term() error {
+	defer m.handBack()
 	if err := m.removeNow(); err != nil {
 		return err
 	}
@@ -591,8 +703,21 @@ func (m *TakenMsg) Term() error {
 
 // TermWithReason deletes the job, then terminates its delivery with reason.
 func (m *TakenMsg) TermWithReason(reason string) error {
+	defer m.handBack()
 	if err := m.removeNow(); err != nil {
 		return err
 	}
 	return m.Msg.TermWithReason(reason)
+}
+
+// Nak hands the job back for a redelivery.
+func (m *TakenMsg) Nak() error {
+	defer m.handBack()
+	return m.Msg.Nak()
+}
+
+// NakWithDelay hands the job back for a redelivery after delay.
+func (m *TakenMsg) NakWithDelay(delay time.Duration) error {
+	defer m.handBack()
+	return m.Msg.NakWithDelay(delay)
 }

@@ -243,6 +243,63 @@ func TestTakerTakesAJobWhoseWarmWorkerIsBusy(t *testing.T) {
 	_ = busy.DoubleAck(t.Context())
 }
 
+// A worker that holds no key a job needs takes first the circuits no
+// other worker holds warm or works on, and goes on knowing the others
+// while their proofs run.
+func TestTakerSpreadsColdLoadsOverCircuitsNobodyHolds(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	sweep := func(warm ...string) func(*jobqueue.TakerConfig) {
+		return func(c *jobqueue.TakerConfig) {
+			c.Warm = func() []string { return warm }
+			c.Sweep = 100 * time.Millisecond
+		}
+	}
+	// a holds dsc_x warm and is busy with one of its jobs; b holds nothing
+	// warm and is busy with a job of dsc_y.
+	a := f.taker(t, sweep("dsc_x"))
+	f.publish(t, "dsc_x")
+	if _, msg := take(t, a); msg == nil {
+		t.Fatal("a took nothing")
+	} else {
+		defer msg.DoubleAck(t.Context())
+	}
+	b := f.taker(t, sweep())
+	f.publish(t, "dsc_y")
+	_, yJob := take(t, b)
+	if yJob == nil {
+		t.Fatal("b took nothing")
+	}
+	// Queued, oldest first: x, y, z.
+	for _, c := range []string{"dsc_x", "dsc_y", "dsc_z"} {
+		f.publish(t, c)
+	}
+	c := f.taker(t, sweep())
+	// Longer than three sweeps and a second, after which a worker that
+	// said nothing would be taken for gone: a and b are mid-proof.
+	time.Sleep(1600 * time.Millisecond)
+	if env, msg := take(t, c); msg == nil || env.Circuit != "dsc_z" {
+		t.Fatalf("c took %q, want dsc_z, which nobody else holds or works on", env.Circuit)
+	} else {
+		_ = msg.DoubleAck(t.Context())
+	}
+	// b settles its job: dsc_y is nobody's now, dsc_x still a's.
+	if err := yJob.DoubleAck(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // b's next heartbeat (not an assertion)
+	if env, msg := take(t, c); msg == nil || env.Circuit != "dsc_y" {
+		t.Fatalf("c took %q, want dsc_y (its worker settled it), not dsc_x (held warm by a)", env.Circuit)
+	} else {
+		_ = msg.DoubleAck(t.Context())
+	}
+	if env, msg := take(t, c); msg == nil || env.Circuit != "dsc_x" {
+		t.Fatalf("c took %q, want dsc_x: a busy warm worker's job is still taken", env.Circuit)
+	} else {
+		_ = msg.DoubleAck(t.Context())
+	}
+}
+
 // A job that rang no bell (a redelivery after a failure) is found by the
 // sweep; settling deletes it, and the family consumer's lag counts every
 // job until then.

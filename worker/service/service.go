@@ -634,6 +634,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("service: %w", err)
 	}
 	defer taker.Stop() // after the pool has stopped fetching
+	if warm != nil {
+		// Evict first the keys other workers hold warm.
+		s.keys.SetSpare(taker.HeldElsewhere)
+		defer s.keys.SetSpare(nil)
+	}
 	p, err := pool.New(pool.Deps{
 		Fetcher: taker, Job: pl, Store: s.store, Events: s.events, Gate: s.gate,
 		Observer: s.metrics.Observer(), Logger: log,

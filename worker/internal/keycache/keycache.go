@@ -6,7 +6,8 @@
 // first use (concurrent first uses wait for one load), keeps it while the
 // budget allows, and when another key needs room it evicts the least
 // recently used key that no proof is using (window tables go first: the
-// idle keys' tables, least recently used first, before any key). A key in
+// idle keys' tables, least recently used first, before any key; among
+// keys, the ones SetSpare says another worker holds go first). A key in
 // use is never evicted; a load that does not
 // fit waits until enough keys are released. A key larger than the whole
 // budget still loads, once every other key is gone, and proves alone: the
@@ -169,6 +170,7 @@ type Cache struct {
 	changed chan struct{} // closed (and replaced) whenever memory is freed
 	closed  bool
 	closing []Key // to Close once mu is released
+	spare   func(circuit string) bool
 
 	ctx    context.Context // ends with Close: stops builds and loads
 	cancel context.CancelFunc
@@ -368,13 +370,31 @@ func (c *Cache) makeRoom(need int64) bool {
 			}
 			continue
 		}
-		v := c.lru(func(*entry) bool { return true })
+		// Keys another worker holds warm first: the family keeps more of
+		// its catalogue warm somewhere.
+		var v *entry
+		if c.spare != nil {
+			v = c.lru(func(e *entry) bool { return c.spare(e.circuit) })
+		}
+		if v == nil {
+			v = c.lru(func(*entry) bool { return true })
+		}
 		if v == nil {
 			return false
 		}
 		c.detach(v, "room")
 	}
 	return true
+}
+
+// SetSpare tells the cache which keys another worker holds warm
+// (jobqueue.Taker.HeldElsewhere): when room is needed, those are evicted
+// before the others, least recently used first. spare is called with the
+// cache's lock held, so it must not call the cache. nil: plain LRU.
+func (c *Cache) SetSpare(spare func(circuit string) bool) {
+	c.mu.Lock()
+	c.spare = spare
+	c.mu.Unlock()
 }
 
 // lru is the least recently used idle entry that ok accepts, or nil. mu

@@ -218,6 +218,27 @@ func TestLeastRecentlyUsedIdleKeyGoes(t *testing.T) {
 	}
 }
 
+// A key another worker holds warm goes before a less recently used one
+// that only this worker holds.
+func TestKeyHeldElsewhereGoesFirst(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t, "a", "b", "c", "d")
+	c, ev := newCache(t, k, keycache.Config{Budget: 2*k.size + k.size/2})
+	use(t, c, "a")
+	use(t, c, "b") // a is the least recently used
+	c.SetSpare(func(circuit string) bool { return circuit == "b" })
+	use(t, c, "c")
+	if got := ev.take(); !slices.Equal(got, []string{"cold a", "cold b", "evict b room", "cold c"}) {
+		t.Fatalf("events %v, want b (held elsewhere) evicted rather than a", got)
+	}
+	c.SetSpare(nil) // plain LRU again
+	use(t, c, "d")
+	if got := ev.take(); !slices.Equal(got, []string{"evict a room", "cold d"}) {
+		t.Fatalf("events %v, want the least recently used (a) evicted", got)
+	}
+	within(t, c)
+}
+
 func TestKeyInUseIsNeverEvicted(t *testing.T) {
 	t.Parallel()
 	k := newKeys(t, "a", "b", "c", "d")
