@@ -155,7 +155,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	if rl != nil {
-		g.Go(func() error { return rl.Serve(gctx, sln) })
+		// The relay's connections count with the frontend's: one global
+		// cap (one process's file descriptors) and one per-source cap,
+		// and trusted proxies' PROXY headers are read the same way.
+		g.Go(func() error { return rl.Serve(gctx, srv.Listener(sln)) })
 	}
 	if cfg.AdminAddress != "" {
 		checks := []admin.Check{

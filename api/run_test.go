@@ -263,6 +263,69 @@ func testRun(t *testing.T, targets bool, attester string) {
 	}
 }
 
+// TestRelaySharesTheConnectionLimits: the status relay's connections
+// count toward the frontend's per-source cap, so one source cannot hold
+// more than its share by opening them on the relay's port.
+func TestRelaySharesTheConnectionLimits(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	_, js, natsURL := stacktest.NATS(t)
+	must(t, jobqueue.Setup(ctx, js, jobqueue.DefaultConfig(), family.All()))
+	keyFile := filepath.Join(t.TempDir(), "fleet.key")
+	must(t, os.WriteFile(keyFile, []byte(hex.EncodeToString(job.NewKey())+"\n"), 0o600))
+	circuits, zkeys := apitest.FakeCircuits(t)
+	serverAddr, statusAddr := freeAddr(t), freeAddr(t)
+	cfg, err := config.Parse([]string{
+		"-s", serverAddr, "--status-address", statusAddr, "-c", circuits, "-k", zkeys,
+		"--attester", "dev", "--dev-attest-dir", t.TempDir(), "--admin-address", "",
+		"--job-key-file", keyFile, "-d", stacktest.PostgresURL(t), "--nats-url", natsURL,
+		"--max-connections-per-source", "2",
+	}, func(string) (string, bool) { return "", false }, io.Discard)
+	must(t, err)
+	var logs apitest.Buffer
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, cfg, slog.New(slog.NewJSONHandler(&logs, nil))) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+
+	// One connection on each port: both within the cap of 2.
+	ws := relaySubscribe(t, statusAddr, "00000000-0000-4000-8000-000000000000")
+	defer ws.Close()
+	held, err := net.Dial("tcp", serverAddr)
+	must(t, err)
+	defer held.Close()
+	// A third, on the relay's port, is over it: answered 503 and closed.
+	resp, err := http.Get("http://" + statusAddr + "/?EIO=4&transport=polling")
+	if err != nil {
+		t.Fatalf("the relay's answer over the cap: %v\n%s", err, logs.String())
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "-32000") {
+		t.Fatalf("a third connection from one source on the relay's port = %d %s, want 503 with a -32000 error", resp.StatusCode, body)
+	}
+	// Once the frontend's connection closes, the relay takes one again.
+	held.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get("http://" + statusAddr + "/?EIO=4&transport=polling")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay still refuses after a connection closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // relaySubscribe opens the relay as the app's socket.io-client does (path
 // "/", websocket) and subscribes to id, speaking the few framing
 // characters of Engine.IO 4 and Socket.IO 5 itself.
