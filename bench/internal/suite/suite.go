@@ -162,7 +162,7 @@ func sizes(quick bool, conc int) Settings {
 		QueueJobsPerFamily: 2000, QueueSlots: 16,
 		ProverCircuits: circuits.Demos(), ProverReps: 7, ProverMinReps: 7,
 		Sessions: 10000, WorkerJobs: 20,
-		PlacementWorkers: 2, PlacementJobs: 12, PlacementRounds: 1,
+		PlacementWorkers: 2, PlacementJobs: 12, PlacementRounds: 3,
 		PlacementCopiesOf: circuits.DSC, PlacementCopies: 4,
 	}
 }
