@@ -182,7 +182,13 @@ func NewTaker(js jetstream.JetStream, cfg TakerConfig) (*Taker, error) {
 // Start subscribes to the family's bells (an ordered consumer, headers
 // only, from the stream's next sequence on) and, with TakerConfig.Warm, to its workers'
 // announcements, announces this one, and lists the circuit consumers once.
-func (t *Taker) Start(ctx context.Context) error {
+func (t *Taker) Start(ctx context.Context) (err error) {
+	// A Start that fails leaves nothing behind: the Taker is stopped.
+	defer func() {
+		if err != nil {
+			t.Stop()
+		}
+	}()
 	s, err := t.js.Stream(ctx, t.cfg.Stream)
 	if err != nil {
 		return fmt.Errorf("jobqueue: stream %s: %w", t.cfg.Stream, err)
@@ -196,7 +202,6 @@ func (t *Taker) Start(ctx context.Context) error {
 		t.warmSub = sub
 		t.mu.Unlock()
 		t.announce(false, true)
-		go t.heartbeat()
 	}
 	// From an explicit sequence rather than DeliverNew: an ordered
 	// consumer that has delivered nothing yet and is recreated (after a
@@ -224,6 +229,9 @@ func (t *Taker) Start(ctx context.Context) error {
 	t.stream, t.bells = s, cc
 	t.mu.Unlock()
 	t.sweep(ctx)
+	if t.cfg.Warm != nil {
+		go t.heartbeat()
+	}
 	return nil
 }
 
