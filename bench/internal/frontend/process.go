@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,11 +21,11 @@ import (
 
 	"github.com/openpassport/prover-fleet/api/client"
 	"github.com/openpassport/prover-fleet/api/server"
+	"github.com/openpassport/prover-fleet/bench/internal/apiproc"
 	"github.com/openpassport/prover-fleet/bench/internal/child"
 	"github.com/openpassport/prover-fleet/bench/internal/circuits"
 	"github.com/openpassport/prover-fleet/bench/internal/report"
 	"github.com/openpassport/prover-fleet/bench/internal/stats"
-	"github.com/openpassport/prover-fleet/internal/devfleet"
 	"github.com/openpassport/prover-fleet/shared/attest"
 	"github.com/openpassport/prover-fleet/shared/family"
 )
@@ -170,14 +169,19 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	defer stopFleet()
 	res := &ProcessResult{Circuit: c.Name, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds()}
 
-	api, err := startAPI(ctx, cfg, fleet)
+	// A session table far above what the run opens, and a CPU profile of
+	// each window, which says where the CPU goes (sampling at 100 Hz costs
+	// it well under 1 %).
+	api, err := apiproc.Start(ctx, apiproc.Config{
+		Binary: cfg.APIBinary, Fleet: fleet, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, WorkDir: cfg.WorkDir,
+		Args: []string{"--max-sessions", "1000000", "--admin-pprof"},
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("frontend: %w", err)
 	}
-	defer os.RemoveAll(api.attestDir)
 	defer api.Stop(10 * time.Second)
 
-	attester, err := attest.NewDev(attest.DevConfig{Dir: api.attestDir, ModuleID: "prover-api-dev"})
+	attester, err := attest.NewDev(attest.DevConfig{Dir: api.AttestDir, ModuleID: "prover-api-dev"})
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
@@ -217,7 +221,7 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 		return nil, err
 	}
 	res.ConcurrentCryptoPerPairMS = conc.ProcessCPUPerPairMS
-	for _, tr := range []struct{ name, url string }{{"WebSocket", "ws://" + api.addr + "/"}, {"HTTP", "http://" + api.addr + "/"}} {
+	for _, tr := range []struct{ name, url string }{{"WebSocket", "ws://" + api.Addr + "/"}, {"HTTP", "http://" + api.Addr + "/"}} {
 		cfg.Log("frontend (own process): %s, %d clients in the load generator", tr.name, cfg.Concurrency)
 		spec.URL = tr.url
 		dir := cfg.ProfileDir
@@ -261,80 +265,6 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	return res, nil
 }
 
-// apiProcess is prover-api started by startAPI.
-type apiProcess struct {
-	*child.Process
-	addr, admin, attestDir string
-}
-
-// startAPI runs prover-api against the fleet's NATS and Postgres, with
-// the per-source limits off (every client of the benchmark has the same
-// address) and a session table far above what the run opens.
-func startAPI(ctx context.Context, cfg ProcessConfig, fleet *devfleet.Fleet) (*apiProcess, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	admin, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	attestDir, err := os.MkdirTemp(cfg.WorkDir, "api-attest-")
-	if err != nil {
-		return nil, err
-	}
-	args := []string{
-		"--server-address", addr, "--admin-address", admin, "--status-address", "127.0.0.1:0",
-		"--database-url", fleet.DatabaseURL(), "--nats-url", fleet.NATSURL(),
-		"--circuit-folder", cfg.CircuitDir, "--zkey-folder", cfg.ZkeyDir,
-		"--attester", "dev", "--dev-attest-dir", attestDir, "--job-key-file", fleet.JobKeyFile(),
-		"--max-sessions", "1000000", "--hello-rate", "0", "--max-sessions-per-source", "0", "--session-share", "0",
-		"--max-connections-per-source", "0", "--log-level", "warn", "--log-format", "text",
-	}
-	// Its CPU profile during each window says where the CPU goes
-	// (sampling at 100 Hz costs it well under 1 %).
-	args = append(args, "--admin-pprof")
-	p, err := child.Start(ctx, child.Cmd{Path: cfg.APIBinary, Args: args})
-	if err != nil {
-		os.RemoveAll(attestDir)
-		return nil, fmt.Errorf("frontend: %w", err)
-	}
-	fail := func(err error) (*apiProcess, error) {
-		p.Stop(time.Second)
-		os.RemoveAll(attestDir)
-		return nil, err
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return &apiProcess{Process: p, addr: addr, admin: admin, attestDir: attestDir}, nil
-			}
-		}
-		select {
-		case <-p.Exited():
-			return fail(fmt.Errorf("frontend: prover-api exited: %s", p.Output()))
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("frontend: prover-api not ready: %s", p.Output()))
-		}
-	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // cpuSnapshot is the CPU time so far of the processes measured apart.
 type cpuSnapshot struct {
 	api, loadgen, postgres, self time.Duration
@@ -359,7 +289,7 @@ func snapshot(apiPid, loadgenPid int) (cpuSnapshot, error) {
 
 // runLoad starts the load generator and takes the CPU snapshots at the
 // window it announces.
-func runLoad(ctx context.Context, cfg ProcessConfig, api *apiProcess, spec LoadSpec, profile string) (ProcessLoad, error) {
+func runLoad(ctx context.Context, cfg ProcessConfig, api *apiproc.Process, spec LoadSpec, profile string) (ProcessLoad, error) {
 	apiPid := api.Pid()
 	var l ProcessLoad
 	in, err := json.Marshal(spec)
@@ -395,7 +325,7 @@ func runLoad(ctx context.Context, cfg ProcessConfig, api *apiProcess, spec LoadS
 					profWG.Add(1)
 					go func() {
 						defer profWG.Done()
-						profErr = fetchProfile(ctx, api.admin, spec.Duration, profile)
+						profErr = fetchProfile(ctx, api.Admin, spec.Duration, profile)
 					}()
 				}
 			case line == MarkDone:

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -26,6 +25,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/openpassport/prover-fleet/api/client"
+	"github.com/openpassport/prover-fleet/bench/internal/apiproc"
 	"github.com/openpassport/prover-fleet/bench/internal/child"
 	"github.com/openpassport/prover-fleet/bench/internal/circuits"
 	"github.com/openpassport/prover-fleet/bench/internal/report"
@@ -125,13 +125,13 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	for _, mode := range modes {
 		cfg.Log("memory: prover-worker (%s), %d jobs", mode, cfg.Jobs)
 		w, err := worker(ctx, cfg, fleet, mode, cfg.Verifier)
-		var refused *refusedError
+		var refused *child.ExitedError
 		if errors.As(err, &refused) && cfg.Verifier != cfg.Fallback && cfg.Fallback != "" {
-			res.Notes = append(res.Notes, fmt.Sprintf("prover-worker (%s) refused --verifier %s (%s); it ran with %s", mode, cfg.Verifier, refused.said, shortCmd(cfg.Fallback)))
+			res.Notes = append(res.Notes, fmt.Sprintf("prover-worker (%s) refused --verifier %s (%s); it ran with %s", mode, cfg.Verifier, refused.Output, shortCmd(cfg.Fallback)))
 			w, err = worker(ctx, cfg, fleet, mode, cfg.Fallback)
 		}
 		if errors.As(err, &refused) && mode == "native" {
-			res.Notes = append(res.Notes, "prover-worker refused --prover-mode native: "+refused.said)
+			res.Notes = append(res.Notes, "prover-worker refused --prover-mode native: "+refused.Output)
 			continue
 		}
 		if err != nil {
@@ -141,50 +141,6 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	return res, nil
 }
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// waitReady polls url until it answers 200, the process exits or the time
-// runs out.
-func waitReady(ctx context.Context, p *child.Process, url string) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.Exited():
-			return &refusedError{said: p.Output()}
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("memory: %s not ready after 60s: %s", url, p.Output())
-		}
-	}
-}
-
-// refusedError: the program exited during start-up (a configuration it
-// does not support).
-type refusedError struct{ said string }
-
-func (e *refusedError) Error() string { return "exited during start-up: " + e.said }
 
 // settle lets the process go quiet before its memory is read.
 func settle(ctx context.Context) {
@@ -196,37 +152,17 @@ func settle(ctx context.Context) {
 
 func frontend(ctx context.Context, cfg Config, fleet *devfleet.Fleet, transport string) (Frontend, error) {
 	fe := Frontend{Transport: transport, Sessions: cfg.Sessions, LiveSessions: -1}
-	addr, err := freeAddr()
-	if err != nil {
-		return fe, err
-	}
-	admin, err := freeAddr()
-	if err != nil {
-		return fe, err
-	}
-	attestDir, err := os.MkdirTemp(cfg.WorkDir, "api-attest-")
-	if err != nil {
-		return fe, err
-	}
-	defer os.RemoveAll(attestDir)
-	p, err := child.Start(ctx, child.Cmd{Path: cfg.APIBinary, Args: []string{
-		"--server-address", addr, "--admin-address", admin, "--status-address", "127.0.0.1:0",
-		"--database-url", fleet.DatabaseURL(), "--nats-url", fleet.NATSURL(),
-		"--circuit-folder", cfg.CircuitDir, "--zkey-folder", cfg.ZkeyDir,
-		"--attester", "dev", "--dev-attest-dir", attestDir,
-		"--job-key-file", fleet.JobKeyFile(),
-		"--max-sessions", strconv.Itoa(2 * cfg.Sessions), "--session-ttl", "30m", "--idle-timeout", "30m",
-		// Every client here has the same address: no per-source limits.
-		"--hello-rate", "0", "--max-sessions-per-source", "0", "--session-share", "0", "--max-connections-per-source", "0",
-		"--log-level", "warn", "--log-format", "text",
-	}})
+	// Every client here has the same address: apiproc turns the
+	// per-source limits off.
+	p, err := apiproc.Start(ctx, apiproc.Config{
+		Binary: cfg.APIBinary, Fleet: fleet, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, WorkDir: cfg.WorkDir,
+		Args: []string{"--max-sessions", strconv.Itoa(2 * cfg.Sessions), "--session-ttl", "30m", "--idle-timeout", "30m"},
+	})
 	if err != nil {
 		return fe, fmt.Errorf("memory: %w", err)
 	}
 	defer p.Stop(10 * time.Second)
-	if err := waitReady(ctx, p, "http://"+admin+"/readyz"); err != nil {
-		return fe, fmt.Errorf("memory: prover-api: %w", err)
-	}
+	addr, admin := p.Addr, p.Admin
 	settle(ctx)
 	idle, err := child.ReadMemory(p.Pid())
 	if err != nil {
@@ -379,7 +315,7 @@ func gauge(ctx context.Context, url, name string) (float64, bool) {
 
 func worker(ctx context.Context, cfg Config, fleet *devfleet.Fleet, mode, verifier string) (Worker, error) {
 	w := Worker{Mode: mode, Verifier: shortCmd(verifier), Jobs: cfg.Jobs}
-	admin, err := freeAddr()
+	admin, err := child.FreeAddr()
 	if err != nil {
 		return w, err
 	}
@@ -407,8 +343,8 @@ func worker(ctx context.Context, cfg Config, fleet *devfleet.Fleet, mode, verifi
 		return w, fmt.Errorf("memory: %w", err)
 	}
 	defer p.Stop(30 * time.Second)
-	if err := waitReady(ctx, p, "http://"+admin+"/readyz"); err != nil {
-		var refused *refusedError
+	if err := p.WaitReady(ctx, "http://"+admin+"/readyz", time.Minute); err != nil {
+		var refused *child.ExitedError
 		if errors.As(err, &refused) {
 			return w, err
 		}
