@@ -524,9 +524,9 @@ func (t *Taker) Fetch(batch int, _ ...jetstream.FetchOpt) (jetstream.MessageBatc
 				lastErr = err
 			}
 		}
-		// Nothing for this worker now: it waits (said again every Sweep,
-		// so that the others know it is still there).
-		t.announce(true, time.Since(t.saidAtLocked()) >= t.cfg.Sweep)
+		// Nothing for this worker now: it waits (the heartbeat says it
+		// again every Sweep).
+		t.announce(true, false)
 
 		wakeAt := deadline
 		if sw := t.sweptAt().Add(t.cfg.Sweep); sw.Before(wakeAt) {
@@ -547,12 +547,6 @@ func (t *Taker) Fetch(batch int, _ ...jetstream.FetchOpt) (jetstream.MessageBatc
 		}
 		timer.Stop()
 	}
-}
-
-func (t *Taker) saidAtLocked() time.Time {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.saidAt
 }
 
 func (t *Taker) sweptAt() time.Time {
