@@ -49,25 +49,40 @@ type Field struct {
 // values are split off without decoding, and a Dst that implements
 // json.Unmarshaler (protocol.Bytes) is handed its raw value directly.
 func Decode(raw json.RawMessage, fields ...Field) error {
-	byName, err := split(raw, fields)
-	if err != nil {
+	// Each field's raw value, by the field's index: no map.
+	var buf [8]json.RawMessage
+	vals := buf[:0]
+	if len(fields) <= len(buf) {
+		vals = buf[:len(fields)]
+	} else {
+		vals = make([]json.RawMessage, len(fields))
+	}
+	if err := split(raw, fields, vals); err != nil {
 		return err
 	}
-	for _, f := range fields {
-		v, ok := byName[f.Name]
-		if !ok || IsNull(v) {
+	for i, f := range fields {
+		v := vals[i]
+		if v == nil || IsNull(v) {
 			if f.Optional {
 				continue
 			}
-			if ok {
+			if v != nil {
 				return &Error{Param: f.Name, Reason: "must not be null"}
 			}
 			return &Error{Param: f.Name, Reason: "is required"}
 		}
-		if u, ok := f.Dst.(json.Unmarshaler); ok {
-			err = u.UnmarshalJSON(v)
-		} else {
-			err = json.Unmarshal(v, f.Dst)
+		var err error
+		switch dst := f.Dst.(type) {
+		case json.Unmarshaler:
+			err = dst.UnmarshalJSON(v)
+		case *string:
+			if s, ok := String(v); ok {
+				*dst = s
+				continue
+			}
+			err = json.Unmarshal(v, dst) // for its error
+		default:
+			err = json.Unmarshal(v, dst)
 		}
 		if err != nil {
 			return &Error{Param: f.Name, Reason: describe(err)}
@@ -76,34 +91,39 @@ func Decode(raw json.RawMessage, fields ...Field) error {
 	return nil
 }
 
-// split maps param names to their raw values.
-func split(raw json.RawMessage, fields []Field) (map[string]json.RawMessage, error) {
+// split puts each field's raw value (nil when absent) in vals, by the
+// field's index.
+func split(raw json.RawMessage, fields []Field, vals []json.RawMessage) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || IsNull(raw) {
-		return map[string]json.RawMessage{}, nil
+		return nil
 	}
 	switch raw[0] {
 	case '{':
-		m, err := Object(raw)
+		err := Members(raw, func(key []byte, v json.RawMessage) {
+			for i, f := range fields {
+				if string(key) == f.Name {
+					vals[i] = v // a repeated name keeps its last value
+					return
+				}
+			}
+		})
 		if err != nil {
-			return nil, &Error{Reason: "params are not a valid JSON object"}
+			return &Error{Reason: "params are not a valid JSON object"}
 		}
-		return m, nil
+		return nil
 	case '[':
 		list, err := Array(raw)
 		if err != nil {
-			return nil, &Error{Reason: "params are not a valid JSON array"}
+			return &Error{Reason: "params are not a valid JSON array"}
 		}
 		if len(list) > len(fields) {
-			return nil, &Error{Reason: fmt.Sprintf("too many positional params: got %d, want at most %d", len(list), len(fields))}
+			return &Error{Reason: fmt.Sprintf("too many positional params: got %d, want at most %d", len(list), len(fields))}
 		}
-		m := make(map[string]json.RawMessage, len(list))
-		for i, v := range list {
-			m[fields[i].Name] = v
-		}
-		return m, nil
+		copy(vals, list)
+		return nil
 	}
-	return nil, &Error{Reason: "params must be an object or an array"}
+	return &Error{Reason: "params must be an object or an array"}
 }
 
 // IsNull reports whether a raw value is JSON null.

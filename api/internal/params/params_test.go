@@ -39,6 +39,9 @@ func TestDecode(t *testing.T) {
 		{name: "by name", raw: `{"uuid":"u","nonce":[1,2],"cipher_text":[3],"auth_tag":[4]}`, want: want},
 		{name: "by name, unknown ignored", raw: `{"extra":{"x":1},"uuid":"u","nonce":[1,2],"cipher_text":[3],"auth_tag":[4]}`, want: want},
 		{name: "by position", raw: `["u",[1,2],[3],[4]]`, want: want},
+		{name: "repeated name keeps the last", raw: `{"uuid":"x","nonce":[1,2],"cipher_text":[3],"auth_tag":[4],"uuid":"u"}`, want: want},
+		{name: "escaped name", raw: `{"\u0075uid":"u","nonce":[1,2],"cipher_text":[3],"auth_tag":[4]}`, want: want},
+		{name: "escaped value", raw: `{"uuid":"\u0075","nonce":[1,2],"cipher_text":[3],"auth_tag":[4]}`, want: want},
 		{name: "optional missing", raw: `{"uuid":"u","nonce":[1,2],"cipher_text":[3]}`, want: submit{UUID: "u", Nonce: protocol.Bytes{1, 2}, Cipher: protocol.Bytes{3}}},
 		{name: "optional null", raw: `{"uuid":"u","nonce":[1,2],"cipher_text":[3],"auth_tag":null}`, want: submit{UUID: "u", Nonce: protocol.Bytes{1, 2}, Cipher: protocol.Bytes{3}}},
 		{name: "positional short", raw: `["u",[1,2],[3]]`, want: submit{UUID: "u", Nonce: protocol.Bytes{1, 2}, Cipher: protocol.Bytes{3}}},
@@ -108,6 +111,24 @@ func FuzzDecode(f *testing.F) {
 		q, err := decodeSubmit(string(data))
 		if err != nil || q.UUID != p.UUID || !bytes.Equal(q.Nonce, p.Nonce) || !bytes.Equal(q.Cipher, p.Cipher) || !bytes.Equal(q.Tag, p.Tag) {
 			t.Fatalf("re-decoding %s gave %+v, %v; want %+v", data, q, err, p)
+		}
+	})
+}
+
+// FuzzString checks String against encoding/json on valid JSON.
+func FuzzString(f *testing.F) {
+	for _, s := range []string{`"u"`, `"\u00e9\n"`, "\"\xff\"", `""`, `1`, `null`, `["a"]`, `"a\"b"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) || IsNull(data) { // null: Decode checks it first
+			return
+		}
+		got, ok := String(bytes.TrimSpace(data))
+		var want string
+		werr := json.Unmarshal(data, &want)
+		if ok != (werr == nil) || got != want {
+			t.Fatalf("String(%q) = %q, %v; encoding/json: %q, %v", data, got, ok, want, werr)
 		}
 	})
 }

@@ -1,8 +1,10 @@
 package params
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // The splitters below walk the top level of JSON text that has already
@@ -18,50 +20,86 @@ var errNotJSON = errors.New("params: not valid JSON")
 // Object returns the members of a JSON object; a repeated key keeps its
 // last value, as encoding/json does.
 func Object(data []byte) (map[string]json.RawMessage, error) {
+	out := make(map[string]json.RawMessage)
+	err := Members(data, func(key []byte, v json.RawMessage) {
+		out[string(key)] = v
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Members calls fn with each member of a JSON object, in order: the key
+// unescaped, and the value's raw text (sharing data's memory). It
+// allocates nothing for keys without escapes, so the hot path (a
+// message's three members, a method's few params) builds no map.
+func Members(data []byte, fn func(key []byte, v json.RawMessage)) error {
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
-		return nil, errNotJSON
+		return errNotJSON
 	}
-	out := make(map[string]json.RawMessage)
 	i = skipWS(data, i+1)
 	if i < len(data) && data[i] == '}' {
-		return out, nil
+		return nil
 	}
 	for {
 		if i >= len(data) || data[i] != '"' {
-			return nil, errNotJSON
+			return errNotJSON
 		}
 		end, err := skipString(data, i)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		var key string
-		if err := json.Unmarshal(data[i:end], &key); err != nil {
-			return nil, errNotJSON
+		key := data[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
+			var k string
+			if err := json.Unmarshal(data[i:end], &k); err != nil {
+				return errNotJSON
+			}
+			key = []byte(k)
 		}
 		i = skipWS(data, end)
 		if i >= len(data) || data[i] != ':' {
-			return nil, errNotJSON
+			return errNotJSON
 		}
 		i = skipWS(data, i+1)
 		end, err = skipValue(data, i)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out[key] = data[i:end:end]
+		fn(key, data[i:end:end])
 		i = skipWS(data, end)
 		if i >= len(data) {
-			return nil, errNotJSON
+			return errNotJSON
 		}
 		switch data[i] {
 		case ',':
 			i = skipWS(data, i+1)
 		case '}':
-			return out, nil
+			return nil
 		default:
-			return nil, errNotJSON
+			return errNotJSON
 		}
 	}
+}
+
+// String decodes a JSON string value (v must be valid JSON). Strings
+// without escapes (uuids, method names) are copied out directly; others go
+// through encoding/json, which also turns invalid UTF-8 into U+FFFD. ok is
+// false when v is not a string.
+func String(v json.RawMessage) (s string, ok bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return "", false
+	}
+	body := v[1 : len(v)-1]
+	if bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
+		return string(body), true
+	}
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // Array returns the elements of a JSON array.

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/openpassport/prover-fleet/api/internal/jsonvalid"
 	"github.com/openpassport/prover-fleet/shared/family"
 )
 
@@ -171,7 +172,7 @@ func describe(err error) string {
 
 func isJSONObject(b []byte) bool {
 	b = bytes.TrimSpace(b)
-	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+	return len(b) > 0 && b[0] == '{' && jsonvalid.Valid(b)
 }
 
 func joinTypes() string {

@@ -36,6 +36,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/internal/admission"
 	"github.com/openpassport/prover-fleet/api/internal/handshake"
 	"github.com/openpassport/prover-fleet/api/internal/intake"
+	"github.com/openpassport/prover-fleet/api/internal/jsonvalid"
 	"github.com/openpassport/prover-fleet/api/internal/params"
 	"github.com/openpassport/prover-fleet/api/protocol"
 	"github.com/openpassport/prover-fleet/shared/attest"
@@ -246,10 +247,11 @@ type message struct {
 }
 
 // parseMessage checks that data is one JSON-RPC request. The text is
-// validated once and then split without decoding the params, which can be
-// 10 MiB of byte arrays.
+// validated once (jsonvalid, as json.Valid) and then split without
+// decoding the params, which can be 10 MiB of byte arrays, and without
+// building a map of the members.
 func parseMessage(data []byte) (message, *jsonrpc2.Error) {
-	if !json.Valid(data) {
+	if !jsonvalid.Valid(data) {
 		var v any
 		return message{}, rpcError(protocol.CodeParseError, "Parse error", describeSyntax(json.Unmarshal(data, &v)))
 	}
@@ -261,21 +263,32 @@ func parseMessage(data []byte) (message, *jsonrpc2.Error) {
 	default:
 		return message{}, rpcError(protocol.CodeInvalidRequest, "Invalid Request", "a request must be a JSON object")
 	}
-	fields, err := params.Object(data)
+	var m message
+	var method json.RawMessage
+	err := params.Members(data, func(key []byte, v json.RawMessage) {
+		switch string(key) { // a repeated key keeps its last value
+		case "id":
+			m.ID = v
+		case "method":
+			method = v
+		case "params":
+			m.Params = v
+		}
+	})
 	if err != nil {
 		return message{}, rpcError(protocol.CodeInvalidRequest, "Invalid Request", "a request must be a JSON object")
 	}
-	m := message{ID: fields["id"], Params: fields["params"]}
 	if !validID(m.ID) {
 		return message{}, rpcError(protocol.CodeInvalidRequest, "Invalid Request", "id must be a string, a number or null")
 	}
-	method, ok := fields["method"]
-	if !ok {
+	if method == nil {
 		return m, rpcError(protocol.CodeInvalidRequest, "Invalid Request", "method is required")
 	}
-	if err := json.Unmarshal(method, &m.Method); err != nil || params.IsNull(method) {
+	name, ok := params.String(method)
+	if !ok {
 		return m, rpcError(protocol.CodeInvalidRequest, "Invalid Request", "method must be a string")
 	}
+	m.Method = name
 	return m, nil
 }
 
@@ -572,10 +585,12 @@ func (s *Server) serveProof(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, err := marshal(v)
+	data, release, err := encode(v)
 	if err != nil {
 		data, _ = json.Marshal(errorResponse(nil, rpcError(protocol.CodeInternalError, "Internal error", "")))
 		status = http.StatusInternalServerError
+	} else {
+		defer release() // Write copies into the response's buffer
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
