@@ -415,9 +415,9 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 		return "", err
 	}
 	defer clear(req.Inputs)
-	log := s.log.With("request_id", id, "family", req.Type.Family(), "circuit", req.Circuit)
+	log := requestLog{l: s.log, id: id, family: req.Type.Family(), circuit: req.Circuit}
 	if err := s.d.Validator.Validate(req); err != nil {
-		log.InfoContext(ctx, "request refused", "reason", err.Error())
+		log.log(ctx, slog.LevelInfo, "request refused", "reason", err.Error())
 		return "", err
 	}
 	sealed, err := s.d.Sealer.Seal(id, req.Inputs)
@@ -452,14 +452,14 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 	case errors.Is(err, store.ErrExists):
 		return "", fmt.Errorf("%w: %w", ErrExists, err)
 	case err != nil:
-		log.ErrorContext(ctx, "record failed", "err", err)
+		log.log(ctx, slog.LevelError, "record failed", "err", err)
 		return "", &InternalError{Public: msgRecord, Err: err}
 	}
 	err = s.enqueue(ctx, log, env)
 	switch {
 	case err == nil:
 	case errors.Is(err, jobqueue.ErrNotQueued):
-		log.ErrorContext(ctx, "enqueue failed, removing the row", "err", err)
+		log.log(ctx, slog.LevelError, "enqueue failed, removing the row", "err", err)
 		s.compensate(ctx, log, id)
 		public := msgEnqueue
 		if errors.Is(err, jobqueue.ErrQueueFull) {
@@ -470,10 +470,12 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 		// Unknown outcome: see the package doc. The row and its sealed job
 		// stay; the job is on the stream, reaches it later, or is
 		// published again by the reconciler.
-		log.WarnContext(ctx, "enqueue not confirmed; the request is kept with its sealed job and is queued again if the job was lost", "err", err)
+		log.log(ctx, slog.LevelWarn, "enqueue not confirmed; the request is kept with its sealed job and is queued again if the job was lost", "err", err)
 	}
-	log.InfoContext(ctx, "request accepted", "proof_type", string(req.Type),
-		"duration_ms", s.cfg.Now().Sub(start).Milliseconds())
+	if log.l.Enabled(ctx, slog.LevelInfo) {
+		log.log(ctx, slog.LevelInfo, "request accepted", "proof_type", string(req.Type),
+			"duration_ms", s.cfg.Now().Sub(start).Milliseconds())
+	}
 	return id, nil
 }
 
@@ -482,7 +484,7 @@ func (s *Service) Submit(ctx context.Context, id string, nonce, ciphertext, tag 
 // stream does not hold it. It returns nil once the stream holds the job, a
 // jobqueue.ErrNotQueued when it certainly does not, and another error when
 // that is unknown.
-func (s *Service) enqueue(ctx context.Context, log *slog.Logger, env job.Envelope) error {
+func (s *Service) enqueue(ctx context.Context, log requestLog, env job.Envelope) error {
 	err := s.d.Queue.Publish(ctx, env)
 	if !errors.Is(err, jobqueue.ErrDuplicate) {
 		return err
@@ -494,20 +496,37 @@ func (s *Service) enqueue(ctx context.Context, log *slog.Logger, env job.Envelop
 	case queued:
 		// An earlier publish of this very job whose acknowledgement was
 		// lost: it is this request's.
-		log.InfoContext(ctx, "job was already enqueued", "err", err)
+		log.log(ctx, slog.LevelInfo, "job was already enqueued", "err", err)
 		return nil
 	}
-	log.WarnContext(ctx, "a job with this id was published earlier and is no longer queued; publishing it again", "err", err)
+	log.log(ctx, slog.LevelWarn, "a job with this id was published earlier and is no longer queued; publishing it again", "err", err)
 	return s.d.Queue.Republish(ctx, env, 0)
+}
+
+// requestLog logs about one submitted request. Its attributes are added
+// only when a record is written: slog's With formats them at once, which
+// every submit paid for whatever the level.
+type requestLog struct {
+	l       *slog.Logger
+	id      string
+	family  family.Family
+	circuit string
+}
+
+func (r requestLog) log(ctx context.Context, level slog.Level, msg string, args ...any) {
+	if !r.l.Enabled(ctx, level) {
+		return
+	}
+	r.l.With("request_id", r.id, "family", r.family, "circuit", r.circuit).Log(ctx, level, msg, args...)
 }
 
 // compensate removes the row of a request whose job is certainly not
 // queued, so the uuid is free for a retry.
-func (s *Service) compensate(ctx context.Context, log *slog.Logger, id string) {
+func (s *Service) compensate(ctx context.Context, log requestLog, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CompensateTimeout)
 	defer cancel()
 	if err := s.d.Store.Delete(ctx, id); err != nil {
-		log.ErrorContext(ctx, "could not remove the row of an unqueued request; it stays pending without a job", "err", err)
+		log.log(ctx, slog.LevelError, "could not remove the row of an unqueued request; it stays pending without a job", "err", err)
 	}
 }
 

@@ -67,7 +67,8 @@ type Observer interface {
 	// ListenerUp reports whether LISTEN is in force.
 	ListenerUp(up bool)
 	// Notified counts a notification received: matched says whether a
-	// subscriber wanted it, malformed that its payload was not a row.
+	// subscriber wanted it, malformed that its payload was not a row
+	// (payloads are only read while there is a subscription).
 	Notified(matched, malformed bool)
 }
 
@@ -291,6 +292,18 @@ func Parse(data string) (Notification, error) {
 }
 
 func (l *Listener) dispatch(data string) {
+	// Every row written notifies, most of them requests nobody follows
+	// (each submit's own insert): with no subscription at all there is
+	// nothing to match, and the payload is not read.
+	l.mu.Lock()
+	none := len(l.subs) == 0
+	l.mu.Unlock()
+	if none {
+		if l.obs != nil {
+			l.obs.Notified(false, false)
+		}
+		return
+	}
 	n, err := Parse(data)
 	if err != nil {
 		l.log.Warn("unreadable status notification", "err", err, "bytes", len(data))

@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"encoding/json"
+	"slices"
+	"sync"
 
 	"github.com/openpassport/prover-fleet/api/protocol"
 )
@@ -12,29 +14,60 @@ import (
 // attestation document (a few KB of byte values) cost about as much as
 // writing it. The output is byte for byte json.Marshal's (a test checks);
 // anything else goes through json.Marshal.
-func marshal(v any) ([]byte, error) {
+func marshal(v any) ([]byte, error) { return appendMessage(nil, v) }
+
+// appendMessage is marshal appending to dst.
+func appendMessage(dst []byte, v any) ([]byte, error) {
 	if r, ok := v.(*response); ok && r.Error == nil && r.JSONRPC == "2.0" && plainRaw(r.ID) {
 		switch res := r.Result.(type) {
 		case protocol.HelloResult:
-			if b, ok := appendHelloResponse(r.ID, res); ok {
+			if b, ok := appendHelloResponse(dst, r.ID, res); ok {
 				return b, nil
 			}
 		case string:
 			if q, ok := quote(res); ok {
-				return appendEnvelope(r.ID, q), nil
+				return appendEnvelope(dst, r.ID, q), nil
 			}
 		}
 	}
-	return json.Marshal(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	if dst == nil {
+		return b, nil
+	}
+	return append(dst, b...), nil
+}
+
+// Buffers of encoded messages, reused once a message is written (an answer
+// to a hello is about 11 KB). Buffers that grew past 64 KiB are dropped.
+var messageBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// encode encodes v into a pooled buffer; release returns it once its bytes
+// have been written.
+func encode(v any) (data []byte, release func(), err error) {
+	bp := messageBuffers.Get().(*[]byte)
+	data, err = appendMessage((*bp)[:0], v)
+	if err != nil {
+		messageBuffers.Put(bp)
+		return nil, nil, err
+	}
+	return data, func() {
+		if cap(data) <= 64<<10 {
+			*bp = data[:0]
+			messageBuffers.Put(bp)
+		}
+	}, nil
 }
 
 // appendEnvelope wraps an encoded result: {"jsonrpc":"2.0","id":…,"result":…}.
-func appendEnvelope(id json.RawMessage, result []byte) []byte {
+func appendEnvelope(out []byte, id json.RawMessage, result []byte) []byte {
 	const (
 		head = `{"jsonrpc":"2.0","id":`
 		mid  = `,"result":`
 	)
-	out := make([]byte, 0, len(head)+len(id)+len(mid)+len(result)+1)
+	out = slices.Grow(out, len(head)+len(id)+len(mid)+len(result)+1)
 	out = append(out, head...)
 	out = append(out, id...)
 	out = append(out, mid...)
@@ -44,13 +77,13 @@ func appendEnvelope(id json.RawMessage, result []byte) []byte {
 
 // appendHelloResponse encodes the whole answer to a hello in one buffer:
 // {"jsonrpc":"2.0","id":…,"result":{"uuid":…,"attestation":[…]}}.
-func appendHelloResponse(rid json.RawMessage, h protocol.HelloResult) ([]byte, bool) {
+func appendHelloResponse(out []byte, rid json.RawMessage, h protocol.HelloResult) ([]byte, bool) {
 	const head = `{"jsonrpc":"2.0","id":`
 	id, ok := quote(h.UUID)
 	if !ok {
-		return nil, false
+		return out, false
 	}
-	out := make([]byte, 0, len(head)+len(rid)+64+len(id)+4*len(h.Attestation))
+	out = slices.Grow(out, len(head)+len(rid)+64+len(id)+4*len(h.Attestation))
 	out = append(out, head...)
 	out = append(out, rid...)
 	out = append(out, `,"result":`...)

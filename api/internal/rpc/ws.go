@@ -357,10 +357,11 @@ func (c *wsConn) message(typ int, r io.Reader) bool {
 // client that does not read fills its buffers and the deadline passes)
 // closes the socket.
 func (c *wsConn) write(v any) error {
-	data, err := marshal(v)
+	data, release, err := encode(v)
 	if err != nil {
 		return err
 	}
+	defer release() // gorilla copies the message into its frame buffer
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if c.ctx.Err() != nil {
