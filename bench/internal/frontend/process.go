@@ -47,10 +47,11 @@ type ProcessConfig struct {
 	// before and after the loads.
 	CryptoPairs int
 	WorkDir     string
-	// ProfileDir, when set, keeps prover-api's CPU profile of each loop's
-	// measured window (prover-api-<transport>.prof, from its admin address
-	// with --admin-pprof); they are taken in WorkDir otherwise, and read
-	// for ProcessLoad.Profile either way.
+	// ProfileDir, when set, keeps prover-api's CPU and allocation profiles
+	// of each loop's measured window (prover-api-<transport>.prof and
+	// .allocs.prof, from its admin address with --admin-pprof); they are
+	// taken in WorkDir otherwise, and the CPU one is read for
+	// ProcessLoad.Profile either way.
 	ProfileDir string
 	Logger     *slog.Logger
 	Log        func(format string, args ...any)
@@ -308,7 +309,8 @@ func runLoad(ctx context.Context, cfg ProcessConfig, api *apiproc.Process, spec 
 		result   LoadResult
 		readErr  error
 		profWG   sync.WaitGroup
-		profErr  error
+		cpuErr   error // the CPU profile's fetch
+		allocErr error // the allocation profile's fetch
 	)
 	done := make(chan struct{})
 	go func() {
@@ -322,10 +324,14 @@ func runLoad(ctx context.Context, cfg ProcessConfig, api *apiproc.Process, spec 
 			case line == MarkMeasure:
 				from, readErr = snapshot(apiPid, p.Pid())
 				if profile != "" {
-					profWG.Add(1)
+					profWG.Add(2)
 					go func() {
 						defer profWG.Done()
-						profErr = fetchProfile(ctx, api.Admin, spec.Duration, profile)
+						cpuErr = fetchProfile(ctx, api.Admin, "profile", spec.Duration, profile)
+					}()
+					go func() {
+						defer profWG.Done()
+						allocErr = fetchProfile(ctx, api.Admin, "allocs", spec.Duration, strings.TrimSuffix(profile, ".prof")+".allocs.prof")
 					}()
 				}
 			case line == MarkDone:
@@ -344,10 +350,15 @@ func runLoad(ctx context.Context, cfg ProcessConfig, api *apiproc.Process, spec 
 	pw.Close()
 	<-done
 	profWG.Wait()
-	if profErr == nil {
-		l.profilePath = profile
-	} else {
-		cfg.Log("frontend (own process): no CPU profile of prover-api: %v", profErr)
+	if profile != "" {
+		if cpuErr == nil {
+			l.profilePath = profile
+		} else {
+			cfg.Log("frontend (own process): no CPU profile of prover-api: %v", cpuErr)
+		}
+		if allocErr != nil {
+			cfg.Log("frontend (own process): no allocation profile of prover-api: %v", allocErr)
+		}
 	}
 	if err := p.Stop(time.Second); err != nil {
 		return l, fmt.Errorf("load generator: %w: %s", err, p.Output())
@@ -378,12 +389,13 @@ func runLoad(ctx context.Context, cfg ProcessConfig, api *apiproc.Process, spec 
 	return l, nil
 }
 
-// fetchProfile writes prover-api's CPU profile of the next d to path.
-func fetchProfile(ctx context.Context, admin string, d time.Duration, path string) error {
+// fetchProfile writes prover-api's profile of the given kind ("profile"
+// for CPU, "allocs" for allocations) over the next d to path.
+func fetchProfile(ctx context.Context, admin, kind string, d time.Duration, path string) error {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind, secs), nil)
 	if err != nil {
 		return err
 	}
