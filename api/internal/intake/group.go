@@ -54,10 +54,28 @@ func newGroup[In, Out any](slots, max int, run func(ctx context.Context, in []In
 
 // do runs in as part of a batch and returns its result.
 func (g *group[In, Out]) do(ctx context.Context, in In) (Out, error) {
+	return g.await(g.enqueue(ctx, in))
+}
+
+// enqueue queues in and returns at once: a batch that another caller runs
+// meanwhile may take it. The caller must then await the call, or abandon
+// it.
+func (g *group[In, Out]) enqueue(ctx context.Context, in In) *groupCall[In, Out] {
 	c := &groupCall[In, Out]{ctx: ctx, in: in, done: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
 	g.mu.Unlock()
+	return c
+}
+
+// abandon gives up a call that will not be awaited: it leaves the queue,
+// or, if a batch already took it, that batch finishes it for nobody.
+func (g *group[In, Out]) abandon(c *groupCall[In, Out]) { g.remove(c) }
+
+// await waits for c's result, running a batch itself when it gets a slot
+// while c is still queued.
+func (g *group[In, Out]) await(c *groupCall[In, Out]) (Out, error) {
+	ctx := c.ctx
 	for {
 		select {
 		case <-c.done:

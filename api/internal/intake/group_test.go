@@ -340,3 +340,29 @@ func TestGroupManyCallers(t *testing.T) {
 		}
 	}
 }
+
+// A queued call that is not awaited yet is answered by the batch another
+// caller runs; an abandoned one leaves the queue and is never run.
+func TestGroupEnqueueThenAwait(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	g := newGroup(1, 8, r.run)
+	early := g.enqueue(t.Context(), 2)
+	dropped := g.enqueue(t.Context(), 6)
+	g.abandon(dropped)
+	if out, err := g.do(t.Context(), 4); out != 40 || err != nil {
+		t.Fatalf("do(4) = %d, %v", out, err)
+	}
+	select {
+	case <-early.done:
+	default:
+		t.Fatal("the batch run by do(4) did not answer the queued call")
+	}
+	if out, err := g.await(early); out != 20 || err != nil {
+		t.Fatalf("await = %d, %v", out, err)
+	}
+	if got, want := r.all(), [][]int{{2, 4}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("batches = %v, want %v (the abandoned call must not run)", got, want)
+	}
+	waitQueued(t, g, 0)
+}

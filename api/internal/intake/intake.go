@@ -232,12 +232,37 @@ func (s *Service) insert(ctx context.Context, r store.Request) error {
 	return err
 }
 
-// exists reports whether id is recorded, in a batch when the Store allows.
-func (s *Service) exists(ctx context.Context, id string) (bool, error) {
-	if s.lookups == nil {
-		return s.d.Store.Exists(ctx, id)
+// pendingLookup is a lookup of whether a uuid is recorded: queued in a
+// batch when the Store allows (wait runs it if no other caller's batch
+// took it meanwhile), else one round trip when waited for.
+type pendingLookup struct {
+	s    *Service
+	ctx  context.Context
+	id   string
+	call *groupCall[string, bool] // nil without batching
+}
+
+func (s *Service) lookup(ctx context.Context, id string) pendingLookup {
+	p := pendingLookup{s: s, ctx: ctx, id: id}
+	if s.lookups != nil {
+		p.call = s.lookups.enqueue(ctx, id)
 	}
-	return s.lookups.do(ctx, id)
+	return p
+}
+
+// wait returns whether the uuid is recorded.
+func (p pendingLookup) wait() (bool, error) {
+	if p.call == nil {
+		return p.s.d.Store.Exists(p.ctx, p.id)
+	}
+	return p.s.lookups.await(p.call)
+}
+
+// abandon drops a lookup that will not be waited for.
+func (p pendingLookup) abandon() {
+	if p.call != nil {
+		p.s.lookups.abandon(p.call)
+	}
 }
 
 // Errors the transport maps to the app's messages.
@@ -320,32 +345,27 @@ func (s *Service) Hello(ctx context.Context, src netip.Prefix, id string, client
 		return protocol.HelloResult{}, err
 	}
 	// The lookup of a recorded request is a database round trip and the
-	// attestation a signature: they run at the same time, and a session
-	// whose uuid turns out to be recorded is aborted before anything about
-	// it is sent.
-	type lookup struct {
-		recorded bool
-		err      error
-	}
-	found := make(chan lookup, 1) // buffered: the lookup never waits for a reader
-	go func() {
-		recorded, err := s.exists(ctx, id)
-		found <- lookup{recorded, err}
-	}()
+	// attestation a signature: the lookup is queued first, so that a batch
+	// run by another caller can take it while this one signs, and a
+	// session whose uuid turns out to be recorded is aborted before
+	// anything about it is sent.
+	found := s.lookup(ctx, id)
 	serverKey, err := s.d.Sessions.Begin(id, src, key)
 	switch {
 	case errors.Is(err, handshake.ErrExists):
+		found.abandon()
 		return protocol.HelloResult{}, fmt.Errorf("%w: %w", ErrExists, err)
 	case err != nil:
+		found.abandon()
 		return protocol.HelloResult{}, err
 	}
 	doc, attErr := s.d.Attester.Attest(ctx, helloRequest(s.d.Attester.Format(), clientKey, serverKey))
-	l := <-found
+	recorded, lookErr := found.wait()
 	switch {
-	case l.err != nil:
+	case lookErr != nil:
 		s.d.Sessions.Abort(id)
-		return protocol.HelloResult{}, &InternalError{Public: msgLookup, Err: l.err}
-	case l.recorded:
+		return protocol.HelloResult{}, &InternalError{Public: msgLookup, Err: lookErr}
+	case recorded:
 		s.d.Sessions.Abort(id)
 		return protocol.HelloResult{}, fmt.Errorf("%w: request is recorded", ErrExists)
 	case attErr != nil:
