@@ -3,6 +3,7 @@ package rpc
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/openpassport/prover-fleet/api/protocol"
@@ -97,25 +98,24 @@ func appendHelloTo(out, id []byte, h protocol.HelloResult) ([]byte, bool) {
 	out = append(out, `{"uuid":`...)
 	out = append(out, id...)
 	out = append(out, `,"attestation":[`...)
+	out = slices.Grow(out, 4*len(h.Attestation)+2)
 	for i, c := range h.Attestation {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = appendByte(out, c)
+		out = append(out, decimal[c]...)
 	}
 	return append(out, "]}"...), true
 }
 
-// appendByte writes c in decimal, as strconv.AppendUint.
-func appendByte(out []byte, c byte) []byte {
-	switch {
-	case c >= 100:
-		return append(out, '0'+c/100, '0'+c/10%10, '0'+c%10)
-	case c >= 10:
-		return append(out, '0'+c/10, '0'+c%10)
+// decimal holds each byte value in decimal, as strconv.AppendUint writes
+// it: an attestation document is thousands of them.
+var decimal = func() (t [256]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
 	}
-	return append(out, '0'+c)
-}
+	return t
+}()
 
 // quote encodes s as a JSON string when that needs no escape at all
 // (printable ASCII without '"', '\\', '<', '>' or '&', as a uuid), where

@@ -75,11 +75,11 @@ func BenchmarkMarshalHello(b *testing.B) {
 	})
 }
 
-func TestAppendByte(t *testing.T) {
+func TestDecimal(t *testing.T) {
 	t.Parallel()
 	for c := range 256 {
-		if got, want := string(appendByte(nil, byte(c))), strconv.Itoa(c); got != want {
-			t.Fatalf("appendByte(%d) = %q", c, got)
+		if got, want := decimal[c], strconv.Itoa(c); got != want {
+			t.Fatalf("decimal[%d] = %q", c, got)
 		}
 	}
 }

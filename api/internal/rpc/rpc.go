@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -71,7 +72,7 @@ type Config struct {
 	WriteTimeout time.Duration
 	// ReadBufferSize is the read buffer of one WebSocket (default 512
 	// bytes: an idle socket keeps it; larger messages are read straight
-	// into their own buffer). Write buffers (4 KiB) come from a pool
+	// into their own buffer). Write buffers (16 KiB) come from a pool
 	// shared by all sockets, only while a message is written.
 	ReadBufferSize int
 }
@@ -159,7 +160,14 @@ func New(svc *intake.Service, adm *admission.Admission, log *slog.Logger, obs Ob
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   cfg.ReadBufferSize,
-			WriteBufferPool:  &sync.Pool{},
+			// Write buffers come from the pool only while a message is
+			// written, so their size costs an idle socket nothing. 16 KiB
+			// holds a hello's answer (about 11 KB): one frame, one write
+			// call. With gorilla's default 4 KiB the rest went out in a
+			// second write, as the listener's connection wrapper cannot
+			// take writev.
+			WriteBufferSize: 16 << 10,
+			WriteBufferPool: &sync.Pool{},
 			// The app is not a browser page: there are no cookies or
 			// ambient credentials for a foreign origin to ride on.
 			CheckOrigin: func(*http.Request) bool { return true },
@@ -592,7 +600,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	} else {
 		defer release() // Write copies into the response's buffer
 	}
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	// A known length: net/http sends a body over 2 KB unchunked.
+	h.Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(status)
 	_, _ = w.Write(data)
 }
