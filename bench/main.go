@@ -86,7 +86,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&timeout, "timeout", 0, "give up after this long (default 40m, or 5m with -quick)")
 	fs.BoolVar(&verbose, "v", false, "log the fleets' warnings and errors to stderr")
 	fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of this process (fleets, clients, loops; not the child programs) to this file")
-	fs.StringVar(&cfg.FrontendProfileDir, "frontend-profile", "", "write prover-api's CPU profile of each measured window of the frontend-as-its-own-process loops to this folder (prover-api-<transport>.prof)")
+	fs.StringVar(&cfg.FrontendProfileDir, "frontend-profile", "", "write prover-api's CPU and allocation profiles of each measured window of the frontend-as-its-own-process loops to this folder (prover-api-<transport>.prof, .allocs.prof)")
+	fs.BoolVar(&cfg.FrontendUnpinned, "frontend-unpinned", false, "do not give prover-api a CPU of its own in the frontend-as-its-own-process loops (by default, with 2 CPUs or more, it runs alone on the last one)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

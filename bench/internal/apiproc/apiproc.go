@@ -24,6 +24,11 @@ type Config struct {
 	WorkDir string
 	// Args are more flags: the session table, timeouts, profiling.
 	Args []string
+	// Prefix, when set, is a command that runs the program (for example
+	// taskset -c 1): it is started as Prefix[0] with Prefix[1:], the
+	// binary and its flags as arguments, and must exec the binary so
+	// that the process measured is prover-api.
+	Prefix []string
 }
 
 // Process is a prover-api that answered /readyz.
@@ -59,7 +64,11 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		"--hello-rate", "0", "--max-sessions-per-source", "0", "--session-share", "0", "--max-connections-per-source", "0",
 		"--log-level", "warn", "--log-format", "text",
 	}, cfg.Args...)
-	p, err := child.Start(ctx, child.Cmd{Path: cfg.Binary, Args: args})
+	cmd := child.Cmd{Path: cfg.Binary, Args: args}
+	if len(cfg.Prefix) > 0 {
+		cmd = child.Cmd{Path: cfg.Prefix[0], Args: append(append(cfg.Prefix[1:len(cfg.Prefix):len(cfg.Prefix)], cfg.Binary), args...)}
+	}
+	p, err := child.Start(ctx, cmd)
 	if err != nil {
 		os.RemoveAll(attestDir)
 		return nil, fmt.Errorf("prover-api: %w", err)

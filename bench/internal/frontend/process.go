@@ -53,8 +53,10 @@ type ProcessConfig struct {
 	// taken in WorkDir otherwise, and the CPU one is read for
 	// ProcessLoad.Profile either way.
 	ProfileDir string
-	Logger     *slog.Logger
-	Log        func(format string, args ...any)
+	// Unpinned leaves every process free to run on any CPU (see pinning).
+	Unpinned bool
+	Logger   *slog.Logger
+	Log      func(format string, args ...any)
 }
 
 // ProcessLoad is one transport's loop against prover-api.
@@ -104,10 +106,13 @@ type ProcessResult struct {
 	// pairs; warm-up included): what the Go runtime adds to the
 	// cryptography alone (scheduling, GC of what it allocates) when a
 	// server does it concurrently.
-	ConcurrentCryptoPerPairMS float64       `json:"concurrent_crypto_per_pair_ms"`
-	Loads                     []ProcessLoad `json:"loads"`
-	Enqueued                  uint64        `json:"enqueued"`
-	Notes                     []string      `json:"notes,omitempty"`
+	ConcurrentCryptoPerPairMS float64 `json:"concurrent_crypto_per_pair_ms"`
+	// Pinning says how the CPUs were shared (see pinning), or why they
+	// were not split.
+	Pinning  string        `json:"pinning"`
+	Loads    []ProcessLoad `json:"loads"`
+	Enqueued uint64        `json:"enqueued"`
+	Notes    []string      `json:"notes,omitempty"`
 }
 
 // rusageThread is Linux's RUSAGE_THREAD.
@@ -163,20 +168,45 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	if err != nil {
 		return nil, err
 	}
+	res := &ProcessResult{Circuit: c.Name, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds()}
+	// Pinned first, so that the fleet's Postgres and NATS, and the load
+	// generator, start on the CPUs left to them.
+	pin, why := (*pinning)(nil), "not pinned: -frontend-unpinned"
+	if !cfg.Unpinned {
+		pin, why = newPinning()
+	}
+	res.Pinning = why
+	if pin != nil {
+		if err := pin.pinSelf(); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := pin.restore(); err != nil {
+				cfg.Log("frontend (own process): %v", err)
+			}
+		}()
+		res.Pinning = pin.describe()
+		if cfg.DatabaseURL != "" {
+			res.Pinning += " (a -database-url server: not moved)"
+		}
+	}
 	fleet, stopFleet, err := startQueueFleet(ctx, cfg.CircuitDir, cfg.ZkeyDir, cfg.DatabaseURL, server.Config{}, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
 	defer stopFleet()
-	res := &ProcessResult{Circuit: c.Name, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds()}
 
 	// A session table far above what the run opens, and a CPU profile of
 	// each window, which says where the CPU goes (sampling at 100 Hz costs
 	// it well under 1 %).
-	api, err := apiproc.Start(ctx, apiproc.Config{
+	apiCfg := apiproc.Config{
 		Binary: cfg.APIBinary, Fleet: fleet, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, WorkDir: cfg.WorkDir,
 		Args: []string{"--max-sessions", "1000000", "--admin-pprof"},
-	})
+	}
+	if pin != nil {
+		apiCfg.Prefix = pin.prefix()
+	}
+	api, err := apiproc.Start(ctx, apiCfg)
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
@@ -192,7 +222,17 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	}
 	pair := cryptoPair{attester: attester, plaintext: plain}
 	crypto := func() error {
-		d, err := serverCrypto(ctx, pair, cfg.CryptoPairs)
+		var d time.Duration
+		run := func() (err error) {
+			d, err = serverCrypto(ctx, pair, cfg.CryptoPairs)
+			return err
+		}
+		var err error
+		if pin != nil {
+			err = pin.onAPICPU(run)
+		} else {
+			err = run()
+		}
 		if err != nil {
 			return fmt.Errorf("frontend: server crypto: %w", err)
 		}
@@ -531,6 +571,7 @@ func (r *ProcessResult) Section() report.Section {
 			fmt.Sprintf("prover-api, the deployed program, in a process of its own against the fleet's NATS (embedded in the bench process) and Postgres (its own processes); "+
 				"the load generator in another process (`bench/internal/cmd/loadgen`): %d clients, each on its own connection, looping hello+submit (%s request) for %s s after a discarded warm-up. "+
 				"Per-source limits are off (every client has the same address) and the session table holds 1,000,000.", r.Concurrency, r.Circuit, report.F(r.DurationS, 0)),
+			"**CPUs**: " + r.Pinning + ". With 2 CPUs or more, prover-api runs alone on one CPU (`taskset`, so Go gives it one P, as a container of one CPU would), and the server-side baseline's thread runs on that CPU too: both sides of the ratio run on the same core while the load generator, Postgres and NATS work on the others. `-frontend-unpinned` turns this off.",
 			"**Frontend CPU per pair** = prover-api's own CPU time (user + system from /proc/<pid>/stat) over the measured window ÷ the pairs finished in it: everything the frontend does for a pair — JSON-RPC over WebSocket or HTTP, the handshake's cryptography, the session table, validation, the Postgres row (its client side), the JetStream publish (its client side), GC. " +
 				"**Server crypto per pair** = the server's cryptography of one pair (session key, ECDH, the dev attester's document: one ECDSA P-384 signature, AES-GCM decryption of the request), on one locked OS thread of the bench process, CPU from getrusage(RUSAGE_THREAD); the mean of a run before and one after the loads. " +
 				"**Ratio** = frontend CPU per pair ÷ server crypto per pair (target ≤ 1.3). **Concurrent crypto** = the same server-side cryptography done by as many goroutines at once in the bench process (its CPU ÷ pairs): what Go's scheduler and GC add to the cryptography alone; the ratio to it is shown too. Postgres, the load generator and NATS (with the bench process's own idle work) are measured apart and are not in the ratio.",
@@ -558,7 +599,7 @@ func (r *ProcessResult) Section() report.Section {
 			"A sample counts in the first of these its stack contains: Go's crypto packages (key generation, ECDH, the attester's signature, AES-GCM, random numbers), the socket read and write syscalls (on loopback a write also runs the receiver's TCP path), "+
 			"the garbage collector and allocation, the Postgres client (pgx), the NATS client, encoding/json; the rest is WebSocket and HTTP framing, the JSON-RPC server, the session table, validation, timers and the scheduler. "+
 			"**Floor** = (crypto + socket) ÷ server crypto per pair: the ratio the frontend would show on this machine, under this load, if everything else it does cost nothing. "+
-			"Above 1.3, no change to the frontend's own code can meet the target here: the cryptography itself runs slower inside the loaded frontend than on the quiet thread of the baseline (the load generator, Postgres and NATS share the two cores).")
+			"Above 1.3, no change to the frontend's own code can meet the target here: the cryptography itself runs slower inside the loaded frontend than on the quiet thread of the baseline.")
 	}
 	var runs []string
 	for _, v := range r.CryptoRuns {

@@ -16,7 +16,12 @@ import (
 // submit (no workers take them), and returns it with its stop function.
 func startQueueFleet(ctx context.Context, circuitDir, zkeyDir, databaseURL string, front server.Config, logger *slog.Logger) (*devfleet.Fleet, func(), error) {
 	q := jobqueue.DefaultConfig()
-	q.MaxMsgs, q.MaxBytes = 50_000_000, 32<<30 // every submit stays queued: no workers
+	// Every submit stays queued (no workers take them): a full run
+	// enqueues about 150,000 jobs of a few KB. JetStream refuses a stream
+	// whose MaxBytes exceeds what it may store (by default three quarters
+	// of the free disk), so the limit is not set far above need: 32 GiB
+	// failed once the disk had less than about 43 GiB free.
+	q.MaxMsgs, q.MaxBytes = 5_000_000, 4<<30
 	fleet, err := devfleet.Start(ctx, devfleet.Config{
 		CircuitDir: circuitDir, ZkeyDir: zkeyDir, DatabaseURL: databaseURL, NoWorkers: true, Queue: q,
 		Frontend: front,

@@ -84,8 +84,11 @@ type Config struct {
 	// FrontendProfileDir, when set, receives prover-api's CPU profile of
 	// each own-process frontend loop's measured window.
 	FrontendProfileDir string
-	Logger             *slog.Logger
-	Stderr             io.Writer
+	// FrontendUnpinned runs the frontend-as-its-own-process loops without
+	// giving prover-api a CPU of its own.
+	FrontendUnpinned bool
+	Logger           *slog.Logger
+	Stderr           io.Writer
 }
 
 // Results is results.json.
@@ -316,7 +319,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
 				Concurrency: set.FrontendClients, Warmup: time.Duration(set.FrontendSeconds * float64(time.Second) / 4),
 				Duration:    time.Duration(set.FrontendSeconds * float64(time.Second)),
-				CryptoPairs: set.CryptoPairs, WorkDir: work, ProfileDir: cfg.FrontendProfileDir, Logger: cfg.Logger, Log: logf,
+				CryptoPairs: set.CryptoPairs, WorkDir: work, ProfileDir: cfg.FrontendProfileDir, Unpinned: cfg.FrontendUnpinned, Logger: cfg.Logger, Log: logf,
 			})
 			res.FrontendProcess = pr
 			if err != nil {
