@@ -28,7 +28,8 @@
 //	prover_api_relay_events_sent_total{status}        status events the relay sent, by status (0..5)
 //	prover_api_status_listener_up                     1 while the LISTEN connection on status_update is up
 //	prover_api_status_notifications_total{outcome}    status_update notifications received: matched (a
-//	                                                  subscriber wanted it), unmatched, malformed
+//	                                                  subscriber wanted it), unmatched, malformed (payloads
+//	                                                  are read only while there is a subscription)
 package metrics
 
 import (
