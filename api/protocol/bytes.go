@@ -3,6 +3,8 @@ package protocol
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/openpassport/prover-fleet/api/internal/jsonvalid"
 )
 
 // Bytes is a byte string written as a JSON array of integers 0..255.
@@ -47,7 +49,7 @@ func (b *Bytes) UnmarshalJSON(data []byte) error {
 // itself instead of building a []any: a 10 MiB cipher text is about three
 // million elements.
 func ParseBytes(data []byte) ([]byte, error) {
-	i := skipSpace(data, 0)
+	i := jsonvalid.SkipSpace(data, 0)
 	if i >= len(data) || data[i] != '[' {
 		kind := "nothing"
 		if i < len(data) {
@@ -58,9 +60,9 @@ func ParseBytes(data []byte) ([]byte, error) {
 	// Upper bound on the element count: one element needs at least two
 	// bytes ("0,"), so this never over-allocates by more than 2x.
 	out := make([]byte, 0, len(data)/2)
-	i = skipSpace(data, i+1)
+	i = jsonvalid.SkipSpace(data, i+1)
 	if i < len(data) && data[i] == ']' {
-		if j := skipSpace(data, i+1); j != len(data) {
+		if j := jsonvalid.SkipSpace(data, i+1); j != len(data) {
 			return nil, &BytesError{"trailing data after the array"}
 		}
 		return out, nil
@@ -88,15 +90,15 @@ func ParseBytes(data []byte) ([]byte, error) {
 			return nil, &BytesError{fmt.Sprintf("element %d is not an integer: want an integer 0..255", n)}
 		}
 		out = append(out, byte(v))
-		i = skipSpace(data, i)
+		i = jsonvalid.SkipSpace(data, i)
 		if i >= len(data) {
 			return nil, &BytesError{"unterminated array"}
 		}
 		switch data[i] {
 		case ',':
-			i = skipSpace(data, i+1)
+			i = jsonvalid.SkipSpace(data, i+1)
 		case ']':
-			if j := skipSpace(data, i+1); j != len(data) {
+			if j := jsonvalid.SkipSpace(data, i+1); j != len(data) {
 				return nil, &BytesError{"trailing data after the array"}
 			}
 			return out, nil
@@ -104,18 +106,6 @@ func ParseBytes(data []byte) ([]byte, error) {
 			return nil, &BytesError{fmt.Sprintf("after element %d: want ',' or ']'", n)}
 		}
 	}
-}
-
-func skipSpace(data []byte, i int) int {
-	for i < len(data) {
-		switch data[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
 }
 
 // jsonKind names the JSON value that starts with c.

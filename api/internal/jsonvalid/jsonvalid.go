@@ -19,7 +19,7 @@ const maxDepth = 10000
 func Valid(data []byte) bool {
 	var buf [64]byte
 	stack := buf[:0] // open containers, '{' or '['
-	i := skipWS(data, 0)
+	i := SkipSpace(data, 0)
 	for {
 		// A value starts at i.
 		if i >= len(data) {
@@ -39,7 +39,7 @@ func Valid(data []byte) bool {
 					return false
 				}
 				stack = append(stack, c)
-				i = skipWS(data, i+1)
+				i = SkipSpace(data, i+1)
 				if i < len(data) && data[i] == c+2 { // '}' is '{'+2, ']' is '['+2
 					stack = stack[:len(stack)-1]
 					i++
@@ -75,7 +75,7 @@ func Valid(data []byte) bool {
 		}
 		// A value ended at i: close containers until one goes on.
 		for {
-			i = skipWS(data, i)
+			i = SkipSpace(data, i)
 			if len(stack) == 0 {
 				return i == len(data)
 			}
@@ -85,7 +85,7 @@ func Valid(data []byte) bool {
 			top := stack[len(stack)-1]
 			c := data[i]
 			if c == ',' {
-				i = skipWS(data, i+1)
+				i = SkipSpace(data, i+1)
 				if top == '{' {
 					if i, ok = key(data, i); !ok {
 						return false
@@ -138,14 +138,16 @@ func key(data []byte, i int) (int, bool) {
 	if !ok {
 		return i, false
 	}
-	i = skipWS(data, i)
+	i = SkipSpace(data, i)
 	if i >= len(data) || data[i] != ':' {
 		return i, false
 	}
-	return skipWS(data, i+1), true
+	return SkipSpace(data, i+1), true
 }
 
-func skipWS(data []byte, i int) int {
+// SkipSpace returns the index of the first byte at or after i that is not
+// JSON white space (space, tab, newline, carriage return).
+func SkipSpace(data []byte, i int) int {
 	for i < len(data) {
 		switch data[i] {
 		case ' ', '\t', '\n', '\r':

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"unicode/utf8"
+
+	"github.com/openpassport/prover-fleet/api/internal/jsonvalid"
 )
 
 // The splitters below walk the top level of JSON text that has already
@@ -35,11 +37,11 @@ func Object(data []byte) (map[string]json.RawMessage, error) {
 // allocates nothing for keys without escapes, so the hot path (a
 // message's three members, a method's few params) builds no map.
 func Members(data []byte, fn func(key []byte, v json.RawMessage)) error {
-	i := skipWS(data, 0)
+	i := jsonvalid.SkipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return errNotJSON
 	}
-	i = skipWS(data, i+1)
+	i = jsonvalid.SkipSpace(data, i+1)
 	if i < len(data) && data[i] == '}' {
 		return nil
 	}
@@ -59,23 +61,23 @@ func Members(data []byte, fn func(key []byte, v json.RawMessage)) error {
 			}
 			key = []byte(k)
 		}
-		i = skipWS(data, end)
+		i = jsonvalid.SkipSpace(data, end)
 		if i >= len(data) || data[i] != ':' {
 			return errNotJSON
 		}
-		i = skipWS(data, i+1)
+		i = jsonvalid.SkipSpace(data, i+1)
 		end, err = skipValue(data, i)
 		if err != nil {
 			return err
 		}
 		fn(key, data[i:end:end])
-		i = skipWS(data, end)
+		i = jsonvalid.SkipSpace(data, end)
 		if i >= len(data) {
 			return errNotJSON
 		}
 		switch data[i] {
 		case ',':
-			i = skipWS(data, i+1)
+			i = jsonvalid.SkipSpace(data, i+1)
 		case '}':
 			return nil
 		default:
@@ -104,12 +106,12 @@ func String(v json.RawMessage) (s string, ok bool) {
 
 // Array returns the elements of a JSON array.
 func Array(data []byte) ([]json.RawMessage, error) {
-	i := skipWS(data, 0)
+	i := jsonvalid.SkipSpace(data, 0)
 	if i >= len(data) || data[i] != '[' {
 		return nil, errNotJSON
 	}
 	var out []json.RawMessage
-	i = skipWS(data, i+1)
+	i = jsonvalid.SkipSpace(data, i+1)
 	if i < len(data) && data[i] == ']' {
 		return out, nil
 	}
@@ -119,26 +121,19 @@ func Array(data []byte) ([]json.RawMessage, error) {
 			return nil, err
 		}
 		out = append(out, data[i:end:end])
-		i = skipWS(data, end)
+		i = jsonvalid.SkipSpace(data, end)
 		if i >= len(data) {
 			return nil, errNotJSON
 		}
 		switch data[i] {
 		case ',':
-			i = skipWS(data, i+1)
+			i = jsonvalid.SkipSpace(data, i+1)
 		case ']':
 			return out, nil
 		default:
 			return nil, errNotJSON
 		}
 	}
-}
-
-func skipWS(data []byte, i int) int {
-	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
-		i++
-	}
-	return i
 }
 
 // skipString returns the index after the string starting at data[i] == '"'.
