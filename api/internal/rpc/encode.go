@@ -9,15 +9,12 @@ import (
 	"github.com/openpassport/prover-fleet/api/protocol"
 )
 
-// marshal encodes a message as encoding/json does. The answers to hello and
-// submit, the hot path, are written directly: json.Marshal validates and
-// compacts again whatever a MarshalJSON method returns, which for the
-// attestation document (a few KB of byte values) cost about as much as
-// writing it. The output is byte for byte json.Marshal's (a test checks);
-// anything else goes through json.Marshal.
-func marshal(v any) ([]byte, error) { return appendMessage(nil, v) }
-
-// appendMessage is marshal appending to dst.
+// appendMessage appends a message to dst encoded as encoding/json encodes
+// it. The answers to hello and submit, the hot path, are written directly:
+// json.Marshal validates and compacts again whatever a MarshalJSON method
+// returns, which for the attestation document (a few KB of byte values)
+// cost about as much as writing it. The output is byte for byte
+// json.Marshal's (a test checks); anything else goes through json.Marshal.
 func appendMessage(dst []byte, v any) ([]byte, error) {
 	if r, ok := v.(*response); ok && r.Error == nil && r.JSONRPC == "2.0" && plainRaw(r.ID) {
 		switch res := r.Result.(type) {

@@ -39,7 +39,7 @@ func TestMarshalMatchesEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := marshal(resp)
+			got, err := appendMessage(nil, resp)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +51,7 @@ func TestMarshalMatchesEncodingJSON(t *testing.T) {
 	// Errors and other messages go through json.Marshal.
 	e := errorResponse(json.RawMessage(`7`), rpcError(protocol.CodeInvalidRequest, "UUID not found", ""))
 	want, _ := json.Marshal(e)
-	if got, _ := marshal(e); !bytes.Equal(got, want) {
+	if got, _ := appendMessage(nil, e); !bytes.Equal(got, want) {
 		t.Errorf("error response: got %s, want %s", got, want)
 	}
 }
@@ -65,7 +65,7 @@ func BenchmarkMarshalHello(b *testing.B) {
 		Result: protocol.HelloResult{UUID: "0f8fad5b-d9cb-469f-a165-70867728950e", Attestation: doc}}
 	b.Run("marshal", func(b *testing.B) {
 		for b.Loop() {
-			_, _ = marshal(resp)
+			_, _ = appendMessage(nil, resp)
 		}
 	})
 	b.Run("encoding/json", func(b *testing.B) {
