@@ -51,7 +51,7 @@ type Field struct {
 func Decode(raw json.RawMessage, fields ...Field) error {
 	// Each field's raw value, by the field's index: no map.
 	var buf [8]json.RawMessage
-	vals := buf[:0]
+	var vals []json.RawMessage
 	if len(fields) <= len(buf) {
 		vals = buf[:len(fields)]
 	} else {

@@ -54,7 +54,7 @@ func Members(data []byte, fn func(key []byte, v json.RawMessage)) error {
 			return err
 		}
 		key := data[i+1 : end-1]
-		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
+		if !plain(key) {
 			var k string
 			if err := json.Unmarshal(data[i:end], &k); err != nil {
 				return errNotJSON
@@ -86,6 +86,13 @@ func Members(data []byte, fn func(key []byte, v json.RawMessage)) error {
 	}
 }
 
+// plain reports whether a string's body (between its quotes) is its value
+// as encoding/json decodes it: no escapes, valid UTF-8 (encoding/json turns
+// invalid bytes into U+FFFD).
+func plain(body []byte) bool {
+	return bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body)
+}
+
 // String decodes a JSON string value (v must be valid JSON). Strings
 // without escapes (uuids, method names) are copied out directly; others go
 // through encoding/json, which also turns invalid UTF-8 into U+FFFD. ok is
@@ -95,7 +102,7 @@ func String(v json.RawMessage) (s string, ok bool) {
 		return "", false
 	}
 	body := v[1 : len(v)-1]
-	if bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
+	if plain(body) {
 		return string(body), true
 	}
 	if err := json.Unmarshal(v, &s); err != nil {
