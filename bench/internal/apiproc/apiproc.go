@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/openpassport/prover-fleet/bench/internal/child"
@@ -66,7 +67,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	}, cfg.Args...)
 	cmd := child.Cmd{Path: cfg.Binary, Args: args}
 	if len(cfg.Prefix) > 0 {
-		cmd = child.Cmd{Path: cfg.Prefix[0], Args: append(append(cfg.Prefix[1:len(cfg.Prefix):len(cfg.Prefix)], cfg.Binary), args...)}
+		cmd = child.Cmd{Path: cfg.Prefix[0], Args: slices.Concat(cfg.Prefix[1:], []string{cfg.Binary}, args)}
 	}
 	p, err := child.Start(ctx, cmd)
 	if err != nil {

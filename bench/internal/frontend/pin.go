@@ -57,8 +57,14 @@ func (p *pinning) describe() string {
 	return fmt.Sprintf("prover-api and the baseline's thread on CPU %d; the bench process (NATS, crypto loops), Postgres and the load generator on the other %d", p.apiCPU, p.rest.Count())
 }
 
-// prefix is the command that runs a program on prover-api's CPU.
-func (p *pinning) prefix() []string { return []string{p.taskset, "-c", strconv.Itoa(p.apiCPU)} }
+// prefix is the command that runs a program on prover-api's CPU; none
+// when not pinned (p nil).
+func (p *pinning) prefix() []string {
+	if p == nil {
+		return nil
+	}
+	return []string{p.taskset, "-c", strconv.Itoa(p.apiCPU)}
+}
 
 // pinSelf moves every thread of this process to the other CPUs; the
 // processes it starts from now on inherit that.
@@ -67,10 +73,14 @@ func (p *pinning) pinSelf() error { return setAllThreads(&p.rest) }
 // restore gives this process's threads their CPUs back.
 func (p *pinning) restore() error { return setAllThreads(&p.orig) }
 
-// onAPICPU runs fn on one locked thread moved to prover-api's CPU.
-// (Threads the runtime starts meanwhile do not inherit it: Go starts new
-// threads from a template thread while the current one is locked.)
+// onAPICPU runs fn on one locked thread moved to prover-api's CPU, or just
+// runs it when not pinned (p nil). (Threads the runtime starts meanwhile
+// do not inherit the CPU: Go starts new threads from a template thread
+// while the current one is locked.)
 func (p *pinning) onAPICPU(fn func() error) error {
+	if p == nil {
+		return fn()
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := unix.SchedSetaffinity(0, &p.api); err != nil {

@@ -199,14 +199,11 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	// A session table far above what the run opens, and a CPU profile of
 	// each window, which says where the CPU goes (sampling at 100 Hz costs
 	// it well under 1 %).
-	apiCfg := apiproc.Config{
+	api, err := apiproc.Start(ctx, apiproc.Config{
 		Binary: cfg.APIBinary, Fleet: fleet, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, WorkDir: cfg.WorkDir,
-		Args: []string{"--max-sessions", "1000000", "--admin-pprof"},
-	}
-	if pin != nil {
-		apiCfg.Prefix = pin.prefix()
-	}
-	api, err := apiproc.Start(ctx, apiCfg)
+		Args:   []string{"--max-sessions", "1000000", "--admin-pprof"},
+		Prefix: pin.prefix(),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
@@ -223,16 +220,10 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	pair := cryptoPair{attester: attester, plaintext: plain}
 	crypto := func() error {
 		var d time.Duration
-		run := func() (err error) {
+		err := pin.onAPICPU(func() (err error) {
 			d, err = serverCrypto(ctx, pair, cfg.CryptoPairs)
 			return err
-		}
-		var err error
-		if pin != nil {
-			err = pin.onAPICPU(run)
-		} else {
-			err = run()
-		}
+		})
 		if err != nil {
 			return fmt.Errorf("frontend: server crypto: %w", err)
 		}
