@@ -28,18 +28,40 @@ func (e *ExitedError) Error() string { return "exited during start-up: " + e.Out
 // WaitReady polls url (a /readyz) until it answers 200, the process exits
 // (an *ExitedError), ctx ends, or within has passed.
 func (p *Process) WaitReady(ctx context.Context, url string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
+	return p.waitFor(ctx, url, within, func() (bool, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return err
+			return false, err
 		}
 		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+// WaitListening is WaitReady for a program without a /readyz: it polls
+// until a TCP connection to addr opens (and closes it).
+func (p *Process) WaitListening(ctx context.Context, addr string, within time.Duration) error {
+	return p.waitFor(ctx, addr, within, func() (bool, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return false, nil
+		}
+		c.Close()
+		return true, nil
+	})
+}
+
+func (p *Process) waitFor(ctx context.Context, what string, within time.Duration, ready func() (bool, error)) error {
+	deadline := time.Now().Add(within)
+	for {
+		ok, err := ready()
+		if err != nil || ok {
+			return err
 		}
 		select {
 		case <-p.Exited():
@@ -49,7 +71,7 @@ func (p *Process) WaitReady(ctx context.Context, url string, within time.Duratio
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s: %s", url, within, p.Output())
+			return fmt.Errorf("%s not ready after %s: %s", what, within, p.Output())
 		}
 	}
 }

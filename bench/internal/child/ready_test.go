@@ -2,6 +2,7 @@ package child
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -51,5 +52,38 @@ func TestWaitReady(t *testing.T) {
 	var exited *ExitedError
 	if !errors.As(err, &exited) || !strings.Contains(exited.Output, "unknown flag: --x") {
 		t.Fatalf("WaitReady on a program that exited = %v, want an ExitedError with its output", err)
+	}
+}
+
+func TestWaitListening(t *testing.T) {
+	t.Parallel()
+	p, err := Start(t.Context(), Cmd{Path: "/bin/sleep", Args: []string{"30"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(time.Second)
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens yet: the time runs out.
+	if err := p.WaitListening(t.Context(), addr, 200*time.Millisecond); err == nil || !strings.Contains(err.Error(), "not ready after 200ms") {
+		t.Fatalf("WaitListening with nothing listening = %v", err)
+	}
+	// A listener that opens during the wait.
+	opened := make(chan net.Listener, 1)
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- ln
+	}()
+	if err := p.WaitListening(t.Context(), addr, 10*time.Second); err != nil {
+		t.Fatalf("WaitListening = %v, want nil once the listener opened", err)
+	}
+	if ln := <-opened; ln != nil {
+		ln.Close()
 	}
 }

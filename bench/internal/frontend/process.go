@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,13 +37,16 @@ import (
 type ProcessConfig struct {
 	APIBinary     string // prover-api
 	LoadgenBinary string // bench/internal/cmd/loadgen
-	Circuit       circuits.Circuit
-	CircuitDir    string
-	ZkeyDir       string
-	DatabaseURL   string
-	Concurrency   int
-	Warmup        time.Duration
-	Duration      time.Duration
+	// BareBinary is bench/internal/cmd/bareapi, the floor (see
+	// ServeBare); empty: the floor is not measured.
+	BareBinary  string
+	Circuit     circuits.Circuit
+	CircuitDir  string
+	ZkeyDir     string
+	DatabaseURL string
+	Concurrency int
+	Warmup      time.Duration
+	Duration    time.Duration
 	// CryptoPairs is how many server-side pairs the crypto baseline runs,
 	// before and after the loads.
 	CryptoPairs int
@@ -70,7 +74,12 @@ type ProcessLoad struct {
 	// it; Ratio is that ÷ the server-side cryptography of a pair (target
 	// ≤ 1.3).
 	FrontendCPUPerPairMS float64 `json:"frontend_cpu_per_pair_ms"`
-	Ratio                float64 `json:"ratio_to_server_crypto"`
+	// ServerCryptoPerPairMS is the mean of the server crypto runs just
+	// before and just after this load: the machine's speed drifts (runs
+	// a minute apart have differed by half), so each load is compared
+	// with its neighbours.
+	ServerCryptoPerPairMS float64 `json:"server_crypto_per_pair_ms"`
+	Ratio                 float64 `json:"ratio_to_server_crypto"`
 	// RatioConcurrent is frontend CPU per pair ÷ ConcurrentCryptoPerPairMS.
 	RatioConcurrent float64 `json:"ratio_to_concurrent_crypto"`
 	// The other processes, measured apart: Postgres (every process under
@@ -97,8 +106,8 @@ type ProcessResult struct {
 	// ServerCryptoPerPairMS is the server's cryptography of one pair (a
 	// session key, ECDH, the dev attester's document, the AES-GCM
 	// decryption of the request), on one locked OS thread, from
-	// getrusage(RUSAGE_THREAD): the mean of a run before and one after
-	// the loads.
+	// getrusage(RUSAGE_THREAD): the mean of CryptoRuns, one before the
+	// loads and one after each (a load's ratio uses its two neighbours).
 	ServerCryptoPerPairMS float64   `json:"server_crypto_per_pair_ms"`
 	CryptoRuns            []float64 `json:"server_crypto_runs_ms"`
 	// ConcurrentCryptoPerPairMS is the same cryptography done by
@@ -261,15 +270,26 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 			dir = cfg.WorkDir
 		}
 		profile := filepath.Join(dir, "prover-api-"+strings.ToLower(tr.name)+".prof")
-		l, err := runLoad(ctx, cfg, api, spec, profile)
+		l, err := runLoad(ctx, cfg, api.Pid(), api.Admin, spec, profile)
 		if err != nil {
 			return nil, fmt.Errorf("frontend: %s load: %w (prover-api: %s)", tr.name, err, api.Output())
 		}
 		l.Transport = tr.name
 		res.Loads = append(res.Loads, l)
+		if err := crypto(); err != nil {
+			return nil, err
+		}
 	}
-	if err := crypto(); err != nil {
-		return nil, err
+	if cfg.BareBinary != "" {
+		cfg.Log("frontend (own process): the bare server (floor), %d clients in the load generator", cfg.Concurrency)
+		l, err := runBare(ctx, cfg, pin, spec)
+		if err != nil {
+			return nil, err
+		}
+		res.Loads = append(res.Loads, l)
+		if err := crypto(); err != nil {
+			return nil, err
+		}
 	}
 	var sum float64
 	for _, v := range res.CryptoRuns {
@@ -277,14 +297,17 @@ func MeasureProcess(ctx context.Context, cfg ProcessConfig) (*ProcessResult, err
 	}
 	res.ServerCryptoPerPairMS = stats.Round(sum/float64(len(res.CryptoRuns)), 4)
 	for i := range res.Loads {
-		res.Loads[i].Ratio = stats.Round(stats.Ratio(res.Loads[i].FrontendCPUPerPairMS, res.ServerCryptoPerPairMS), 3)
-		res.Loads[i].RatioConcurrent = stats.Round(stats.Ratio(res.Loads[i].FrontendCPUPerPairMS, res.ConcurrentCryptoPerPairMS), 3)
-		if p := res.Loads[i].profilePath; p != "" {
-			b, err := breakdown(p, res.Loads[i].Pairs, res.ServerCryptoPerPairMS)
+		// Load i ran between crypto runs i and i+1.
+		l := &res.Loads[i]
+		l.ServerCryptoPerPairMS = stats.Round((res.CryptoRuns[i]+res.CryptoRuns[i+1])/2, 4)
+		l.Ratio = stats.Round(stats.Ratio(l.FrontendCPUPerPairMS, l.ServerCryptoPerPairMS), 3)
+		l.RatioConcurrent = stats.Round(stats.Ratio(l.FrontendCPUPerPairMS, res.ConcurrentCryptoPerPairMS), 3)
+		if p := l.profilePath; p != "" {
+			b, err := breakdown(p, l.Pairs, l.ServerCryptoPerPairMS)
 			if err != nil {
-				res.Notes = append(res.Notes, fmt.Sprintf("%s: no CPU breakdown: %v", res.Loads[i].Transport, err))
+				res.Notes = append(res.Notes, fmt.Sprintf("%s: no CPU breakdown: %v", l.Transport, err))
 			}
-			res.Loads[i].Profile = b
+			l.Profile = b
 		}
 	}
 	backlogs, err := fleet.Backlogs(ctx)
@@ -321,8 +344,7 @@ func snapshot(apiPid, loadgenPid int) (cpuSnapshot, error) {
 
 // runLoad starts the load generator and takes the CPU snapshots at the
 // window it announces.
-func runLoad(ctx context.Context, cfg ProcessConfig, api *apiproc.Process, spec LoadSpec, profile string) (ProcessLoad, error) {
-	apiPid := api.Pid()
+func runLoad(ctx context.Context, cfg ProcessConfig, apiPid int, admin string, spec LoadSpec, profile string) (ProcessLoad, error) {
 	var l ProcessLoad
 	in, err := json.Marshal(spec)
 	if err != nil {
@@ -358,11 +380,11 @@ func runLoad(ctx context.Context, cfg ProcessConfig, api *apiproc.Process, spec 
 					profWG.Add(2)
 					go func() {
 						defer profWG.Done()
-						cpuErr = fetchProfile(ctx, api.Admin, "profile", spec.Duration, profile)
+						cpuErr = fetchProfile(ctx, admin, "profile", spec.Duration, profile)
 					}()
 					go func() {
 						defer profWG.Done()
-						allocErr = fetchProfile(ctx, api.Admin, "allocs", spec.Duration, strings.TrimSuffix(profile, ".prof")+".allocs.prof")
+						allocErr = fetchProfile(ctx, admin, "allocs", spec.Duration, strings.TrimSuffix(profile, ".prof")+".allocs.prof")
 					}()
 				}
 			case line == MarkDone:
@@ -417,6 +439,43 @@ func runLoad(ctx context.Context, cfg ProcessConfig, api *apiproc.Process, spec 
 	if m, err := child.ReadMemory(apiPid); err == nil {
 		l.FrontendRSS = m.RSS
 	}
+	return l, nil
+}
+
+// BareTransport names the bare server's load.
+const BareTransport = "bare TCP (floor)"
+
+// runBare starts the bare server where prover-api runs (its CPU, when
+// pinned) and runs the load generator against it.
+func runBare(ctx context.Context, cfg ProcessConfig, pin *pinning, spec LoadSpec) (ProcessLoad, error) {
+	addr, err := child.FreeAddr()
+	if err != nil {
+		return ProcessLoad{}, err
+	}
+	dir, err := os.MkdirTemp(cfg.WorkDir, "bare-attest-")
+	if err != nil {
+		return ProcessLoad{}, err
+	}
+	defer os.RemoveAll(dir)
+	args := []string{"-addr", addr, "-attest-dir", dir}
+	cmd := child.Cmd{Path: cfg.BareBinary, Args: args}
+	if pre := pin.prefix(); len(pre) > 0 {
+		cmd = child.Cmd{Path: pre[0], Args: slices.Concat(pre[1:], []string{cfg.BareBinary}, args)}
+	}
+	p, err := child.Start(ctx, cmd)
+	if err != nil {
+		return ProcessLoad{}, fmt.Errorf("frontend: bare server: %w", err)
+	}
+	defer p.Stop(5 * time.Second)
+	if err := p.WaitListening(ctx, addr, time.Minute); err != nil {
+		return ProcessLoad{}, fmt.Errorf("frontend: bare server: %w", err)
+	}
+	spec.URL = "tcp://" + addr
+	l, err := runLoad(ctx, cfg, p.Pid(), "", spec, "")
+	if err != nil {
+		return l, fmt.Errorf("frontend: bare load: %w (bare server: %s)", err, p.Output())
+	}
+	l.Transport = BareTransport
 	return l, nil
 }
 
@@ -486,44 +545,36 @@ type LoadResult struct {
 // MarkMeasure when the warm-up ends, MarkDone when the window ends, then
 // the LoadResult as one JSON line.
 func RunLoad(ctx context.Context, spec LoadSpec, out io.Writer) error {
-	req := client.Request{Type: family.ProofType(spec.Type), Circuit: spec.Circuit, Inputs: spec.Inputs, Onchain: true,
-		EndpointType: spec.EndpointType, Endpoint: spec.Endpoint}
-	transport := &http.Transport{MaxIdleConns: 2 * spec.Concurrency, MaxIdleConnsPerHost: 2 * spec.Concurrency}
-	defer transport.CloseIdleConnections()
-	clients := make([]*client.Client, spec.Concurrency)
-	for i := range clients {
-		c, err := client.Dial(ctx, spec.URL, client.Options{Verifier: DocReader{}, HTTPClient: &http.Client{Transport: transport, Timeout: time.Minute}})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		clients[i] = c
+	pairs, closeAll, err := loadClients(ctx, spec)
+	defer closeAll()
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	from, to := start.Add(spec.Warmup), start.Add(spec.Warmup+spec.Duration)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
-		mu    sync.Mutex
-		pairs int
-		lats  []time.Duration
-		wg    sync.WaitGroup
+		mu   sync.Mutex
+		done int
+		lats []time.Duration
+		wg   sync.WaitGroup
 	)
-	for _, c := range clients {
+	for _, pair := range pairs {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				t := time.Now()
 				if !t.Before(to) {
 					return
 				}
-				if _, err := c.Submit(ctx, req, nil); err != nil {
+				if err := pair(ctx); err != nil {
 					cancel(err)
 					return
 				}
 				end := time.Now()
 				if end.After(from) && !end.After(to) {
 					mu.Lock()
-					pairs++
+					done++
 					if !t.Before(from) {
 						lats = append(lats, end.Sub(t))
 					}
@@ -542,7 +593,7 @@ func RunLoad(ctx context.Context, spec LoadSpec, out io.Writer) error {
 	mark(from, MarkMeasure)
 	mark(to, MarkDone)
 	wg.Wait()
-	res := LoadResult{Pairs: pairs, Latency: stats.Summarize(lats)}
+	res := LoadResult{Pairs: done, Latency: stats.Summarize(lats)}
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		res.Error = err.Error()
 	}
@@ -554,6 +605,64 @@ func RunLoad(ctx context.Context, spec LoadSpec, out io.Writer) error {
 	return err
 }
 
+// loadClients connects spec.Concurrency clients and returns a pair
+// function for each, and what closes them all (also after an error). A
+// tcp:// URL is a bare server (see ServeBare); ws:// and http:// are
+// prover-api, through api/client.
+func loadClients(ctx context.Context, spec LoadSpec) ([]func(context.Context) error, func(), error) {
+	var closers []io.Closer
+	closeAll := func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+	pairs := make([]func(context.Context) error, spec.Concurrency)
+	if addr, ok := strings.CutPrefix(spec.URL, "tcp://"); ok {
+		plain, err := requestPlaintext(spec.Type, spec.Circuit, spec.Inputs)
+		if err != nil {
+			return nil, closeAll, err
+		}
+		for i := range pairs {
+			c, err := dialBare(ctx, addr, plain)
+			if err != nil {
+				return nil, closeAll, err
+			}
+			closers = append(closers, c)
+			pairs[i] = c.pair
+		}
+		return pairs, closeAll, nil
+	}
+	req := client.Request{Type: family.ProofType(spec.Type), Circuit: spec.Circuit, Inputs: spec.Inputs, Onchain: true,
+		EndpointType: spec.EndpointType, Endpoint: spec.Endpoint}
+	transport := &http.Transport{MaxIdleConns: 2 * spec.Concurrency, MaxIdleConnsPerHost: 2 * spec.Concurrency}
+	closers = append(closers, closerFunc(transport.CloseIdleConnections))
+	for i := range pairs {
+		c, err := client.Dial(ctx, spec.URL, client.Options{Verifier: DocReader{}, HTTPClient: &http.Client{Transport: transport, Timeout: time.Minute}})
+		if err != nil {
+			return nil, closeAll, err
+		}
+		closers = append(closers, c)
+		pairs[i] = func(ctx context.Context) error {
+			_, err := c.Submit(ctx, req, nil)
+			return err
+		}
+	}
+	return pairs, closeAll, nil
+}
+
+// ratioCell is a load's ratio with the target, or with "floor" for the
+// bare server, which is not a frontend.
+func ratioCell(l ProcessLoad) string {
+	if l.Transport == BareTransport {
+		return report.F(l.Ratio, 3) + " (floor)"
+	}
+	return report.F(l.Ratio, 3) + " (" + report.Target(l.Ratio <= 1.3, "≤ 1.3") + ")"
+}
+
+type closerFunc func()
+
+func (f closerFunc) Close() error { f(); return nil }
+
 // ProcessSection renders the result.
 func (r *ProcessResult) Section() report.Section {
 	s := report.Section{
@@ -564,15 +673,15 @@ func (r *ProcessResult) Section() report.Section {
 				"Per-source limits are off (every client has the same address) and the session table holds 1,000,000.", r.Concurrency, r.Circuit, report.F(r.DurationS, 0)),
 			"**CPUs**: " + r.Pinning + ". With 2 CPUs or more, prover-api runs alone on one CPU (`taskset`, so Go gives it one P, as a container of one CPU would), and the server-side baseline's thread runs on that CPU too: both sides of the ratio run on the same core while the load generator, Postgres and NATS work on the others. `-frontend-unpinned` turns this off.",
 			"**Frontend CPU per pair** = prover-api's own CPU time (user + system from /proc/<pid>/stat) over the measured window ÷ the pairs finished in it: everything the frontend does for a pair — JSON-RPC over WebSocket or HTTP, the handshake's cryptography, the session table, validation, the Postgres row (its client side), the JetStream publish (its client side), GC. " +
-				"**Server crypto per pair** = the server's cryptography of one pair (session key, ECDH, the dev attester's document: one ECDSA P-384 signature, AES-GCM decryption of the request), on one locked OS thread of the bench process, CPU from getrusage(RUSAGE_THREAD); the mean of a run before and one after the loads. " +
+				"**Server crypto per pair** = the server's cryptography of one pair (session key, ECDH, the dev attester's document: one ECDSA P-384 signature, AES-GCM decryption of the request), on one locked OS thread of the bench process, CPU from getrusage(RUSAGE_THREAD); run once before the loads and once after each; each load is compared with the mean of the two runs beside it (the machine's speed drifts). " +
 				"**Ratio** = frontend CPU per pair ÷ server crypto per pair (target ≤ 1.3). **Concurrent crypto** = the same server-side cryptography done by as many goroutines at once in the bench process (its CPU ÷ pairs): what Go's scheduler and GC add to the cryptography alone; the ratio to it is shown too. Postgres, the load generator and NATS (with the bench process's own idle work) are measured apart and are not in the ratio.",
 		},
 	}
 	t := report.Table{Header: []string{"transport", "pairs", "pairs/s", "latency p50", "p99", "frontend CPU per pair", "server crypto per pair", "ratio", "concurrent crypto per pair", "ratio to it", "Postgres", "load generator", "NATS + bench", "frontend RSS"}}
 	for _, l := range r.Loads {
 		t.Row(l.Transport, fmt.Sprint(l.Pairs), report.F(l.PairsPerSecond, 0), report.F(l.Latency.P50MS, 2)+" ms", report.F(l.Latency.P99MS, 2)+" ms",
-			report.F(l.FrontendCPUPerPairMS, 3)+" ms", report.F(r.ServerCryptoPerPairMS, 3)+" ms",
-			report.F(l.Ratio, 3)+" ("+report.Target(l.Ratio <= 1.3, "≤ 1.3")+")",
+			report.F(l.FrontendCPUPerPairMS, 3)+" ms", report.F(l.ServerCryptoPerPairMS, 3)+" ms",
+			ratioCell(l),
 			report.F(r.ConcurrentCryptoPerPairMS, 3)+" ms", report.F(l.RatioConcurrent, 3),
 			report.F(l.PostgresCPUPerPairMS, 3)+" ms", report.F(l.LoadgenCPUPerPairMS, 3)+" ms", report.F(l.NATSCPUPerPairMS, 3)+" ms", report.MiB(l.FrontendRSS))
 	}
@@ -592,11 +701,18 @@ func (r *ProcessResult) Section() report.Section {
 			"**Floor** = (crypto + socket) ÷ server crypto per pair: the ratio the frontend would show on this machine, under this load, if everything else it does cost nothing. "+
 			"Above 1.3, no change to the frontend's own code can meet the target here: the cryptography itself runs slower inside the loaded frontend than on the quiet thread of the baseline.")
 	}
+	for _, l := range r.Loads {
+		if l.Transport == BareTransport {
+			s.Notes = append(s.Notes, fmt.Sprintf("**%s**: the floor under any Go frontend of this protocol here. `bench/internal/cmd/bareapi`, measured like prover-api (its own process, on prover-api's CPU, the same load generator), does per pair the server crypto of the baseline and moves the same number of bytes over loopback TCP (each message padded to the size of the app's JSON message, byte strings as decimal lists), and nothing else: no WebSocket or HTTP framing, JSON, session table, deadlines, Postgres or queue. "+
+				"Its ratio (%s) is what Go's runtime and the socket calls cost on top of the cryptography; a frontend meets ≤ 1.3 only if all it does beyond that costs under %s ms per pair.",
+				BareTransport, report.F(l.Ratio, 3), report.F(max(0, 1.3*l.ServerCryptoPerPairMS-l.FrontendCPUPerPairMS), 3)))
+		}
+	}
 	var runs []string
 	for _, v := range r.CryptoRuns {
 		runs = append(runs, report.F(v, 3)+" ms")
 	}
-	s.Notes = append(s.Notes, "Server crypto per pair, the two runs: "+strings.Join(runs, ", ")+".")
+	s.Notes = append(s.Notes, "Server crypto per pair, the runs (one before the loads, one after each; a load's ratio uses the mean of the two beside it): "+strings.Join(runs, ", ")+".")
 	s.Notes = append(s.Notes, fmt.Sprintf("Check: every accepted submit is on the queue (%d jobs pending after the run, warm-ups included).", r.Enqueued))
 	s.Notes = append(s.Notes, r.Notes...)
 	return s

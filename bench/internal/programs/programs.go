@@ -25,12 +25,14 @@ var helpers = map[string]string{
 	"rusage":    "./bench/internal/cmd/rusage",
 	"warmprove": "./bench/internal/cmd/warmprove",
 	"loadgen":   "./bench/internal/cmd/loadgen",
+	"bareapi":   "./bench/internal/cmd/bareapi",
 }
 
 // Paths are the programs' absolute paths.
 type Paths struct {
 	API, Worker, Zkprove       string
 	Rusage, WarmProve, Loadgen string
+	BareAPI                    string
 	// Built lists programs that were not in the bin folder and were built.
 	Built []string
 }
@@ -51,6 +53,8 @@ func Find(ctx context.Context, binDir, buildDir, moduleDir string) (Paths, error
 			p.WarmProve = path
 		case "loadgen":
 			p.Loadgen = path
+		case "bareapi":
+			p.BareAPI = path
 		}
 	}
 	for name, pkg := range packages {

@@ -315,7 +315,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 				fail(name, err)
 			}
 			pr, err := frontend.MeasureProcess(ctx, frontend.ProcessConfig{
-				APIBinary: bins.API, LoadgenBinary: bins.Loadgen,
+				APIBinary: bins.API, LoadgenBinary: bins.Loadgen, BareBinary: bins.BareAPI,
 				Circuit: smallest, CircuitDir: cfg.CircuitDir, ZkeyDir: cfg.ZkeyDir, DatabaseURL: cfg.DatabaseURL,
 				Concurrency: set.FrontendClients, Warmup: time.Duration(set.FrontendSeconds * float64(time.Second) / 4),
 				Duration:    time.Duration(set.FrontendSeconds * float64(time.Second)),
