@@ -218,7 +218,13 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "\n## prover-api's resident memory\n\n| idle | after the floods (%.0f sessions open) | peak with %.0f WebSockets open | after (%.0f s) | per idle WebSocket (target ≤ 10 KiB) |\n|--:|--:|--:|--:|--:|\n| %s | %s | %s | %s | %.1f KiB |\n",
 		m.SessionsOpen, m.PeakOpen, m.SettleS, mib(m.Idle), mib(m.BeforeSocks), mib(m.PeakSockets), mib(m.After), m.PerSocket/1024)
 	fmt.Fprintf(&b, "\nPer idle WebSocket = (peak RSS − RSS before the sockets) ÷ the most WebSockets open at once (the frontend's own gauge).\n")
-	if m.PerSocket > socketTarget {
+	switch {
+	case m.PerSocket <= socketTarget:
+	case r.Quick:
+		// About a tenth of the sockets: the heap's growth and the
+		// runtime's fixed costs weigh several times more per socket.
+		fmt.Fprintf(&b, "Above the 10 KiB target at this reduced size, where fixed costs weigh more per socket; the full run (`make abuse`, 10,000 idle WebSockets) is the target's measure.\n")
+	default:
 		fmt.Fprintf(&b, "The per-socket target of 10 KiB is **missed**.\n")
 	}
 	fmt.Fprintf(&b, "\n## Checks\n\n")
