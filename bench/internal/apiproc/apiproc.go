@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/openpassport/prover-fleet/bench/internal/child"
@@ -65,11 +64,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		"--hello-rate", "0", "--max-sessions-per-source", "0", "--session-share", "0", "--max-connections-per-source", "0",
 		"--log-level", "warn", "--log-format", "text",
 	}, cfg.Args...)
-	cmd := child.Cmd{Path: cfg.Binary, Args: args}
-	if len(cfg.Prefix) > 0 {
-		cmd = child.Cmd{Path: cfg.Prefix[0], Args: slices.Concat(cfg.Prefix[1:], []string{cfg.Binary}, args)}
-	}
-	p, err := child.Start(ctx, cmd)
+	p, err := child.Start(ctx, child.Prefixed(cfg.Prefix, cfg.Binary, args...))
 	if err != nil {
 		os.RemoveAll(attestDir)
 		return nil, fmt.Errorf("prover-api: %w", err)

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,16 @@ type Cmd struct {
 	// for errors).
 	Stdin  io.Reader
 	Stdout io.Writer
+}
+
+// Prefixed is the Cmd that runs path with args under prefix, a command
+// that execs what follows it (for example taskset -c 1), so that the
+// process started is path's; with no prefix, path itself.
+func Prefixed(prefix []string, path string, args ...string) Cmd {
+	if len(prefix) == 0 {
+		return Cmd{Path: path, Args: args}
+	}
+	return Cmd{Path: prefix[0], Args: slices.Concat(prefix[1:], []string{path}, args)}
 }
 
 // Result describes a finished child.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,16 @@ func TestTreeCPU(t *testing.T) {
 
 	if _, err := TreeCPU(1 << 30); err == nil {
 		t.Error("TreeCPU of a missing process succeeded")
+	}
+}
+
+func TestPrefixed(t *testing.T) {
+	t.Parallel()
+	if c := Prefixed(nil, "/bin/prog", "-a", "1"); c.Path != "/bin/prog" || !slices.Equal(c.Args, []string{"-a", "1"}) {
+		t.Errorf("Prefixed without a prefix = %+v", c)
+	}
+	c := Prefixed([]string{"/usr/bin/taskset", "-c", "1"}, "/bin/prog", "-a", "1")
+	if c.Path != "/usr/bin/taskset" || !slices.Equal(c.Args, []string{"-c", "1", "/bin/prog", "-a", "1"}) {
+		t.Errorf("Prefixed with taskset = %+v", c)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,8 +46,8 @@ type ProcessConfig struct {
 	Concurrency int
 	Warmup      time.Duration
 	Duration    time.Duration
-	// CryptoPairs is how many server-side pairs the crypto baseline runs,
-	// before and after the loads.
+	// CryptoPairs is how many server-side pairs each run of the crypto
+	// baseline does (one before the loads, one after each).
 	CryptoPairs int
 	WorkDir     string
 	// ProfileDir, when set, keeps prover-api's CPU and allocation profiles
@@ -457,12 +456,7 @@ func runBare(ctx context.Context, cfg ProcessConfig, pin *pinning, spec LoadSpec
 		return ProcessLoad{}, err
 	}
 	defer os.RemoveAll(dir)
-	args := []string{"-addr", addr, "-attest-dir", dir}
-	cmd := child.Cmd{Path: cfg.BareBinary, Args: args}
-	if pre := pin.prefix(); len(pre) > 0 {
-		cmd = child.Cmd{Path: pre[0], Args: slices.Concat(pre[1:], []string{cfg.BareBinary}, args)}
-	}
-	p, err := child.Start(ctx, cmd)
+	p, err := child.Start(ctx, child.Prefixed(pin.prefix(), cfg.BareBinary, "-addr", addr, "-attest-dir", dir))
 	if err != nil {
 		return ProcessLoad{}, fmt.Errorf("frontend: bare server: %w", err)
 	}
