@@ -443,3 +443,40 @@ func TestSlowReader(t *testing.T) {
 		t.Fatalf("reason %q after %d requests, want write_failed", r, sent)
 	}
 }
+
+// TestTrickledBody: a request whose body never arrives, on any path (net/
+// http reads what a handler left of a body before it answers, with no
+// deadline of its own), is cut off after ReadTimeout instead of holding
+// its connection for ever.
+func TestTrickledBody(t *testing.T) {
+	t.Parallel()
+	const readTimeout = 300 * time.Millisecond
+	e := setup(t, options{Frontend: func(c *server.Config) {
+		c.ReadTimeout = readTimeout
+		c.WriteTimeout = 300 * time.Millisecond
+	}})
+	addr := strings.TrimPrefix(e.HTTP.URL, "http://")
+	for _, head := range []string{
+		"GET /v1/proofs/" + uuid.NewString() + " HTTP/1.1", // a path that never reads a body
+		"GET /nowhere HTTP/1.1",                            // the mux's 404
+		"POST / HTTP/1.1",                                  // JSON-RPC, which reads it
+	} {
+		c, err := net.Dial("tcp", addr)
+		must(t, err)
+		start := time.Now()
+		fmt.Fprintf(c, "%s\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx", head)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = io.ReadAll(c) // until the server closes the connection
+		took := time.Since(start)
+		c.Close()
+		if err != nil {
+			t.Fatalf("%s: the connection was not closed: %v after %s", head, err, took)
+		}
+		if took < readTimeout/2 {
+			t.Fatalf("%s: closed after %s, before the body's deadline", head, took)
+		}
+	}
+
+	// The frontend serves others.
+	wantResult(t, e.httpTransport().send(t, body(t, 1, protocol.MethodHealth, nil)), nil)
+}

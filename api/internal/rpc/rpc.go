@@ -196,7 +196,28 @@ func (s *Server) Config() Config { return s.cfg }
 // ServeHTTP routes: POST / and POST /ws take one JSON-RPC request; a
 // WebSocket upgrade on GET / or GET /ws opens a JSON-RPC session;
 // GET /v1/proofs/{uuid} returns a request's status.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	now := time.Now()
+	if r.Body != http.NoBody {
+		// net/http clears the read deadline once a request's headers are
+		// in and, before it answers, reads what is left of the body (up
+		// to 256 KB) with none: a body trickled to any path would hold
+		// the connection and its goroutine for ever. Every body, whatever
+		// the path, must arrive within ReadTimeout.
+		_ = rc.SetReadDeadline(now.Add(s.cfg.ReadTimeout))
+	}
+	// Every answer must leave within WriteTimeout; handlers that work
+	// before they answer move the deadline to when the answer is ready
+	// (answerBy). An upgraded WebSocket sets its own.
+	_ = rc.SetWriteDeadline(now.Add(s.cfg.WriteTimeout))
+	s.mux.ServeHTTP(w, r)
+}
+
+// answerBy gives the answer about to be written WriteTimeout to leave.
+func (s *Server) answerBy(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+}
 
 // Shutdown closes every open WebSocket with "going away", refuses new
 // ones, and waits until the messages being handled are done or ctx is
@@ -521,17 +542,15 @@ func (s *Server) subscribe(ctx context.Context, c call) (any, func(), error) {
 // JSON-RPC answer, error or not, is HTTP 200; a body over the limit is 413
 // and a notification 204.
 func (s *Server) servePost(w http.ResponseWriter, r *http.Request) {
-	// The body must arrive within ReadTimeout and the answer leave within
-	// WriteTimeout of being ready (where the connection allows deadlines).
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+	// The body must arrive within ReadTimeout (ServeHTTP) and the answer
+	// leave within WriteTimeout of being ready.
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	data, err := readBody(body, r.ContentLength, s.cfg.MaxBodyBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.observe("", protocol.CodeInvalidRequest, time.Now())
-			_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			s.answerBy(w)
 			writeJSON(w, http.StatusRequestEntityTooLarge, errorResponse(nil, s.tooLarge()))
 			return
 		}
@@ -539,7 +558,7 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, _ := s.handle(r.Context(), data, call{src: s.adm.Source(r)})
-	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	s.answerBy(w)
 	if resp == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -547,22 +566,39 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// readBody reads a POST body into one buffer of its announced length (no
-// regrowing as io.ReadAll does) when the length is known and allowed.
+// bodyPrealloc is what a POST body's announced length reserves before any
+// of it arrives: a header alone must not make the frontend hold its
+// limit (10 MiB) for ReadTimeout.
+const bodyPrealloc = 64 << 10
+
+// readBody reads a POST body. When its length is known and allowed, the
+// buffer is sized to it (no regrowing beyond it as io.ReadAll does), but
+// grows only as bytes arrive: bodyPrealloc first, then doubling.
 func readBody(r io.Reader, length, limit int64) ([]byte, error) {
 	if length <= 0 || length > limit {
 		return io.ReadAll(r)
 	}
-	buf := make([]byte, length+1) // +1: a body longer than announced shows
-	n, err := io.ReadFull(r, buf)
-	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return buf[:n], nil
-	case err != nil:
-		return nil, err
+	want := int(length) + 1 // +1: room for the read that finds the end
+	buf := make([]byte, 0, min(want, bodyPrealloc))
+	for {
+		if len(buf) == cap(buf) {
+			// Double, up to the announced length; past it (a body longer
+			// than announced), double again.
+			next := min(want, 2*cap(buf))
+			if next <= cap(buf) {
+				next = 2 * cap(buf)
+			}
+			buf = append(make([]byte, 0, next), buf...)
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF): // a short body is answered as it is
+			return buf, nil
+		case err != nil:
+			return nil, err
+		}
 	}
-	rest, err := io.ReadAll(r)
-	return append(buf, rest...), err
 }
 
 func (s *Server) tooLarge() *jsonrpc2.Error {
@@ -574,6 +610,7 @@ func (s *Server) tooLarge() *jsonrpc2.Error {
 // error object {"error": {"code", "message"}} with 400, 404 or 500.
 func (s *Server) serveProof(w http.ResponseWriter, r *http.Request) {
 	st, err := s.svc.Status(r.Context(), r.PathValue("uuid"))
+	s.answerBy(w)
 	if err == nil {
 		writeJSON(w, http.StatusOK, st)
 		return
