@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/openpassport/prover-fleet/internal/httpbound"
 )
 
 // Check is one readiness check: a name (the key in /readyz's answer) and a
@@ -113,7 +115,10 @@ const ShutdownTimeout = 5 * time.Second
 // in flight get ShutdownTimeout). It returns nil after a shutdown, or the
 // error that stopped serving.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// No ReadTimeout or WriteTimeout, which would cut a CPU profile's
+	// answer; a body must arrive within 10 s (httpbound), and a kept-alive
+	// connection is closed after a minute idle.
+	hs := &http.Server{Handler: httpbound.Handler(h, 10*time.Second), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -51,6 +51,7 @@ import (
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/openpassport/prover-fleet/api/internal/pgnotify"
+	"github.com/openpassport/prover-fleet/internal/httpbound"
 	"github.com/openpassport/prover-fleet/shared/job"
 	"github.com/openpassport/prover-fleet/shared/status"
 	"github.com/openpassport/prover-fleet/shared/store"
@@ -271,7 +272,7 @@ func New(d Deps, cfg Config) (*Relay, error) {
 	eio := r.sio.ServeHandler(opts)
 	mux := http.NewServeMux()
 	mux.Handle("/{$}", eio)
-	r.handler = mux
+	r.handler = httpbound.Handler(mux, bodyTimeout)
 	return r, nil
 }
 
@@ -301,6 +302,10 @@ func (r *Relay) isClosed() bool {
 	defer r.mu.Unlock()
 	return r.closed
 }
+
+// bodyTimeout bounds the arrival of a request's body (a long poll's
+// message, a handshake's): see httpbound.
+const bodyTimeout = 30 * time.Second
 
 // Serve serves the relay on ln until ctx is done, then refuses new
 // connections, ends every subscription, closes the connections, stops the

@@ -40,6 +40,7 @@ import (
 	"github.com/openpassport/prover-fleet/api/internal/jsonvalid"
 	"github.com/openpassport/prover-fleet/api/internal/params"
 	"github.com/openpassport/prover-fleet/api/protocol"
+	"github.com/openpassport/prover-fleet/internal/httpbound"
 	"github.com/openpassport/prover-fleet/shared/attest"
 )
 
@@ -197,20 +198,12 @@ func (s *Server) Config() Config { return s.cfg }
 // WebSocket upgrade on GET / or GET /ws opens a JSON-RPC session;
 // GET /v1/proofs/{uuid} returns a request's status.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	now := time.Now()
-	if r.Body != http.NoBody {
-		// net/http clears the read deadline once a request's headers are
-		// in and, before it answers, reads what is left of the body (up
-		// to 256 KB) with none: a body trickled to any path would hold
-		// the connection and its goroutine for ever. Every body, whatever
-		// the path, must arrive within ReadTimeout.
-		_ = rc.SetReadDeadline(now.Add(s.cfg.ReadTimeout))
-	}
-	// Every answer must leave within WriteTimeout; handlers that work
-	// before they answer move the deadline to when the answer is ready
-	// (answerBy). An upgraded WebSocket sets its own.
-	_ = rc.SetWriteDeadline(now.Add(s.cfg.WriteTimeout))
+	// Every body, whatever the path, must arrive within ReadTimeout (see
+	// httpbound), and every answer leave within WriteTimeout: handlers
+	// that work before they answer move the deadline to when the answer
+	// is ready (answerBy). An upgraded WebSocket sets its own.
+	httpbound.Body(w, r, s.cfg.ReadTimeout)
+	s.answerBy(w)
 	s.mux.ServeHTTP(w, r)
 }
 
