@@ -135,6 +135,10 @@ type Config struct {
 	// the request is accepted and kept with its sealed job (see
 	// api/internal/intake).
 	RecordTimeout time.Duration
+	// QueryTimeout bounds the database work of a hello, a status read and
+	// a cancel (default 10 s): a stalled Postgres fails them with the
+	// app's "retry later" errors instead of holding the socket.
+	QueryTimeout time.Duration
 }
 
 // Server is one frontend.
@@ -208,7 +212,7 @@ func New(deps Deps, cfg Config) (*Server, error) {
 		Events:    deps.Events,
 		Sealer:    deps.Sealer,
 		Logger:    deps.Logger,
-	}, intake.Config{RecordTimeout: cfg.RecordTimeout})
+	}, intake.Config{RecordTimeout: cfg.RecordTimeout, QueryTimeout: cfg.QueryTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

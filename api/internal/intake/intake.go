@@ -122,6 +122,12 @@ type Config struct {
 	// CompensateTimeout bounds the removal of a row whose job could not be
 	// enqueued (default 5 s).
 	CompensateTimeout time.Duration
+	// QueryTimeout bounds the database work of a hello (the lookup of a
+	// recorded uuid), a status read (and a subscription's first) and a
+	// cancel (its reads, its write and its events), so that a stalled
+	// Postgres fails them instead of holding the client's socket and a
+	// pool connection (default 10 s).
+	QueryTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// StoreBatches is how many batched round trips of one kind (lookups,
@@ -172,7 +178,7 @@ func New(d Deps, cfg Config) (*Service, error) {
 		return nil, errors.New("intake: Deps.Sealer is nil")
 	case d.Logger == nil:
 		return nil, errors.New("intake: Deps.Logger is nil")
-	case cfg.RecordTimeout < 0 || cfg.CompensateTimeout < 0:
+	case cfg.RecordTimeout < 0 || cfg.CompensateTimeout < 0 || cfg.QueryTimeout < 0:
 		return nil, errors.New("intake: timeouts must not be negative")
 	case cfg.StoreBatches < 0 || cfg.MaxBatch < 0 || cfg.MaxBatchBytes < 0:
 		return nil, errors.New("intake: StoreBatches, MaxBatch and MaxBatchBytes must not be negative")
@@ -191,6 +197,9 @@ func New(d Deps, cfg Config) (*Service, error) {
 	}
 	if cfg.CompensateTimeout == 0 {
 		cfg.CompensateTimeout = 5 * time.Second
+	}
+	if cfg.QueryTimeout == 0 {
+		cfg.QueryTimeout = 10 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -349,7 +358,9 @@ func (s *Service) Hello(ctx context.Context, src netip.Prefix, id string, client
 	// run by another caller can take it while this one signs, and a
 	// session whose uuid turns out to be recorded is aborted before
 	// anything about it is sent.
-	found := s.lookup(ctx, id)
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	found := s.lookup(lctx, id)
 	serverKey, err := s.d.Sessions.Begin(id, src, key)
 	switch {
 	case errors.Is(err, handshake.ErrExists):
@@ -560,6 +571,8 @@ func (s *Service) Status(ctx context.Context, id string) (protocol.Status, error
 }
 
 func (s *Service) get(ctx context.Context, id string) (protocol.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
 	p, err := s.d.Store.Get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -611,6 +624,8 @@ func (s *Service) Cancel(ctx context.Context, id string, token []byte) (protocol
 	if err != nil {
 		return protocol.CancelResult{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
 	hash, st, err := s.d.Store.CancelHash(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -54,11 +54,20 @@ type watchEnv struct {
 
 func setupWatch(t *testing.T) *watchEnv {
 	t.Helper()
-	ctx := t.Context()
+	e := &watchEnv{store: &countingStore{Store: store.New(stacktest.Postgres(t))}, id: uuid.NewString()}
+	e.svc, e.nc, e.events = newService(t, e.store, Config{})
+	must(t, e.store.Insert(t.Context(), store.Request{ID: e.id, ProofType: "disclose_id", Circuit: "vc_and_disclose_id", Version: 1}))
+	return e
+}
+
+// newService is a Service over st, a real NATS (JetStream in memory) and
+// a development attester.
+func newService(t *testing.T, st Store, cfg Config) (*Service, *nats.Conn, *jobqueue.Events) {
+	t.Helper()
 	nc, js, _ := stacktest.NATS(t)
 	qcfg := jobqueue.DefaultConfig()
 	qcfg.Memory = true
-	must(t, jobqueue.Setup(ctx, js, qcfg, family.All()))
+	must(t, jobqueue.Setup(t.Context(), js, qcfg, family.All()))
 	pub, err := jobqueue.NewPublisher(js, qcfg)
 	must(t, err)
 	sessions, err := handshake.New(handshake.Config{})
@@ -69,14 +78,13 @@ func setupWatch(t *testing.T) *watchEnv {
 	must(t, err)
 	sealer, err := job.NewSealer(job.NewKey())
 	must(t, err)
-	e := &watchEnv{store: &countingStore{Store: store.New(stacktest.Postgres(t))}, nc: nc, events: jobqueue.NewEvents(nc), id: uuid.NewString()}
-	e.svc, err = New(Deps{
-		Sessions: sessions, Validator: validator, Attester: dev, Store: e.store, Queue: pub,
-		Events: e.events, Sealer: sealer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, Config{})
+	events := jobqueue.NewEvents(nc)
+	svc, err := New(Deps{
+		Sessions: sessions, Validator: validator, Attester: dev, Store: st, Queue: pub,
+		Events: events, Sealer: sealer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, cfg)
 	must(t, err)
-	must(t, e.store.Insert(ctx, store.Request{ID: e.id, ProofType: "disclose_id", Circuit: "vc_and_disclose_id", Version: 1}))
-	return e
+	return svc, nc, events
 }
 
 func must(t *testing.T, err error) {
