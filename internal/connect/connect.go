@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -105,8 +106,26 @@ func NATS(cfg NATSConfig) (*nats.Conn, jetstream.JetStream, error) {
 
 // Drain drains nc (pending messages are delivered and published, then it
 // closes), logging a failure to log: the last step of a program's shutdown.
+// nats.Conn.Drain only starts the drain, so Drain waits until the
+// connection has closed (at most its DrainTimeout, then it closes it):
+// the program must not exit with a Nak or a status event still buffered.
 func Drain(nc *nats.Conn, log *slog.Logger) {
 	if err := nc.Drain(); err != nil {
 		log.Warn("nats drain", "err", err)
+		nc.Close()
+		return
+	}
+	limit := nc.Opts.DrainTimeout
+	if limit <= 0 {
+		limit = nats.DefaultDrainTimeout
+	}
+	deadline := time.Now().Add(limit + time.Second)
+	for !nc.IsClosed() {
+		if time.Now().After(deadline) {
+			log.Warn("nats drain did not finish; closing", "after", limit)
+			nc.Close()
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

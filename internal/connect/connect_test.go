@@ -6,7 +6,11 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/openpassport/prover-fleet/internal/connect"
 	"github.com/openpassport/prover-fleet/internal/devstack/stacktest"
@@ -115,4 +119,47 @@ func TestRedacted(t *testing.T) {
 	if got := connect.Redacted("::"); got != "(unparseable URL)" {
 		t.Errorf("Redacted(bad) = %q", got)
 	}
+}
+
+// Drain returns once the connection has closed, with what was published
+// before it delivered: the program exits right after it.
+func TestDrainWaits(t *testing.T) {
+	t.Parallel()
+	srv := stacktest.NATSServer(t)
+	nc, _, err := connect.NATS(connect.NATSConfig{URL: srv.URL(), Name: t.Name(), Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _, err := connect.NATS(connect.NATSConfig{URL: srv.URL(), Name: t.Name() + "-sub", Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var got atomic.Int64
+	s, err := sub.Subscribe("drain.test", func(*nats.Msg) { got.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	payload := make([]byte, 512)
+	for range n {
+		if err := nc.Publish("drain.test", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connect.Drain(nc, discard())
+	if !nc.IsClosed() {
+		t.Fatal("Drain returned before the connection closed")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for got.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got.Load() != n {
+		t.Fatalf("%d of %d messages published before Drain were delivered", got.Load(), n)
+	}
+	_ = s.Unsubscribe()
 }
