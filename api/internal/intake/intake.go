@@ -567,12 +567,14 @@ func (s *Service) Status(ctx context.Context, id string) (protocol.Status, error
 	if err != nil {
 		return protocol.Status{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
 	return s.get(ctx, id)
 }
 
+// get reads id's row; its callers bound it (QueryTimeout, or a Watch's
+// reread timeout).
 func (s *Service) get(ctx context.Context, id string) (protocol.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-	defer cancel()
 	p, err := s.d.Store.Get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -52,7 +52,9 @@ func (s *Service) Subscribe(ctx context.Context, id string) (*Watch, error) {
 		return nil, &InternalError{Public: "Could not subscribe, retry later", Err: err}
 	}
 	w.stop = unsub
-	w.current, err = s.get(ctx, id)
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	w.current, err = s.get(rctx, id)
 	if err != nil {
 		unsub()
 		return nil, err
